@@ -1,0 +1,1 @@
+"""The ``hsiseg`` command line: thin typer commands over the :mod:`hsiseg` library."""

@@ -1,0 +1,38 @@
+"""Entry point of the ``hsiseg`` console script."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli import tree_commands
+from hsiseg import __version__
+
+app = typer.Typer(
+    name="hsiseg",
+    help="Hyperspectral surgical scene segmentation with label-tree semantic losses.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("tree")(tree_commands.tree)
+app.command("losses")(tree_commands.losses)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hsiseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Hyperspectral surgical scene segmentation with label-tree semantic losses."""
+
+
+if __name__ == "__main__":
+    app()
