@@ -54,7 +54,7 @@ class TreeLoss(nn.Module):
         self.reduction = reduction
         self.num_classes = tree.num_leaves
         # leaf_sets[t, l] = 1 iff leaf l is under the node with code t (rows 0..C-1 are the identity).
-        self.register_buffer("leaf_sets", torch.tensor(tree.ancestor_matrix(), dtype=torch.float32))
+        self.register_buffer("leaf_sets", torch.tensor(tree.ancestor_matrix(), dtype=torch.float64))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` (B, C, *spatial) against integer target codes (B, *spatial)."""

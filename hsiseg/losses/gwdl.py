@@ -49,9 +49,9 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
     ) -> None:
         super().__init__(tree, ignore_index, reduction)
         weights = (
-            torch.ones(tree.num_leaves)
+            torch.ones(tree.num_leaves, dtype=torch.float64)
             if class_weights is None
-            else torch.tensor(class_weights, dtype=torch.float32)
+            else torch.tensor(class_weights, dtype=torch.float64)
         )
         if (
             weights.shape != (tree.num_leaves,)
@@ -66,7 +66,7 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
         self.register_buffer("node_weights", node_weights)
         scale = distance_scale(tree, normalize_distances)
         self.register_buffer(
-            "node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float32)
+            "node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float64)
         )
         self.normalize_distances = bool(normalize_distances)
         self.smooth_nr = float(smooth_nr)

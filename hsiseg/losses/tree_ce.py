@@ -105,7 +105,7 @@ class TreeSemanticCELoss(TreeLoss):
         self.num_levels = tree.depth
         for k, (child_table, mask) in enumerate(zip(children, masks, strict=True)):
             self.register_buffer(f"children_{k}", torch.from_numpy(child_table))
-            self.register_buffer(f"child_mask_{k}", torch.tensor(mask, dtype=torch.float32))
+            self.register_buffer(f"child_mask_{k}", torch.tensor(mask, dtype=torch.float64))
         self.register_buffer("positions", torch.from_numpy(positions))
 
     def level_log_sums(self, logits: torch.Tensor) -> list[torch.Tensor]:

@@ -84,9 +84,9 @@ class TreeWassersteinLoss(TreeLoss):
         self.normalize_distances = bool(normalize_distances)
         scale = distance_scale(tree, normalize_distances)
         self.register_buffer(
-            "node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float32)
+            "node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float64)
         )
-        self.register_buffer("edge_weights", torch.tensor(tree.edge_weights() * scale, dtype=torch.float32))
+        self.register_buffer("edge_weights", torch.tensor(tree.edge_weights() * scale, dtype=torch.float64))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Integer target codes (B, *spatial) or soft targets (B, C, *spatial)."""
