@@ -298,9 +298,51 @@ def test_autocast_half_precision_matches_float32(demo_tree: LabelTree, name: str
 
 @pytest.mark.parametrize("name", ALL_LOSSES)
 def test_gradients_match_finite_differences(unbalanced_tree: LabelTree, name: str) -> None:
+    """The defining autograd implementation against finite differences (fast paths: next test)."""
     logits, target = random_batch(unbalanced_tree, shape=(2, 3, 2), seed=3)
     loss = build_loss(name, unbalanced_tree)
+    loss.fused = False
     assert torch.autograd.gradcheck(lambda z: loss(z, target), (logits.requires_grad_(),))
+
+
+def fused_and_exact(loss, logits: torch.Tensor, target: torch.Tensor, grad_out: torch.Tensor):
+    results = []
+    for fused in (True, False):
+        loss.fused = fused
+        z = logits.clone().requires_grad_()
+        value = loss(z, target)
+        value.backward(grad_out)
+        results.append((value.detach(), z.grad))
+    return results
+
+
+@pytest.mark.parametrize("name", ["tree-wasserstein", "tree-ce"])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_fast_path_equals_exact_autograd(
+    demo_tree: LabelTree, name: str, scale: float, reduction: str
+) -> None:
+    """Fast forward/backward = defining implementation, with partial labels and underflowing marginals."""
+    logits, target = random_batch(demo_tree, shape=(2, 7, 6), seed=5)
+    logits = (logits * scale).float()
+    loss = (
+        build_loss(name, demo_tree, reduction=reduction, top_level_weight=3.0)
+        if name == "tree-ce"
+        else (build_loss(name, demo_tree, reduction=reduction, alpha=0.5, beta=2.0))
+    )
+    grad_out = torch.rand(target.shape) if reduction == "none" else torch.tensor(1.0)
+    (fast_value, fast_grad), (exact_value, exact_grad) = fused_and_exact(loss, logits, target, grad_out)
+    torch.testing.assert_close(fast_value, exact_value, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(fast_grad, exact_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_fast_path_refuses_a_second_backward(demo_tree: LabelTree) -> None:
+    logits, target = random_batch(demo_tree)
+    z = logits.float().requires_grad_()
+    value = build_loss("tree-ce", demo_tree)(z, target)
+    value.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="do not retain_graph"):
+        value.backward()
 
 
 # --- property 5: 2D and 3D -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class TreeLoss(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    fused: bool = True  # use the fast path where a loss has one (set False to use plain autograd)
 
     def __init__(
         self, tree: LabelTree, ignore_index: int = DEFAULT_IGNORE_INDEX, reduction: str = "mean"
@@ -76,7 +77,21 @@ class TreeLoss(nn.Module):
         return reduce_pixels(per_pixel, valid, self.reduction, target_shape)
 
     def pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Loss per pixel (B, S); values at invalid pixels are discarded by the caller."""
+        """Loss per pixel (B, S); values at invalid pixels are discarded by the caller.
+
+        Uses the fused fast path when the loss has one and ``self.fused`` is set (see
+        :mod:`hsiseg.losses.fused`), else the defining autograd implementation.
+        """
+        if self.fused and hasattr(self, "fast_forward"):
+            from hsiseg.losses.fused import FusedPixelLoss
+
+            return FusedPixelLoss.apply(logits, codes, valid, self)
+        return self.exact_pixel_loss(logits, codes, valid)
+
+    def exact_pixel_loss(
+        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """The defining autograd implementation of the per-pixel loss, logits (B, C, S) -> (B, S)."""
         raise NotImplementedError
 
     def check_inputs(self, logits: torch.Tensor, target: torch.Tensor) -> None:

@@ -20,7 +20,9 @@ class CrossEntropyLoss(TreeLoss):
 
     name = "ce"
 
-    def pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def exact_pixel_loss(
+        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         log_probs = F.log_softmax(logits, dim=1)
         return -node_log_likelihood(log_probs, codes, valid, self.leaf_sets.to(logits.dtype))
 

@@ -21,10 +21,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hsiseg.errors import HsisegError
 from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, TreeLoss
 from hsiseg.tree import LabelTree
+
+TINY = 1e-30  # marginals below this go to the exact log-space path
 
 
 def level_structure(tree: LabelTree) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
@@ -107,6 +110,19 @@ class TreeSemanticCELoss(TreeLoss):
             self.register_buffer(f"children_{k}", torch.from_numpy(child_table))
             self.register_buffer(f"child_mask_{k}", torch.tensor(mask, dtype=torch.float64))
         self.register_buffer("positions", torch.from_numpy(positions))
+        # Fast path tables: parent position of every level item, and per-code effective level weights
+        # (an internal node's own level also carries the weights of the deeper levels it repeats).
+        for k, (child_table, mask) in enumerate(zip(children, masks, strict=True)):
+            parents = np.zeros(len(tree.level_codes(k + 2)), dtype=np.int64)
+            for parent, (row, row_mask) in enumerate(zip(child_table, mask, strict=True)):
+                parents[row[row_mask > 0]] = parent
+            self.register_buffer(f"parents_{k + 1}", torch.from_numpy(parents))
+        effective = np.zeros((tree.depth, tree.num_nodes))
+        for code in range(tree.num_nodes):
+            for k, weight in enumerate(self.level_weights):
+                own = k if positions[k, code] >= 0 else max(j for j in range(k) if positions[j, code] >= 0)
+                effective[own, code] += weight
+        self.register_buffer("effective_weights", torch.tensor(effective, dtype=torch.float64))
 
     def level_log_sums(self, logits: torch.Tensor) -> list[torch.Tensor]:
         """Unnormalised node log-marginals ``logsumexp_{l in L(n)} z_l`` per level: list of (B, K_d, S)."""
@@ -122,7 +138,9 @@ class TreeSemanticCELoss(TreeLoss):
             sums.insert(0, peak.squeeze(2) + total.log())
         return sums
 
-    def pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def exact_pixel_loss(
+        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         sums = self.level_log_sums(logits)
         log_partition = torch.logsumexp(sums[0], dim=1)  # (B, S): logsumexp over all leaves
         loss = torch.zeros_like(log_partition)
@@ -135,3 +153,51 @@ class TreeSemanticCELoss(TreeLoss):
                 loss = loss + weight * (log_partition - value)
             previous = value
         return loss
+
+    def fast_forward(
+        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """Marginals in probability space, summed bottom-up with index_add; tiny marginals go exact."""
+        leaf_level = self.num_levels - 1
+        log_probs = F.log_softmax(logits, dim=1)
+        weights = self.effective_weights.to(logits.dtype)[:, codes]  # (D, B, S)
+        leaf_position = self.positions[leaf_level][codes].clamp(min=0)
+        values = weights[leaf_level] * -log_probs.gather(1, leaf_position.unsqueeze(1)).squeeze(1)
+        probs = log_probs.exp_()
+        marginals, finer = [], probs
+        for k in reversed(range(1, self.num_levels)):  # level k-1 sums its children at level k
+            parents = getattr(self, f"parents_{k}")
+            shape = (finer.shape[0], int(parents.max()) + 1, finer.shape[2])
+            finer = torch.zeros(shape, dtype=finer.dtype, device=finer.device).index_add_(1, parents, finer)
+            marginals.insert(0, finer)
+        hard = torch.zeros_like(valid)
+        picked = []  # P of each pixel's ancestor at levels 0..D-2, (B, S) each
+        for k, level_marginals in enumerate(marginals):
+            position = self.positions[k][codes].clamp(min=0)
+            marginal = level_marginals.gather(1, position.unsqueeze(1)).squeeze(1)
+            hard |= (weights[k] > 0) & (marginal < TINY)
+            values = values + weights[k] * -marginal.clamp(min=TINY).log()
+            picked.append(marginal)
+        return values, hard, (probs, picked, weights, codes)
+
+    def fast_backward(self, state: tuple, grad_pixels: torch.Tensor) -> torch.Tensor:
+        """d/dz_l = sum_d v_d (p_l - [l under anc_d] p_l / P_anc_d), pushed down the tree level by level."""
+        probs, picked, weights, codes = state
+        leaf_level = self.num_levels - 1
+        scale = (grad_pixels * weights.sum(0)).unsqueeze(1)  # (B, 1, S): g * sum of level weights
+        coefficient = None  # (B, K_k, S): g v_d / P_anc_d summed over levels <= k, on t's ancestors
+        for k in range(leaf_level):
+            if coefficient is None:
+                width = int(self.parents_1.max()) + 1
+                coefficient = probs.new_zeros((probs.shape[0], width, probs.shape[2]))
+            else:
+                coefficient = coefficient.index_select(1, getattr(self, f"parents_{k}"))
+            position = self.positions[k][codes].clamp(min=0)
+            term = grad_pixels * weights[k] / picked[k].clamp(min=TINY)
+            coefficient.scatter_add_(1, position.unsqueeze(1), term.unsqueeze(1))
+        if coefficient is not None:
+            scale = coefficient.index_select(1, getattr(self, f"parents_{leaf_level}")).neg_().add_(scale)
+        grad = probs.mul_(scale)
+        leaf_position = self.positions[leaf_level][codes].clamp(min=0)
+        leaf_term = -(grad_pixels * weights[leaf_level]).unsqueeze(1)
+        return grad.scatter_add_(1, leaf_position.unsqueeze(1), leaf_term)

@@ -94,12 +94,37 @@ class TreeWassersteinLoss(TreeLoss):
             return self._soft_forward(logits, target)
         return super().forward(logits, target)
 
-    def pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def exact_pixel_loss(
+        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         log_probs = F.log_softmax(logits, dim=1)
         cross_entropy = -node_log_likelihood(log_probs, codes, valid, self.leaf_sets.to(logits.dtype))
         distances = F.embedding(codes, self.node_distances.to(logits.dtype))  # (B, S, C): row d(t_i, .)
         wasserstein = torch.einsum("bcs,bsc->bs", log_probs.exp(), distances)
         return self.alpha * cross_entropy + self.beta * wasserstein
+
+    def fast_forward(
+        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """Leaf labels: one log-softmax, the distance rows gathered once; partial labels go the exact way."""
+        batch, classes, pixels = logits.shape
+        log_probs = F.log_softmax(logits, dim=1)
+        leaf_codes = codes.clamp(max=classes - 1)
+        cross_entropy = -log_probs.gather(1, leaf_codes.unsqueeze(1)).squeeze(1)
+        probs = log_probs.exp_()
+        columns = self.node_distances.to(logits.dtype).T  # (C, N): column t is d(t, .)
+        rows = columns.index_select(1, codes.flatten()).view(classes, batch, pixels).transpose(0, 1)
+        wasserstein = torch.linalg.vecdot(probs, rows, dim=1)
+        values = self.alpha * cross_entropy + self.beta * wasserstein
+        return values, codes >= classes, (probs, rows, wasserstein, leaf_codes)
+
+    def fast_backward(self, state: tuple, grad_pixels: torch.Tensor) -> torch.Tensor:
+        """d/dz = alpha (p - onehot) + beta p (d(t, .) - W), written over the saved buffers."""
+        probs, rows, wasserstein, leaf_codes = state
+        scale = rows.mul_((self.beta * grad_pixels).unsqueeze(1))
+        scale.add_((grad_pixels * (self.alpha - self.beta * wasserstein)).unsqueeze(1))
+        grad = probs.mul_(scale)
+        return grad.scatter_add_(1, leaf_codes.unsqueeze(1), (-self.alpha * grad_pixels).unsqueeze(1))
 
     def _soft_forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.dim() < 3 or logits.shape[1] != self.num_classes:
