@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
+from torch.autograd.function import once_differentiable
 
 
 class FastPath(Protocol):
@@ -56,6 +57,7 @@ class FusedPixelLoss(torch.autograd.Function):
         return values
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_values: torch.Tensor):
         if ctx.state is None:
             raise RuntimeError(

@@ -117,6 +117,7 @@ class TreeSemanticCELoss(TreeLoss):
             for parent, (row, row_mask) in enumerate(zip(child_table, mask, strict=True)):
                 parents[row[row_mask > 0]] = parent
             self.register_buffer(f"parents_{k + 1}", torch.from_numpy(parents))
+        self.level_sizes = [len(tree.level_codes(d)) for d in range(1, tree.depth + 1)]  # K_d, no device sync
         effective = np.zeros((tree.depth, tree.num_nodes))
         for code in range(tree.num_nodes):
             for k, weight in enumerate(self.level_weights):
@@ -166,9 +167,9 @@ class TreeSemanticCELoss(TreeLoss):
         probs = log_probs.exp_()
         marginals, finer = [], probs
         for k in reversed(range(1, self.num_levels)):  # level k-1 sums its children at level k
+            shape = (finer.shape[0], self.level_sizes[k - 1], finer.shape[2])
             parents = getattr(self, f"parents_{k}")
-            shape = (finer.shape[0], int(parents.max()) + 1, finer.shape[2])
-            finer = torch.zeros(shape, dtype=finer.dtype, device=finer.device).index_add_(1, parents, finer)
+            finer = finer.new_zeros(shape).index_add_(1, parents, finer)
             marginals.insert(0, finer)
         hard = torch.zeros_like(valid)
         picked = []  # P of each pixel's ancestor at levels 0..D-2, (B, S) each
@@ -188,15 +189,14 @@ class TreeSemanticCELoss(TreeLoss):
         coefficient = None  # (B, K_k, S): g v_d / P_anc_d summed over levels <= k, on t's ancestors
         for k in range(leaf_level):
             if coefficient is None:
-                width = int(self.parents_1.max()) + 1
-                coefficient = probs.new_zeros((probs.shape[0], width, probs.shape[2]))
+                coefficient = probs.new_zeros((probs.shape[0], self.level_sizes[0], probs.shape[2]))
             else:
-                coefficient = coefficient.index_select(1, getattr(self, f"parents_{k}"))
+                coefficient = coefficient[:, getattr(self, f"parents_{k}")]
             position = self.positions[k][codes].clamp(min=0)
             term = grad_pixels * weights[k] / picked[k].clamp(min=TINY)
             coefficient.scatter_add_(1, position.unsqueeze(1), term.unsqueeze(1))
         if coefficient is not None:
-            scale = coefficient.index_select(1, getattr(self, f"parents_{leaf_level}")).neg_().add_(scale)
+            scale = coefficient[:, getattr(self, f"parents_{leaf_level}")].neg_().add_(scale)
         grad = probs.mul_(scale)
         leaf_position = self.positions[leaf_level][codes].clamp(min=0)
         leaf_term = -(grad_pixels * weights[leaf_level]).unsqueeze(1)
