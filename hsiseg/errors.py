@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class HsisegError(Exception):
     """An error caused by user input: bad files, bad specs, bad options."""
+
+
+class HsisegWarning(UserWarning):
+    """A documented repair of user input (e.g. NaN values set to 0); the message says what was done."""

@@ -1,0 +1,69 @@
+"""The in-memory hyperspectral cube every reader returns and every writer takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hsiseg.errors import HsisegError
+
+
+@dataclass
+class Cube:
+    """A hyperspectral image.
+
+    Attributes
+    ----------
+    data: (H, W, B) float32 array (reflectance unless ``meta`` says otherwise).
+    wavelengths: (B,) float64 band centres in nm, strictly increasing.
+    meta: JSON-serialisable metadata (reader, source file, camera fields, ...).
+    """
+
+    data: np.ndarray
+    wavelengths: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        source = self.meta.get("source", "cube")
+        self.data = np.asarray(self.data)
+        if self.data.ndim != 3:
+            raise HsisegError(f"{source}: a cube must be (H, W, B), got shape {self.data.shape}")
+        if self.data.dtype != np.float32:
+            self.data = self.data.astype(np.float32)
+        self.wavelengths = check_wavelengths(self.wavelengths, self.data.shape[2], source)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, B)."""
+        return self.data.shape  # type: ignore[return-value]
+
+    @property
+    def num_bands(self) -> int:
+        return self.data.shape[2]
+
+    def __repr__(self) -> str:
+        h, w, b = self.shape
+        return (
+            f"Cube({h} x {w} x {b} bands, {self.wavelengths[0]:g}-{self.wavelengths[-1]:g} nm, "
+            f"source={self.meta.get('source', '?')!r})"
+        )
+
+
+def check_wavelengths(wavelengths: Any, num_bands: int, source: str | Path) -> np.ndarray:
+    """Validate band centres: (B,) finite, strictly increasing, one per band. Returns float64 (B,)."""
+    values = np.asarray(wavelengths, dtype=np.float64).reshape(-1)
+    if values.size != num_bands:
+        raise HsisegError(f"{source}: {values.size} wavelengths for {num_bands} bands; give one per band")
+    if not np.isfinite(values).all():
+        raise HsisegError(f"{source}: wavelengths contain NaN or Inf")
+    steps = np.diff(values)
+    if (steps <= 0).any():
+        at = int(np.flatnonzero(steps <= 0)[0])
+        raise HsisegError(
+            f"{source}: wavelengths must increase strictly; band {at + 1} ({values[at + 1]:g} nm) "
+            f"follows {values[at]:g} nm"
+        )
+    return values
