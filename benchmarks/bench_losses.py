@@ -113,9 +113,7 @@ def setup(name: str, num_classes: int, size: int, batch: int) -> tuple[Callable,
     return build_loss(name, tree), logits, target
 
 
-def paired_ratio(
-    candidate: Callable, baseline: Callable, logits, target, repeats: int
-) -> tuple[float, float, float]:
+def paired_ratio(candidate: Callable, baseline: Callable, logits, target, repeats: int) -> tuple[float, float, float]:
     """Median of candidate/baseline time ratios, alternating the two; also both median times (ms)."""
     for _ in range(2):
         step(candidate, logits, target)
@@ -174,9 +172,7 @@ def main() -> None:
             if name == "monai-gwdl" and "tree-gwdl" not in TARGETS:
                 continue
             peak = peak_memory(name, *shape)
-            print(
-                f"| {num_classes} | {depth} | {name} | | | | | {peak / 2**20:.0f} | {peak / ce_peak:.2f}x | |"
-            )
+            print(f"| {num_classes} | {depth} | {name} | | | | | {peak / 2**20:.0f} | {peak / ce_peak:.2f}x | |")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,7 @@ def tree(
         Path | None,
         typer.Argument(help="Label tree (YAML/JSON) or data spec with 'label_tree'. Default: the demo tree."),
     ] = None,
-    distances: Annotated[
-        bool, typer.Option("--distances", help="Also print the leaf distance matrix M.")
-    ] = False,
+    distances: Annotated[bool, typer.Option("--distances", help="Also print the leaf distance matrix M.")] = False,
 ) -> None:
     """Print a label tree with leaf indices (output channels), depths and edge weights."""
     label_tree = load_tree(spec)
@@ -59,9 +57,7 @@ def tree(
         table.add_column("")
         for index in range(label_tree.num_leaves):
             table.add_column(str(index), justify="right")
-        for index, (leaf, row) in enumerate(
-            zip(label_tree.leaves, label_tree.distance_matrix(), strict=True)
-        ):
+        for index, (leaf, row) in enumerate(zip(label_tree.leaves, label_tree.distance_matrix(), strict=True)):
             table.add_row(f"{index} {leaf}", *(f"{value:g}" for value in row))
         console.print(table)
 

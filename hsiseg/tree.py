@@ -169,9 +169,7 @@ class LabelTree:
         ``source`` names the origin (a file path) in error messages.
         """
         if not isinstance(data, Mapping):
-            raise HsisegError(
-                f"{source}: a label tree must be a mapping with 'children', got {type(data).__name__}"
-            )
+            raise HsisegError(f"{source}: a label tree must be a mapping with 'children', got {type(data).__name__}")
         _reject_shared_or_cyclic(data, source)
         try:
             spec = _TreeSpec.model_validate(data)
@@ -249,9 +247,7 @@ class LabelTree:
         if duplicates:
             raise HsisegError(f"{self.source}: duplicate node names {duplicates}; every name must be unique")
         if len(leaves) < 2:
-            raise HsisegError(
-                f"{self.source}: the tree has {len(leaves)} leaf; at least 2 classes are needed"
-            )
+            raise HsisegError(f"{self.source}: the tree has {len(leaves)} leaf; at least 2 classes are needed")
 
         code_of_position = {}
         for code, entry in enumerate(leaves + internal):
@@ -316,18 +312,14 @@ class LabelTree:
         return name in self._code
 
     def __repr__(self) -> str:
-        return (
-            f"LabelTree({self.name!r}, leaves={self.num_leaves}, nodes={self.num_nodes}, depth={self.depth})"
-        )
+        return f"LabelTree({self.name!r}, leaves={self.num_leaves}, nodes={self.num_nodes}, depth={self.depth})"
 
     def node(self, name_or_code: str | int) -> TreeNode:
         """The node with this name or target code."""
         if isinstance(name_or_code, str):
             return self._nodes[self.index(name_or_code)]
         if not 0 <= int(name_or_code) < self.num_nodes:
-            raise HsisegError(
-                f"{self.source}: no node has code {name_or_code} (valid: 0..{self.num_nodes - 1})"
-            )
+            raise HsisegError(f"{self.source}: no node has code {name_or_code} (valid: 0..{self.num_nodes - 1})")
         return self._nodes[int(name_or_code)]
 
     def index(self, name: str) -> int:
@@ -335,9 +327,7 @@ class LabelTree:
         try:
             return self._code[name]
         except KeyError:
-            raise HsisegError(
-                f"{self.source}: unknown label {name!r}; known labels: {sorted(self._code)}"
-            ) from None
+            raise HsisegError(f"{self.source}: unknown label {name!r}; known labels: {sorted(self._code)}") from None
 
     def leaf_index(self, name: str) -> int:
         """Output channel of a leaf."""
@@ -536,9 +526,7 @@ def _load_mapping(path: Path) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as error:
-            raise HsisegError(
-                f"{path}: line {error.lineno}, column {error.colno}: invalid JSON: {error.msg}"
-            ) from None
+            raise HsisegError(f"{path}: line {error.lineno}, column {error.colno}: invalid JSON: {error.msg}") from None
     raise HsisegError(f"{path}: unknown label tree format {suffix!r}; use .yaml, .yml or .json")
 
 
@@ -551,13 +539,9 @@ def _reject_shared_or_cyclic(data: Any, source: str) -> None:
             return
         name = str(node.get("name", "?"))
         if id(node) in path:
-            raise HsisegError(
-                f"{source}: node {name!r} contains itself (a cycle); a label tree must be a tree"
-            )
+            raise HsisegError(f"{source}: node {name!r} contains itself (a cycle); a label tree must be a tree")
         if id(node) in seen:
-            raise HsisegError(
-                f"{source}: node {name!r} appears under two parents; a label tree must be a tree"
-            )
+            raise HsisegError(f"{source}: node {name!r} appears under two parents; a label tree must be a tree")
         seen.add(id(node))
         children = node.get("children", [])
         if isinstance(children, list):

@@ -10,9 +10,7 @@ from hsiseg.tree import LabelTree
 
 
 @st.composite
-def random_trees(
-    draw: st.DrawFn, max_leaves: int = 8, max_depth: int = 4, weighted: bool = True
-) -> LabelTree:
+def random_trees(draw: st.DrawFn, max_leaves: int = 8, max_depth: int = 4, weighted: bool = True) -> LabelTree:
     """A random tree with 2..max_leaves leaves, unbalanced depths and optional random edge weights."""
     counter = iter(range(10_000))
 

@@ -73,10 +73,7 @@ def reference_wasserstein(tree: LabelTree, logits, target, normalize: bool) -> n
     out = np.zeros(len(codes))
     for i, code in enumerate(codes):
         if code != IGNORE:
-            out[i] = (
-                sum(tree.node_distance_matrix()[code, c] * probs[i, c] for c in range(tree.num_leaves))
-                / scale
-            )
+            out[i] = sum(tree.node_distance_matrix()[code, c] * probs[i, c] for c in range(tree.num_leaves)) / scale
     return out
 
 
@@ -85,9 +82,7 @@ def ot_lp(cost: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
     n = len(p)
     rows = np.kron(np.eye(n), np.ones(n))  # sum_j T[i, j] = p_i
     cols = np.kron(np.ones(n), np.eye(n))  # sum_i T[i, j] = q_j
-    result = linprog(
-        cost.flatten(), A_eq=np.vstack([rows, cols]), b_eq=np.concatenate([p, q]), bounds=(0, None)
-    )
+    result = linprog(cost.flatten(), A_eq=np.vstack([rows, cols]), b_eq=np.concatenate([p, q]), bounds=(0, None))
     assert result.status == 0
     return float(result.fun)
 
@@ -98,9 +93,7 @@ def ot_lp(cost: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
 def test_flat_tree_wasserstein_is_two_times_one_minus_p_true() -> None:
     tree = LabelTree.from_dict({"children": ["a", "b", "c", "d", "e"]})
     logits, target = random_batch(tree, partial=False)
-    loss = build_loss(
-        "tree-wasserstein", tree, alpha=0.0, beta=1.0, normalize_distances=False, reduction="none"
-    )
+    loss = build_loss("tree-wasserstein", tree, alpha=0.0, beta=1.0, normalize_distances=False, reduction="none")
     probs = torch.softmax(logits, 1)
     true_prob = probs.gather(1, target.clamp(min=0).unsqueeze(1)).squeeze(1)
     expected = torch.where(target != IGNORE, 2 * (1 - true_prob), 0.0)
@@ -141,9 +134,7 @@ def test_tree_ce_matches_reference(unbalanced_tree: LabelTree, weights) -> None:
 def test_tree_ce_matches_reference_on_random_trees(tree: LabelTree, seed: int) -> None:
     logits, target = random_batch(tree, shape=(1, 3, 3), seed=seed)
     weights = [1.0 + d for d in range(tree.depth)]
-    got = (
-        build_loss("tree-ce", tree, reduction="none", level_weights=weights)(logits, target).flatten().numpy()
-    )
+    got = build_loss("tree-ce", tree, reduction="none", level_weights=weights)(logits, target).flatten().numpy()
     np.testing.assert_allclose(got, reference_tree_ce(tree, logits, target, weights), rtol=1e-9)
 
 
@@ -319,9 +310,7 @@ def fused_and_exact(loss, logits: torch.Tensor, target: torch.Tensor, grad_out: 
 @pytest.mark.parametrize("name", ["tree-wasserstein", "tree-ce"])
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_fast_path_equals_exact_autograd(
-    demo_tree: LabelTree, name: str, scale: float, reduction: str
-) -> None:
+def test_fast_path_equals_exact_autograd(demo_tree: LabelTree, name: str, scale: float, reduction: str) -> None:
     """Fast forward/backward = defining implementation, with partial labels and underflowing marginals."""
     logits, target = random_batch(demo_tree, shape=(2, 7, 6), seed=5)
     logits = (logits * scale).float()
@@ -383,9 +372,7 @@ def test_gwdl_equals_monai_when_conventions_coincide(demo_tree: LabelTree) -> No
     )
     ours = build_loss("tree-gwdl", demo_tree, class_weights=weights, reduction="none")
     torch.testing.assert_close(ours(logits, target), reference(logits, target))
-    mean_reference = monai_losses.GeneralizedWassersteinDiceLoss(
-        dist_matrix=demo_tree.distance_matrix().copy()
-    )
+    mean_reference = monai_losses.GeneralizedWassersteinDiceLoss(dist_matrix=demo_tree.distance_matrix().copy())
     torch.testing.assert_close(
         build_loss("tree-gwdl", demo_tree, class_weights=weights)(logits, target),
         mean_reference(logits, target),

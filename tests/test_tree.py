@@ -91,9 +91,7 @@ def test_distance_matrix_is_the_weighted_path_length(tree: LabelTree) -> None:
     np.testing.assert_allclose(distances, distances.T)
     np.testing.assert_array_equal(np.diag(distances), 0)
     # a tree metric satisfies the four-point condition, hence the triangle inequality
-    assert (
-        distances[:, :, None] <= distances[:, None, :] + distances[None, :, :].transpose(0, 2, 1) + 1e-9
-    ).all()
+    assert (distances[:, :, None] <= distances[:, None, :] + distances[None, :, :].transpose(0, 2, 1) + 1e-9).all()
 
 
 @settings(max_examples=40, deadline=None)

@@ -123,9 +123,7 @@ def read_cube(path: str | Path, format: str | None = None, nonfinite: str = "zer
     if not path.exists():
         raise HsisegError(f"{path}: file not found")
     if path.is_dir():
-        raise HsisegError(
-            f"{path}: is a folder; pass a cube file (hsiseg finds cubes in folders with find_cubes)"
-        )
+        raise HsisegError(f"{path}: is a folder; pass a cube file (hsiseg finds cubes in folders with find_cubes)")
     kind = format or detect_format(path)
     if kind not in READERS:
         raise HsisegError(f"{path}: unknown format {kind!r}; choose one of {sorted(READERS)}")
@@ -135,9 +133,7 @@ def read_cube(path: str | Path, format: str | None = None, nonfinite: str = "zer
     accepted = set(inspect.signature(reader).parameters) - {"path"}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise HsisegError(
-            f"{path}: the {kind} reader has no option(s) {unknown}; its options: {sorted(accepted)}"
-        )
+        raise HsisegError(f"{path}: the {kind} reader has no option(s) {unknown}; its options: {sorted(accepted)}")
     cube = reader(path, **options)
     _handle_nonfinite(cube, nonfinite, path)
     return cube
@@ -148,14 +144,10 @@ def write_cube(path: str | Path, cube: Cube, format: str | None = None, **option
     options ``interleave``, ``byte_order``) or Tivita (``*_SpecCube.dat``). Returns the written path.
     """
     path = Path(path)
-    kind = format or {".h5": "hdf5", ".hdf5": "hdf5", ".hdr": "envi", ".dat": "tivita"}.get(
-        path.suffix.lower()
-    )
+    kind = format or {".h5": "hdf5", ".hdf5": "hdf5", ".hdr": "envi", ".dat": "tivita"}.get(path.suffix.lower())
     writers: dict[str, Callable[..., None]] = {"hdf5": write_hdf5, "envi": write_envi, "tivita": write_tivita}
     if kind not in writers:
-        raise HsisegError(
-            f"{path}: cannot write this format; use .h5/.hdf5 (HDF5), .hdr (ENVI) or _SpecCube.dat"
-        )
+        raise HsisegError(f"{path}: cannot write this format; use .h5/.hdf5 (HDF5), .hdr (ENVI) or _SpecCube.dat")
     writers[kind](path, cube, **options)
     return path
 

@@ -77,9 +77,7 @@ def read_mat(
         except (MatReadError, ValueError, TypeError) as error:
             raise HsisegError(f"{path}: not a readable MATLAB file ({error})") from None
         arrays = {
-            name: value
-            for name, value in loaded.items()
-            if not name.startswith("__") and isinstance(value, np.ndarray)
+            name: value for name, value in loaded.items() if not name.startswith("__") and isinstance(value, np.ndarray)
         }
         version = "mat-v5"
     return _from_variables(path, arrays, variable, wavelengths, axes, image_shape, version)
@@ -101,7 +99,7 @@ def _from_variables(
         name = variable
     else:
         wanted_ndim = 2 if image_shape is not None else 3
-        candidates = [n for n, a in numeric.items() if a.ndim == wanted_ndim]
+        candidates = [n for n, a in numeric.items() if a.ndim == wanted_ndim and n.lower() not in WAVELENGTH_NAMES]
         named = [n for n in candidates if n.lower() in CUBE_NAMES]
         if len(candidates) == 1:
             name = candidates[0]
@@ -114,9 +112,7 @@ def _from_variables(
     if wavelengths is None:
         found = [n for n in numeric if n.lower() in WAVELENGTH_NAMES]
         if not found:
-            raise HsisegError(
-                f"{path}: no wavelengths variable ({'/'.join(WAVELENGTH_NAMES)}); pass wavelengths=..."
-            )
+            raise HsisegError(f"{path}: no wavelengths variable ({'/'.join(WAVELENGTH_NAMES)}); pass wavelengths=...")
         wavelengths = numeric[found[0]].reshape(-1)
     return _to_cube(path, numeric[name], wavelengths, axes, image_shape, kind, {"variable": name})
 
@@ -125,14 +121,10 @@ def _to_cube(
     path: Path, array: np.ndarray, wavelengths: Any, axes: str, image_shape: Any, kind: str, extra: dict
 ) -> Cube:
     if image_shape is not None:
-        array = _spectra_to_image(
-            path, np.asarray(array), tuple(int(v) for v in image_shape), np.size(wavelengths)
-        )
+        array = _spectra_to_image(path, np.asarray(array), tuple(int(v) for v in image_shape), np.size(wavelengths))
         axes = "HWB"
     if array.ndim != 3:
-        raise HsisegError(
-            f"{path}: array has shape {array.shape}; a cube needs 3 axes (or pass image_shape=(H, W))"
-        )
+        raise HsisegError(f"{path}: array has shape {array.shape}; a cube needs 3 axes (or pass image_shape=(H, W))")
     data = np.ascontiguousarray(reorder_axes(array, axes, path), dtype=np.float32)
     return Cube(data, wavelengths, {"source": str(path), "format": kind, **extra})
 
@@ -145,7 +137,5 @@ def _spectra_to_image(path: Path, matrix: np.ndarray, image_shape: tuple[int, ..
     if matrix.shape == (height * width, bands):
         matrix = matrix.T
     elif matrix.shape != (bands, height * width):
-        raise HsisegError(
-            f"{path}: a {matrix.shape} matrix does not hold {height} x {width} pixels of {bands} bands"
-        )
+        raise HsisegError(f"{path}: a {matrix.shape} matrix does not hold {height} x {width} pixels of {bands} bands")
     return matrix.reshape(bands, height, width, order="F").transpose(1, 2, 0)

@@ -70,9 +70,7 @@ def read_header(header_path: Path) -> dict[str, Any]:
             "written on PCs) or 'byte order = 1' (big-endian)"
         )
     if any(key in header for key in ("major frame offsets", "minor frame offsets")):
-        raise HsisegError(
-            f"{header_path}: ENVI frame offsets are not supported; rewrite the file without them"
-        )
+        raise HsisegError(f"{header_path}: ENVI frame offsets are not supported; rewrite the file without them")
     if str(header["data type"]) not in envi.envi_to_dtype:
         raise HsisegError(f"{header_path}: unknown ENVI data type {header['data type']}")
     return header

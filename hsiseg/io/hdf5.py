@@ -55,9 +55,7 @@ def read_hdf5(
         meta: dict[str, Any] = {}
         if "meta_json" in handle.attrs:
             meta.update(json.loads(handle.attrs["meta_json"]))
-        meta.update(
-            {"source": str(path), "format": "hdf5", "dataset": node.name, "stored_dtype": str(node.dtype)}
-        )
+        meta.update({"source": str(path), "format": "hdf5", "dataset": node.name, "stored_dtype": str(node.dtype)})
         if wavelengths is None:
             wavelengths = _find_wavelengths(handle, node, wavelengths_path)
         if wavelengths is None:
@@ -109,9 +107,7 @@ def _find_cube(handle: h5py.File, dataset: str | None, path: Path) -> h5py.Datas
     return node
 
 
-def _find_wavelengths(
-    handle: h5py.File, node: h5py.Dataset, wavelengths_path: str | None
-) -> np.ndarray | None:
+def _find_wavelengths(handle: h5py.File, node: h5py.Dataset, wavelengths_path: str | None) -> np.ndarray | None:
     if wavelengths_path is None:
         for key in WAVELENGTH_ATTRIBUTES:
             if key in node.attrs:

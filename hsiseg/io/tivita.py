@@ -52,8 +52,7 @@ def read_header(path: Path) -> tuple[int, int, int]:
     if size != expected:
         problem = "truncated" if size < expected else "oversized"
         raise HsisegError(
-            f"{path}: file is {problem}: {size} bytes, but the header ({width} x {height} x {bands}) "
-            f"needs {expected}"
+            f"{path}: file is {problem}: {size} bytes, but the header ({width} x {height} x {bands}) needs {expected}"
         )
     return width, height, bands
 

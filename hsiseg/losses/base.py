@@ -38,9 +38,7 @@ class TreeLoss(nn.Module):
     name: ClassVar[str] = ""
     fused: bool = True  # use the fast path where a loss has one (set False to use plain autograd)
 
-    def __init__(
-        self, tree: LabelTree, ignore_index: int = DEFAULT_IGNORE_INDEX, reduction: str = "mean"
-    ) -> None:
+    def __init__(self, tree: LabelTree, ignore_index: int = DEFAULT_IGNORE_INDEX, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
             raise HsisegError(f"loss option 'reduction': expected one of {REDUCTIONS}, got {reduction!r}")
@@ -71,9 +69,7 @@ class TreeLoss(nn.Module):
         self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor, target_shape: torch.Size
     ) -> torch.Tensor:
         """Per-pixel losses reduced as ``self.reduction`` says; logits (B, C, S), codes/valid (B, S)."""
-        per_pixel = torch.where(
-            valid, self.pixel_loss(logits, codes, valid), torch.zeros((), dtype=logits.dtype)
-        )
+        per_pixel = torch.where(valid, self.pixel_loss(logits, codes, valid), torch.zeros((), dtype=logits.dtype))
         return reduce_pixels(per_pixel, valid, self.reduction, target_shape)
 
     def pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -88,22 +84,17 @@ class TreeLoss(nn.Module):
             return FusedPixelLoss.apply(logits, codes, valid, self)
         return self.exact_pixel_loss(logits, codes, valid)
 
-    def exact_pixel_loss(
-        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def exact_pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The defining autograd implementation of the per-pixel loss, logits (B, C, S) -> (B, S)."""
         raise NotImplementedError
 
     def check_inputs(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Raise :class:`HsisegError` for shapes, dtypes or target codes the loss cannot use."""
         if logits.dim() < 3:
-            raise HsisegError(
-                f"{self.name}: logits must be (B, C, *spatial), got shape {tuple(logits.shape)}"
-            )
+            raise HsisegError(f"{self.name}: logits must be (B, C, *spatial), got shape {tuple(logits.shape)}")
         if logits.shape[1] != self.num_classes:
             raise HsisegError(
-                f"{self.name}: logits have {logits.shape[1]} channels but the label tree has "
-                f"{self.num_classes} leaves"
+                f"{self.name}: logits have {logits.shape[1]} channels but the label tree has {self.num_classes} leaves"
             )
         if not logits.is_floating_point():
             raise HsisegError(f"{self.name}: logits must be floating point, got {logits.dtype}")

@@ -20,9 +20,7 @@ class CrossEntropyLoss(TreeLoss):
 
     name = "ce"
 
-    def exact_pixel_loss(
-        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def exact_pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         log_probs = F.log_softmax(logits, dim=1)
         return -node_log_likelihood(log_probs, codes, valid, self.leaf_sets.to(logits.dtype))
 
@@ -80,15 +78,11 @@ class DiceCELoss(TreeLoss):
         leaf_codes = codes.clamp(max=self.num_classes - 1)
         true_prob = probs.gather(1, leaf_codes.unsqueeze(1)).squeeze(1) * weight  # p_{i, g_i}
         shape = (probs.shape[0], self.num_classes)
-        intersection = torch.zeros(shape, dtype=probs.dtype, device=probs.device).scatter_add(
-            1, leaf_codes, true_prob
-        )
+        intersection = torch.zeros(shape, dtype=probs.dtype, device=probs.device).scatter_add(1, leaf_codes, true_prob)
         truth = torch.zeros(shape, dtype=probs.dtype, device=probs.device).scatter_add(1, leaf_codes, weight)
         predicted = (probs * weight.unsqueeze(1)).sum(2)
         if self.batch_dice:
-            intersection, truth, predicted = (
-                x.sum(0, keepdim=True) for x in (intersection, truth, predicted)
-            )
+            intersection, truth, predicted = (x.sum(0, keepdim=True) for x in (intersection, truth, predicted))
         dice = (2 * intersection + self.smooth) / (predicted + truth + self.smooth)
         present = (truth > 0).to(probs.dtype)
         mean_dice = (dice * present).sum(1) / present.sum(1).clamp(min=1)

@@ -28,9 +28,7 @@ class FastPath(Protocol):
     def fast_backward(self, state: tuple[Any, ...], grad_pixels: torch.Tensor) -> torch.Tensor:
         """Gradient (B, C, S) w.r.t. the logits, given d(total)/d(pixel loss) (B, S) (0 at invalid pixels)."""
 
-    def exact_pixel_loss(
-        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def exact_pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The defining autograd implementation, per pixel (B, S)."""
 
 
@@ -46,9 +44,7 @@ class FusedPixelLoss(torch.autograd.Function):
             hard_logits = logits[hard_index[0], :, hard_index[1]].unsqueeze(-1)  # (K, C, 1)
             hard_codes = codes[hard_index].unsqueeze(-1)  # (K, 1)
             if len(hard_codes):
-                exact = module.exact_pixel_loss(
-                    hard_logits, hard_codes, torch.ones_like(hard_codes, dtype=torch.bool)
-                )
+                exact = module.exact_pixel_loss(hard_logits, hard_codes, torch.ones_like(hard_codes, dtype=torch.bool))
                 values = values.index_put(hard_index, exact.squeeze(-1))
         ctx.module = module
         ctx.state = state
@@ -60,9 +56,7 @@ class FusedPixelLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_values: torch.Tensor):
         if ctx.state is None:
-            raise RuntimeError(
-                "hsiseg fused losses free their buffers after one backward; do not retain_graph"
-            )
+            raise RuntimeError("hsiseg fused losses free their buffers after one backward; do not retain_graph")
         hard_index, hard_logits, hard_codes = ctx.hard
         hard_grad_values = grad_values[hard_index]
         grad_values = grad_values.index_put(hard_index, torch.zeros((), dtype=grad_values.dtype))

@@ -53,11 +53,7 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
             if class_weights is None
             else torch.tensor(class_weights, dtype=torch.float64)
         )
-        if (
-            weights.shape != (tree.num_leaves,)
-            or bool((weights < 0).any())
-            or not bool(weights.isfinite().all())
-        ):
+        if weights.shape != (tree.num_leaves,) or bool((weights < 0).any()) or not bool(weights.isfinite().all()):
             raise HsisegError(
                 f"loss option 'class_weights': expected {tree.num_leaves} non-negative numbers "
                 f"(one per leaf, in tree.leaves order), got {list(weights.flatten().tolist())}"
@@ -65,9 +61,7 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
         node_weights = (self.leaf_sets @ weights) / self.leaf_sets.sum(1)  # mean leaf weight per node
         self.register_buffer("node_weights", node_weights)
         scale = distance_scale(tree, normalize_distances)
-        self.register_buffer(
-            "node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float64)
-        )
+        self.register_buffer("node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float64))
         self.normalize_distances = bool(normalize_distances)
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)

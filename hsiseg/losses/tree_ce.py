@@ -51,17 +51,13 @@ def level_structure(tree: LabelTree) -> tuple[list[np.ndarray], list[np.ndarray]
             members = node.children if node.children else (node.code,)
             groups.append([where[k + 1][member] for member in members])
         width = max(len(group) for group in groups)
-        children.append(
-            np.array([group + [group[0]] * (width - len(group)) for group in groups], dtype=np.int64)
-        )
+        children.append(np.array([group + [group[0]] * (width - len(group)) for group in groups], dtype=np.int64))
         masks.append(np.array([[1.0] * len(group) + [0.0] * (width - len(group)) for group in groups]))
     positions = np.full((tree.depth, tree.num_nodes), -1, dtype=np.int64)
     for node in tree.nodes:
         for depth in range(1, tree.depth + 1):
             if node.depth >= depth or node.is_leaf:
-                positions[depth - 1, node.code] = where[depth - 1][
-                    tree.index(tree.ancestor(node.name, depth))
-                ]
+                positions[depth - 1, node.code] = where[depth - 1][tree.index(tree.ancestor(node.name, depth))]
     return children, masks, positions
 
 
@@ -73,15 +69,11 @@ def resolve_level_weights(
         raise HsisegError("loss options 'level_weights' and 'top_level_weight' exclude each other; give one")
     weights = [1.0] * tree.depth if level_weights is None else [float(v) for v in level_weights]
     if len(weights) != tree.depth:
-        raise HsisegError(
-            f"loss option 'level_weights': the tree has {tree.depth} levels, got {len(weights)} weights"
-        )
+        raise HsisegError(f"loss option 'level_weights': the tree has {tree.depth} levels, got {len(weights)} weights")
     if top_level_weight is not None:
         weights[0] = float(top_level_weight)
     if any(not np.isfinite(v) or v < 0 for v in weights) or sum(weights) == 0:
-        raise HsisegError(
-            f"loss option 'level_weights': expected non-negative numbers, not all 0, got {weights}"
-        )
+        raise HsisegError(f"loss option 'level_weights': expected non-negative numbers, not all 0, got {weights}")
     return weights
 
 
@@ -139,9 +131,7 @@ class TreeSemanticCELoss(TreeLoss):
             sums.insert(0, peak.squeeze(2) + total.log())
         return sums
 
-    def exact_pixel_loss(
-        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def exact_pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         sums = self.level_log_sums(logits)
         log_partition = torch.logsumexp(sums[0], dim=1)  # (B, S): logsumexp over all leaves
         loss = torch.zeros_like(log_partition)

@@ -83,9 +83,7 @@ class TreeWassersteinLoss(TreeLoss):
         self.beta = float(beta)
         self.normalize_distances = bool(normalize_distances)
         scale = distance_scale(tree, normalize_distances)
-        self.register_buffer(
-            "node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float64)
-        )
+        self.register_buffer("node_distances", torch.tensor(tree.node_distance_matrix() * scale, dtype=torch.float64))
         self.register_buffer("edge_weights", torch.tensor(tree.edge_weights() * scale, dtype=torch.float64))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -94,9 +92,7 @@ class TreeWassersteinLoss(TreeLoss):
             return self._soft_forward(logits, target)
         return super().forward(logits, target)
 
-    def exact_pixel_loss(
-        self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def exact_pixel_loss(self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         log_probs = F.log_softmax(logits, dim=1)
         cross_entropy = -node_log_likelihood(log_probs, codes, valid, self.leaf_sets.to(logits.dtype))
         distances = F.embedding(codes, self.node_distances.to(logits.dtype))  # (B, S, C): row d(t_i, .)
