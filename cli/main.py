@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import tree_commands
+from cli import cube_commands, tree_commands
 from hsiseg import __version__
 
 app = typer.Typer(
@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 app.command("tree")(tree_commands.tree)
 app.command("losses")(tree_commands.losses)
+app.command("info")(cube_commands.info)
+app.command("convert")(cube_commands.convert)
 
 
 def _print_version(value: bool) -> None:

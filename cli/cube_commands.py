@@ -1,0 +1,140 @@
+"""``hsiseg info`` and ``hsiseg convert``: look at cube files, and convert them (e.g. to an HDF5 cache)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
+from hsiseg.errors import HsisegError
+from hsiseg.io.batch import convert_cubes, expand_inputs, plan_conversion, summarize_cube
+
+ReaderOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-O",
+        help="Reader option KEY=VALUE (YAML value), e.g. -O wavelength_preset=tivita-vendor -O 'wavelengths=[...]'.",
+    ),
+]
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` -> {key: YAML-parsed value}."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise HsisegError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise HsisegError(f"--option {pair!r}: the value is not valid YAML") from None
+    return options
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+@reports_errors
+def info(
+    cubes: Annotated[list[Path], typer.Argument(help="Cube files or folders (searched recursively).")],
+    options: ReaderOptions = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per cube on stdout.")] = False,
+) -> None:
+    """Shape, stored type, wavelength and value ranges, NaN/Inf and zero-pixel counts, file size."""
+    reader_options = parse_options(options)
+    failures = 0
+    table = Table(title="hsiseg info")
+    for column in ("file", "format, stored as", "H x W x B", "nm", "values", "NaN/Inf", "zero px", "size"):
+        if column == "file":
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="left" if column.startswith("format") else "right", no_wrap=True)
+    for path, root in expand_inputs(cubes):
+        try:
+            summary = summarize_cube(path, **reader_options)
+        except HsisegError as error:
+            failures += 1
+            typer.echo(f"hsiseg: error: {error}", err=True)
+            continue
+        if as_json:
+            typer.echo(json.dumps(summary))
+            continue
+        low, high = summary["value_min"], summary["value_max"]
+        table.add_row(
+            str(path.relative_to(root)) if root in cubes else str(path),
+            f"{summary['format']}, {summary['stored_dtype']}",
+            " x ".join(map(str, summary["shape"])),
+            f"{summary['wavelength_min_nm']:g}-{summary['wavelength_max_nm']:g}",
+            "-" if low is None else f"{low:.4g} .. {high:.4g}",
+            f"{summary['nan_count']}/{summary['inf_count']}",
+            str(summary["zero_pixels"]),
+            _size(summary["file_bytes"]),
+        )
+    if not as_json and table.row_count:
+        console = Console()
+        console.width = max(console.width, 150)  # a wide table reads better than a wrapped one
+        console.print(table)
+    if failures:
+        raise typer.Exit(USER_ERROR_EXIT_CODE)
+
+
+@reports_errors
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="Cube files or folders (searched recursively).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (folder layout is kept).")],
+    to: Annotated[str, typer.Option(help="Output format: hdf5 (chunked, compressed cache) or envi.")] = "hdf5",
+    dtype: Annotated[
+        str, typer.Option(help="HDF5 storage type: float32 (exact) or float16 (half the size).")
+    ] = "float32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    options: ReaderOptions = None,
+) -> None:
+    """Convert cubes, e.g. a folder of Tivita recordings to an HDF5 cache; inputs are never modified.
+
+    Existing outputs are skipped (so an interrupted conversion resumes) unless --overwrite is given. A file
+    that cannot be read is reported and the batch goes on; the exit code is 2 when any file failed.
+    """
+    reader_options = parse_options(options)
+    plan = plan_conversion(inputs, output, to)
+    if not plan:
+        raise HsisegError(f"convert: no cube files in {', '.join(map(str, inputs))}")
+    console = Console(stderr=True)
+    failed = skipped = 0
+    columns = (
+        TextColumn("converting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = progress.add_task("convert", total=len(plan))
+        for item in convert_cubes(plan, to, dtype, overwrite, reader_options):
+            progress.advance(task)
+            if item.error:
+                skipped += item.skipped
+                failed += not item.skipped
+                progress.console.print(f"[yellow]{'skipped' if item.skipped else 'failed'}[/]: {item.error}")
+    for warning in caught:
+        console.print(f"[yellow]warning[/]: {warning.message}")
+    done = len(plan) - failed - skipped
+    typer.echo(f"converted {done} of {len(plan)} cubes into {output} ({skipped} skipped, {failed} failed)")
+    if failed:
+        raise typer.Exit(USER_ERROR_EXIT_CODE)

@@ -1,0 +1,131 @@
+"""Whole folders of cubes: summaries (``hsiseg info``) and format conversion (``hsiseg convert``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hsiseg.errors import HsisegError
+from hsiseg.io import detect_format, find_cubes, read_cube, write_cube
+from hsiseg.spectral.normalization import valid_pixels
+
+OUTPUT_SUFFIXES = {"hdf5": ".h5", "envi": ".hdr"}
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """(cube file, folder it was found under) for every input file, and every cube inside input folders."""
+    found: list[tuple[Path, Path]] = []
+    for entry in map(Path, inputs):
+        if entry.is_dir():
+            found.extend((path, entry) for path in find_cubes(entry))
+        elif entry.exists():
+            found.append((entry, entry.parent))
+        else:
+            raise HsisegError(f"{entry}: no such file or folder")
+    return found
+
+
+def cube_files_size(path: Path) -> int:
+    """Bytes on disk of a cube, counting an ENVI header and its data file together."""
+    size = path.stat().st_size
+    if detect_format(path) == "envi":
+        from hsiseg.io.envi import data_path_for, header_path_for, read_header
+
+        header = header_path_for(path)
+        data = data_path_for(header, read_header(header))
+        size = header.stat().st_size + data.stat().st_size
+    return size
+
+
+def summarize_cube(path: Path, **options: Any) -> dict[str, Any]:
+    """Shape, stored type, wavelength range, value range and problem counts of one cube file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cube = read_cube(path, nonfinite="keep", **options)
+    data = cube.data
+    finite = np.isfinite(data)
+    values = data[finite]
+    height, width, bands = cube.shape
+    return {
+        "path": str(path),
+        "format": cube.meta.get("format", "?"),
+        "shape": [height, width, bands],
+        "stored_dtype": str(cube.meta.get("stored_dtype", _stored_dtype(cube.meta))),
+        "wavelength_min_nm": float(cube.wavelengths[0]),
+        "wavelength_max_nm": float(cube.wavelengths[-1]),
+        "value_min": float(values.min()) if values.size else None,
+        "value_max": float(values.max()) if values.size else None,
+        "nan_count": int(np.isnan(data).sum()),
+        "inf_count": int(np.isinf(data).sum()),
+        "zero_pixels": int((~(data != 0).any(axis=-1)).sum()),
+        "invalid_pixels": int((~valid_pixels(data)).sum()),
+        "file_bytes": cube_files_size(path),
+    }
+
+
+def _stored_dtype(meta: dict[str, Any]) -> str:
+    if meta.get("format") == "tivita":
+        return "big-endian float32"
+    if meta.get("format") == "envi":
+        from spectral.io.envi import envi_to_dtype
+
+        order = "big" if meta.get("byte_order") else "little"
+        return f"{order}-endian {np.dtype(envi_to_dtype[str(meta['envi_data_type'])]).name}"
+    return "?"
+
+
+@dataclass
+class Conversion:
+    """One file of a conversion: where it came from, where it went, and what went wrong (if anything)."""
+
+    source: Path
+    target: Path
+    error: str | None = None
+    skipped: bool = False
+
+
+def plan_conversion(inputs: Iterable[str | Path], output: Path, to: str = "hdf5") -> list[Conversion]:
+    """Target paths under ``output``: folder inputs keep their relative layout, files go to its top."""
+    if to not in OUTPUT_SUFFIXES:
+        raise HsisegError(f"convert: unknown output format {to!r}; choose one of {sorted(OUTPUT_SUFFIXES)}")
+    plan = []
+    for source, root in expand_inputs(inputs):
+        relative = source.relative_to(root) if source.is_relative_to(root) else Path(source.name)
+        plan.append(Conversion(source, output / relative.with_suffix(OUTPUT_SUFFIXES[to])))
+    targets = [item.target for item in plan]
+    clashes = sorted({str(t) for t in targets if targets.count(t) > 1})
+    if clashes:
+        raise HsisegError(f"convert: several inputs would be written to {clashes[0]}; convert them separately")
+    return plan
+
+
+def convert_cubes(
+    plan: list[Conversion],
+    to: str = "hdf5",
+    dtype: str = "float32",
+    overwrite: bool = False,
+    reader_options: dict[str, Any] | None = None,
+    on_done: Callable[[Conversion], None] | None = None,
+) -> Iterator[Conversion]:
+    """Convert every planned file; a failing file is recorded and the batch goes on."""
+    writer_options = {"dtype": dtype} if to == "hdf5" else {}
+    for item in plan:
+        try:
+            if item.target.exists() and not overwrite:
+                item.skipped = True
+                item.error = f"{item.target} exists (use --overwrite to replace it)"
+            else:
+                cube = read_cube(item.source, **(reader_options or {}))
+                write_cube(item.target, cube, format=to, **writer_options)
+        except HsisegError as error:
+            item.error = str(error)
+        except OSError as error:
+            item.error = f"{item.source}: {error}"
+        if on_done is not None:
+            on_done(item)
+        yield item
