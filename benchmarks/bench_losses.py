@@ -10,11 +10,9 @@ rise of peak resident memory over one forward+backward, measured in a fresh proc
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from hsiseg import LabelTree, build_loss
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import measure_peak_rise, paired_ratio, peak_in_child  # noqa: E402
 
 TARGETS = {  # (baseline, maximum ratio) from issue 2
     "tree-wasserstein": ("ce", 1.5),
@@ -59,35 +60,14 @@ def step(loss: Callable, logits: torch.Tensor, target: torch.Tensor) -> None:
 
 
 def peak_memory(name: str, num_classes: int, size: int, batch: int) -> int:
-    """Peak extra resident memory (bytes) of one forward+backward, measured in a fresh process.
-
-    The child builds the inputs, notes its peak RSS, runs one step and reports how far the peak rose
-    (large tensors are mmap-allocated and given back on free, so RSS follows the tensors).
-    """
-    command = [sys.executable, __file__, "--child", name, str(num_classes), str(size), str(batch)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return int(done.stdout.split()[-1])
+    """Peak extra resident memory (bytes) of one forward+backward, measured in a fresh process."""
+    return peak_in_child(__file__, name, str(num_classes), str(size), str(batch))
 
 
 def child_peak_memory(name: str, num_classes: int, size: int, batch: int) -> None:
-    """Run in the child process: print the rise of peak RSS (bytes) over one forward+backward.
-
-    Linux only: resets the high-water mark through /proc/self/clear_refs (ru_maxrss would carry the
-    parent's peak across fork and exec).
-    """
+    """Run in the child process: print the rise of peak RSS (bytes) over one forward+backward."""
     loss, logits, target = setup(name, num_classes, size, batch)
-    Path("/proc/self/clear_refs").write_text("5")
-    before = status_kib("VmRSS")
-    step(loss, logits, target)
-    print((status_kib("VmHWM") - before) * 1024)
-
-
-def status_kib(field: str) -> int:
-    """A memory field of /proc/self/status, in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    print(measure_peak_rise(partial(step, loss, logits, target)))
 
 
 def inputs(num_classes: int, size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,24 +91,6 @@ def setup(name: str, num_classes: int, size: int, batch: int) -> tuple[Callable,
         monai = GeneralizedWassersteinDiceLoss(dist_matrix=tree.distance_matrix().copy())
         return (lambda z, t: monai(z, t.clamp(min=0))), logits, target  # MONAI has no ignore index
     return build_loss(name, tree), logits, target
-
-
-def paired_ratio(candidate: Callable, baseline: Callable, logits, target, repeats: int) -> tuple[float, float, float]:
-    """Median of candidate/baseline time ratios, alternating the two; also both median times (ms)."""
-    for _ in range(2):
-        step(candidate, logits, target)
-        step(baseline, logits, target)
-    ratios, times_c, times_b = [], [], []
-    for i in range(repeats):
-        order = [(candidate, times_c), (baseline, times_b)]
-        if i % 2:
-            order.reverse()
-        for fn, times in order:
-            start = time.perf_counter()
-            step(fn, logits, target)
-            times.append(time.perf_counter() - start)
-        ratios.append(times_c[-1] / times_b[-1])
-    return statistics.median(ratios), statistics.median(times_c) * 1e3, statistics.median(times_b) * 1e3
 
 
 def main() -> None:
@@ -160,7 +122,9 @@ def main() -> None:
         for name, (baseline, limit) in TARGETS.items():
             loss, logits, target = setup(name, *shape)
             reference, _, _ = setup(baseline, *shape)
-            ratio, ms, base_ms = paired_ratio(loss, reference, logits, target, args.repeats)
+            ratio, ms, base_ms = paired_ratio(
+                partial(step, loss, logits, target), partial(step, reference, logits, target), args.repeats
+            )
             peak = peak_memory(name, *shape)
             verdict = "ok" if ratio <= limit and peak <= MEMORY_TARGET * ce_peak else "missed"
             print(
