@@ -197,6 +197,13 @@ def test_envi_frame_offsets_and_no_wavelengths(tmp_path: Path) -> None:
     assert read_cube(header, wavelengths=[700, 800]).wavelengths[1] == 800
 
 
+def test_envi_complex_data_is_refused(tmp_path: Path) -> None:
+    header = tmp_path / "c.hdr"
+    envi.save_image(str(header), np.ones((2, 2, 2), dtype=np.complex64), metadata={"wavelength": ["1", "2"]})
+    with pytest.raises(HsisegError, match="complex ENVI data"):
+        read_cube(header)
+
+
 def test_envi_dat_data_file_is_not_tivita(tmp_path: Path) -> None:
     header = tmp_path / "scan.hdr"
     envi.save_image(str(header), np.ones((2, 2, 2), dtype=np.float32), metadata={"wavelength": ["1", "2"]}, ext=".dat")
