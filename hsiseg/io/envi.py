@@ -84,7 +84,9 @@ def read_envi(path: Path, wavelengths: Any = None, drop_bad_bands: bool = True) 
     lines, samples, bands = (int(header[key]) for key in ("lines", "samples", "bands"))
     dtype = np.dtype(envi.envi_to_dtype[str(header["data type"])])
     if dtype.kind == "c":
-        raise HsisegError(f"{header_path}: complex ENVI data ({dtype.name}) is not a reflectance cube; convert it first")
+        raise HsisegError(
+            f"{header_path}: complex ENVI data ({dtype.name}) is not a reflectance cube; convert it first"
+        )
     offset = int(header.get("header offset", 0))
     expected = offset + lines * samples * bands * dtype.itemsize
     size = data_path.stat().st_size
