@@ -1,0 +1,284 @@
+"""Data specs: one readable YAML (or JSON) file that describes a data set.
+
+::
+
+    name: demo
+    label_tree: trees/neurosurgery.yaml      # a path (relative to this file) or the tree inline
+    reader: {wavelength_preset: tivita}       # read_cube options for every cube
+    preprocessing: {normalization: l1}        # hsiseg.spectral.Preprocessing
+    annotations:
+      format: label-image                     # label-image | colour-image | strokes | heiporspectral
+      ignore_value: 0
+      labels: {1: artery, 2: vein, 3: vessel} # file value (or '#rrggbb' colour, or mask label) -> tree node
+      annotators: union                       # union (conflicts become unlabelled) or one annotator's name
+    samples:
+      - {id: s01_f0, subject: s01, cube: cubes/s01_f0_SpecCube.dat, annotations: [scribbles/s01_f0.png],
+         truth: truth/s01_f0.png}
+    splits: {folds: 3, seed: 0, test: [s04_f0, s04_f1]}   # or train/val/test lists, or fold_file: folds.json
+
+Validation uses a pydantic schema; errors name the file, the line and the field
+(``demo.yaml: line 12 (samples.3.cube): Field required``). Paths are relative to the spec file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hsiseg.annotations import (
+    UNLABELLED,
+    merge_label_maps,
+    read_colour_image,
+    read_heiporspectral,
+    read_label_image,
+    read_strokes,
+)
+from hsiseg.errors import HsisegError
+from hsiseg.io import Cube, read_cube
+from hsiseg.spectral import Preprocessing
+from hsiseg.splits import SPLIT_NAMES, check_no_leakage, group_folds, read_htc_folds
+from hsiseg.tree import LabelTree
+
+
+class AnnotationSpec(BaseModel):
+    """How annotation files are read and turned into tree nodes."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["label-image", "colour-image", "strokes", "heiporspectral"] = "label-image"
+    ignore_value: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotators: str = "union"
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _string_keys(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else value
+
+
+class SampleSpec(BaseModel):
+    """One cube with its annotation file(s), optional dense truth, and its subject (patient / surgery)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    cube: str
+    annotations: list[str] = Field(default_factory=list)
+    truth: str | None = None
+
+
+class SplitSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    train: list[str] | None = None
+    val: list[str] | None = None
+    test: list[str] = Field(default_factory=list)
+    folds: int | None = None
+    seed: int = 0
+    fold_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SplitSpec:
+        ways = [self.train is not None or self.val is not None, self.folds is not None, self.fold_file is not None]
+        if sum(ways) != 1:
+            raise ValueError("give exactly one of: train/val lists, folds (k), fold_file")
+        return self
+
+
+class DataSpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str | None = None
+    label_tree: str | dict[str, Any]
+    reader: dict[str, Any] = Field(default_factory=dict)
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    annotations: AnnotationSpec = Field(default_factory=AnnotationSpec)
+    samples: list[SampleSpec] = Field(min_length=1)
+    splits: SplitSpec
+
+
+class DataSpec:
+    """A validated data spec with resolved paths; reads cubes and label maps of its samples."""
+
+    def __init__(self, model: DataSpecModel, path: Path) -> None:
+        self.model = model
+        self.path = path
+        self.root = path.parent
+        self.name = model.name
+        ids = [sample.id for sample in model.samples]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise HsisegError(f"{path}: duplicate sample ids {duplicates}")
+        self.samples: dict[str, SampleSpec] = {sample.id: sample for sample in model.samples}
+        self.preprocessing = Preprocessing.from_dict(model.preprocessing, source=f"{path} (preprocessing)")
+        self._check_split_ids()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> DataSpec:
+        """Load and validate a spec file; errors name the line and field."""
+        path = Path(path)
+        data, locate = load_with_lines(path)
+        if not isinstance(data, Mapping):
+            raise HsisegError(f"{path}: a data spec must be a mapping")
+        try:
+            model = DataSpecModel.model_validate(data)
+        except ValidationError as error:
+            problems = [f"{locate(e['loc'])}: {e['msg']}" for e in error.errors()]
+            raise HsisegError(f"{path}: " + "; ".join(problems)) from None
+        return cls(model, path)
+
+    # --- the pieces ------------------------------------------------------------------------------------
+
+    @cached_property
+    def tree(self) -> LabelTree:
+        tree = self.model.label_tree
+        if isinstance(tree, str):
+            return LabelTree.from_file(self.resolve(tree))
+        return LabelTree.from_dict(tree, source=f"{self.path} (label_tree)")
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the spec, relative to the spec file."""
+        return (self.root / relative).resolve() if not Path(relative).is_absolute() else Path(relative)
+
+    def splits(self, fold: int = 0) -> dict[str, list[str]]:
+        """Sample ids of ``train``, ``val`` and ``test`` (for fold ``fold`` when the spec has folds)."""
+        all_folds = self._folds()
+        if not 0 <= fold < len(all_folds):
+            raise HsisegError(f"{self.path}: fold {fold} does not exist (the spec has {len(all_folds)})")
+        return all_folds[fold]
+
+    def split(self, name: str, fold: int = 0) -> list[str]:
+        """Sample ids of one split."""
+        if name not in SPLIT_NAMES:
+            raise HsisegError(f"{self.path}: unknown split {name!r}; choose one of {SPLIT_NAMES}")
+        return self.splits(fold)[name]
+
+    @property
+    def num_folds(self) -> int:
+        return len(self._folds())
+
+    def read_cube(self, sample_id: str) -> Cube:
+        """The sample's cube, read with the spec's reader options."""
+        return read_cube(self.resolve(self.samples[sample_id].cube), **self.model.reader)
+
+    def read_annotation(self, sample_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The sample's sparse annotation as a label map (H, W) int32 (:data:`UNLABELLED` = -100).
+
+        ``shape`` (H, W) is needed for stroke files; by default it is read from the cube.
+        """
+        sample = self.samples[sample_id]
+        if not sample.annotations:
+            raise HsisegError(f"{self.path}: sample {sample_id!r} has no annotations")
+        maps = {path: self._read_label_file(self.resolve(path), shape, sample_id) for path in sample.annotations}
+        per_annotator: dict[str, np.ndarray] = {}
+        for path, result in maps.items():
+            if isinstance(result, dict):
+                per_annotator.update(result)
+            else:
+                per_annotator[Path(path).stem] = result
+        choice = self.model.annotations.annotators
+        if choice != "union":
+            if choice not in per_annotator:
+                raise HsisegError(
+                    f"{self.path}: sample {sample_id!r} has no annotator {choice!r} ({sorted(per_annotator)})"
+                )
+            return per_annotator[choice]
+        return merge_label_maps(list(per_annotator.values()), source=f"sample {sample_id}").label_map
+
+    def read_truth(self, sample_id: str, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+        """The sample's dense ground truth as a label map, or None when the spec gives none."""
+        truth = self.samples[sample_id].truth
+        if truth is None:
+            return None
+        result = self._read_label_file(self.resolve(truth), shape, sample_id)
+        if isinstance(result, dict):
+            return merge_label_maps(list(result.values()), source=f"truth of {sample_id}").label_map
+        return result
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _read_label_file(
+        self, path: Path, shape: tuple[int, int] | None, sample_id: str
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        spec = self.model.annotations
+        if spec.format == "label-image":
+            labels = {}
+            for key, name in spec.labels.items():
+                try:
+                    labels[int(key)] = name
+                except ValueError:
+                    raise HsisegError(f"{self.path}: annotations.labels key {key!r} is not an integer value") from None
+            return read_label_image(path, self.tree, labels, spec.ignore_value)
+        if spec.format == "colour-image":
+            return read_colour_image(path, self.tree, spec.labels)
+        if spec.format == "strokes":
+            if shape is None:
+                shape = self.read_cube(sample_id).shape[:2]
+            return read_strokes(path, self.tree, shape)
+        return read_heiporspectral(path, self.tree, spec.labels)
+
+    def _folds(self) -> list[dict[str, list[str]]]:
+        splits = self.model.splits
+        subjects = {sample_id: sample.subject for sample_id, sample in self.samples.items()}
+        if splits.folds is not None:
+            return group_folds(subjects, splits.folds, splits.seed, splits.test)
+        if splits.fold_file is not None:
+            return read_htc_folds(self.resolve(splits.fold_file))
+        return [{"train": list(splits.train or []), "val": list(splits.val or []), "test": list(splits.test)}]
+
+    def _check_split_ids(self) -> None:
+        subjects = {sample_id: sample.subject for sample_id, sample in self.samples.items()}
+        for number, fold in enumerate(self._folds()):
+            for name, ids in fold.items():
+                unknown = sorted(set(ids) - set(self.samples))
+                if unknown:
+                    raise HsisegError(f"{self.path}: splits (fold {number}, {name}) name unknown samples {unknown[:5]}")
+            check_no_leakage(fold, subjects, f"{self.path}: splits (fold {number})")
+
+
+def load_with_lines(path: Path) -> tuple[Any, Any]:
+    """Parse YAML/JSON; also return ``locate(loc)`` giving 'line N (a.b.0)' for a pydantic error location."""
+    if not path.is_file():
+        raise HsisegError(f"{path}: data spec not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise HsisegError(f"{path}: line {error.lineno}: invalid JSON: {error.msg}") from None
+        return data, lambda loc: ".".join(map(str, loc)) or "spec"
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        raise HsisegError(f"{path}:{where} invalid YAML: {getattr(error, 'problem', None) or error}") from None
+
+    def locate(loc: tuple) -> str:
+        current, line = node, (node.start_mark.line + 1 if node is not None else 1)
+        for part in loc:
+            if isinstance(current, yaml.MappingNode):
+                match = next((v for k, v in current.value if k.value == str(part)), None)
+                key_node = next((k for k, v in current.value if k.value == str(part)), None)
+                if match is None:
+                    break
+                line = key_node.start_mark.line + 1
+                current = match
+            elif isinstance(current, yaml.SequenceNode) and isinstance(part, int) and part < len(current.value):
+                current = current.value[part]
+                line = current.start_mark.line + 1
+            else:
+                break
+        field = ".".join(str(p) for p in loc) or "spec"
+        return f"line {line} ({field})"
+
+    return data, locate
+
+
+__all__ = ["UNLABELLED", "AnnotationSpec", "DataSpec", "SampleSpec", "load_with_lines"]
