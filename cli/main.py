@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import cube_commands, tree_commands
+from cli import cube_commands, data_commands, tree_commands
 from hsiseg import __version__
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app.command("tree")(tree_commands.tree)
 app.command("losses")(tree_commands.losses)
 app.command("info")(cube_commands.info)
 app.command("convert")(cube_commands.convert)
+app.command("demo-data")(data_commands.demo_data)
+app.command("check")(data_commands.check)
 
 
 def _print_version(value: bool) -> None:

@@ -3,6 +3,7 @@
 ::
 
     name: demo
+    root: ../demo-data                        # optional: the folder sample paths are relative to
     label_tree: trees/neurosurgery.yaml      # a path (relative to this file) or the tree inline
     reader: {wavelength_preset: tivita}       # read_cube options for every cube
     preprocessing: {normalization: l1}        # hsiseg.spectral.Preprocessing
@@ -17,7 +18,8 @@
     splits: {folds: 3, seed: 0, test: [s04_f0, s04_f1]}   # or train/val/test lists, or fold_file: folds.json
 
 Validation uses a pydantic schema; errors name the file, the line and the field
-(``demo.yaml: line 12 (samples.3.cube): Field required``). Paths are relative to the spec file.
+(``demo.yaml: line 12 (samples.3.cube): Field required``). Sample paths are relative to ``root``, or to the
+spec file's folder without one.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class DataSpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str | None = None
+    root: str | None = None
     label_tree: str | dict[str, Any]
     reader: dict[str, Any] = Field(default_factory=dict)
     preprocessing: dict[str, Any] = Field(default_factory=dict)
@@ -108,7 +111,7 @@ class DataSpec:
     def __init__(self, model: DataSpecModel, path: Path) -> None:
         self.model = model
         self.path = path
-        self.root = path.parent
+        self.root = (path.parent / model.root).resolve() if model.root else path.parent
         self.name = model.name
         ids = [sample.id for sample in model.samples]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -138,11 +141,12 @@ class DataSpec:
     def tree(self) -> LabelTree:
         tree = self.model.label_tree
         if isinstance(tree, str):
-            return LabelTree.from_file(self.resolve(tree))
+            return LabelTree.from_file(self.path.parent / tree)  # relative to the spec file, not to root
         return LabelTree.from_dict(tree, source=f"{self.path} (label_tree)")
 
     def resolve(self, relative: str) -> Path:
-        """A path from the spec, relative to the spec file."""
+        """A sample or fold-file path from the spec: relative to ``root`` (itself relative to the spec file),
+        or to the spec file's folder when the spec gives no root."""
         return (self.root / relative).resolve() if not Path(relative).is_absolute() else Path(relative)
 
     def splits(self, fold: int = 0) -> dict[str, list[str]]:

@@ -1,0 +1,89 @@
+"""``hsiseg demo-data`` and ``hsiseg check``: the synthetic data set, and validating a data spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
+from hsiseg.spec import DataSpec
+from hsiseg.spec_check import check_spec
+from hsiseg.synthetic.dataset import generate_demo_data
+
+
+@reports_errors
+def demo_data(
+    output: Annotated[Path, typer.Argument(help="Folder to write the synthetic surgeries and demo.yaml into.")],
+    surgeries: Annotated[int, typer.Option(help="Recorded surgeries (subjects); the last one is the test split.")] = 4,
+    frames: Annotated[int, typer.Option(help="Scenes per surgery.")] = 3,
+    height: Annotated[int, typer.Option(help="Image height in pixels.")] = 96,
+    width: Annotated[int, typer.Option(help="Image width in pixels.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    partial_fraction: Annotated[float, typer.Option(help="Share of scribbles labelled with the parent node.")] = 0.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that has a demo.yaml.")] = False,
+) -> None:
+    """Generate physically grounded synthetic neurosurgical HSI scenes (Tivita and ENVI files) with sparse
+    scribbles, dense ground truth and a data spec."""
+    total = surgeries * frames
+    with Progress(
+        TextColumn("scenes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True)
+    ) as progress:
+        task = progress.add_task("scenes", total=total)
+        spec = generate_demo_data(
+            output,
+            surgeries,
+            frames,
+            (height, width),
+            seed,
+            partial_fraction=partial_fraction,
+            overwrite=overwrite,
+            on_scene=lambda _: progress.advance(task),
+        )
+    typer.echo(f"wrote {total} scenes of {surgeries} surgeries; data spec: {spec}")
+
+
+@reports_errors
+def check(
+    spec: Annotated[Path, typer.Argument(help="Data spec (YAML or JSON).")],
+    fold: Annotated[int, typer.Option(help="Which fold's splits to check.")] = 0,
+) -> None:
+    """Validate a data spec: files exist and read, shapes agree, labels are known, splits are non-empty,
+    band counts match. Prints a summary; exits with code 2 and the list of problems when anything is wrong."""
+    data_spec = DataSpec.from_file(spec)
+    report = check_spec(data_spec, fold)
+    console = Console()
+    title = f"{data_spec.name}: {len(data_spec.samples)} samples, {data_spec.tree.num_leaves} classes"
+    table = Table(title=f"{title}, fold {fold} of {data_spec.num_folds}")
+    for column in ("split", "samples", "subjects", "annotated pixels"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for name, facts in report.splits.items():
+        table.add_row(name, str(facts["samples"]), str(facts["subjects"]), str(facts["annotated_pixels"]))
+    console.print(table)
+    classes = Table(title="annotated pixels per class (all samples)")
+    classes.add_column("class")
+    classes.add_column("pixels", justify="right")
+    classes.add_column("images", justify="right")
+    totals: dict[str, list[int]] = {}
+    for facts in report.samples.values():
+        for name, count in facts.label_counts.items():
+            entry = totals.setdefault(name, [0, 0])
+            entry[0] += count
+            entry[1] += 1
+    for node in data_spec.tree.nodes:
+        if node.name in totals:
+            classes.add_row(node.name, str(totals[node.name][0]), str(totals[node.name][1]))
+    console.print(classes)
+    unannotated = [i for i, facts in report.samples.items() if facts.shape is not None and facts.annotated_pixels == 0]
+    if unannotated:
+        console.print(f"images without any annotation: {', '.join(unannotated)}")
+    if report.problems:
+        for problem in report.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        typer.echo(f"hsiseg: error: {spec}: {len(report.problems)} problems", err=True)
+        raise typer.Exit(USER_ERROR_EXIT_CODE)
+    typer.echo(f"{spec}: ok")
