@@ -87,3 +87,18 @@ def check(
         typer.echo(f"hsiseg: error: {spec}: {len(report.problems)} problems", err=True)
         raise typer.Exit(USER_ERROR_EXIT_CODE)
     typer.echo(f"{spec}: ok")
+
+
+@reports_errors
+def indian_pines(
+    output: Annotated[Path, typer.Argument(help="Folder for the cube, scribbles, truth and indian_pines.yaml.")],
+    fraction: Annotated[float, typer.Option(help="Share of the labelled pixels given as scribbles.")] = 0.03,
+    stroke_length: Annotated[int, typer.Option(help="Pixels per simulated stroke.")] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed of the scribble simulation.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set in OUTPUT.")] = False,
+) -> None:
+    """Indian Pines (from the tensorly wheel) with reproducible simulated scribbles and a data spec."""
+    from hsiseg.indian_pines import write_indian_pines
+
+    spec = write_indian_pines(output, fraction, stroke_length, seed, overwrite)
+    typer.echo(f"wrote Indian Pines with {fraction:.1%} of the labelled pixels as scribbles; data spec: {spec}")

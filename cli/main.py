@@ -21,6 +21,7 @@ app.command("info")(cube_commands.info)
 app.command("convert")(cube_commands.convert)
 app.command("demo-data")(data_commands.demo_data)
 app.command("check")(data_commands.check)
+app.command("indian-pines")(data_commands.indian_pines)
 
 
 def _print_version(value: bool) -> None:

@@ -31,6 +31,7 @@ from hsiseg.annotations import UNLABELLED
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, read_cube, write_cube
 from hsiseg.spec import DataSpec
+from hsiseg.spectral import Preprocessing
 
 
 @dataclass
@@ -83,6 +84,7 @@ class SpecDataset(Dataset):
     augmentation: an :class:`Augmentation` (patch mode only), or None.
     cache: ``"memory"``, ``"none"`` or a folder for preprocessed HDF5 files.
     seed: with :meth:`set_epoch`, makes the patch stream reproducible (and different per epoch).
+    preprocessing: default: the spec's, with z-score statistics fitted on the fold's training split.
     """
 
     def __init__(
@@ -97,9 +99,11 @@ class SpecDataset(Dataset):
         augmentation: Augmentation | None = None,
         cache: str | Path = "memory",
         seed: int = 0,
+        preprocessing: Preprocessing | None = None,
         on_load: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.preprocessing = preprocessing if preprocessing is not None else spec.fitted_preprocessing(fold)
         self.sample_ids = spec.split(split, fold)
         if not self.sample_ids:
             raise HsisegError(f"{spec.path}: split {split!r} (fold {fold}) is empty")
@@ -158,7 +162,7 @@ class SpecDataset(Dataset):
 
     def _preprocessed(self, sample_id: str) -> Cube:
         raw = self.spec.read_cube(sample_id)
-        data, wavelengths = self.spec.preprocessing.apply(raw.data, raw.wavelengths)
+        data, wavelengths = self.preprocessing.apply(raw.data, raw.wavelengths)
         return Cube(data, wavelengths, {"source": raw.meta.get("source", sample_id)})
 
     # --- items -------------------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ class SplitSpec(BaseModel):
     folds: int | None = None
     seed: int = 0
     fold_file: str | None = None
+    same_scene_evaluation: bool = False  # train on annotations, evaluate on the disjoint truth of the same images
 
     @model_validator(mode="after")
     def _one_way(self) -> SplitSpec:
@@ -242,7 +243,21 @@ class DataSpec:
                 unknown = sorted(set(ids) - set(self.samples))
                 if unknown:
                     raise HsisegError(f"{self.path}: splits (fold {number}, {name}) name unknown samples {unknown[:5]}")
-            check_no_leakage(fold, subjects, f"{self.path}: splits (fold {number})")
+            if not self.model.splits.same_scene_evaluation:
+                check_no_leakage(fold, subjects, f"{self.path}: splits (fold {number})")
+
+    def fitted_preprocessing(self, fold: int = 0) -> Preprocessing:
+        """The spec's preprocessing, with z-score statistics fitted on the training split when it needs them."""
+        preprocessing = self.preprocessing
+        if preprocessing.normalization != "zscore" or preprocessing.mean is not None:
+            return preprocessing
+
+        def training_cubes():
+            for sample_id in self.split("train", fold):
+                cube = self.read_cube(sample_id)
+                yield cube.data, cube.wavelengths
+
+        return preprocessing.fit_statistics(training_cubes())
 
 
 def load_with_lines(path: Path) -> tuple[Any, Any]:

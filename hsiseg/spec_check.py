@@ -49,6 +49,7 @@ def check_spec(spec: DataSpec, fold: int = 0) -> CheckReport:
         except HsisegError as error:
             report.problems.append(f"sample {sample_id}: {error}")
             continue
+        annotation = np.full(cube.shape[:2], UNLABELLED)
         for kind, reader in (("annotation", spec.read_annotation), ("truth", spec.read_truth)):
             if kind == "annotation" and not sample.annotations:
                 report.problems.append(f"sample {sample_id}: no annotation files")
@@ -67,7 +68,15 @@ def check_spec(spec: DataSpec, fold: int = 0) -> CheckReport:
                     f"sample {sample_id}: {kind} is {label_map.shape[0]} x {label_map.shape[1]} but the cube is "
                     f"{cube.shape[0]} x {cube.shape[1]}"
                 )
+            elif kind == "truth" and spec.model.splits.same_scene_evaluation:
+                overlap = int(((label_map != UNLABELLED) & (annotation != UNLABELLED)).sum())
+                if overlap:
+                    report.problems.append(
+                        f"sample {sample_id}: {overlap} pixels are both annotation and truth; same-scene evaluation "
+                        "needs disjoint pixels"
+                    )
             elif kind == "annotation":
+                annotation = label_map
                 labelled = label_map[label_map != UNLABELLED]
                 facts.annotated_pixels = int(labelled.size)
                 codes, counts = np.unique(labelled, return_counts=True)

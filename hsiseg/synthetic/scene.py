@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from hsiseg.annotations.simulate import random_walk_stroke
 from hsiseg.synthetic.tissues import MATERIALS, TISSUES, material_reflectance, tissue_reflectance, wavelengths
 from hsiseg.tree import LabelTree
 
@@ -205,18 +206,10 @@ def scribble(
         node = tree.node(code)
         for _ in range(strokes_per_class):
             label = node.parent if node.parent is not None and rng.random() < partial_fraction else code
-            row, column = candidates[rng.integers(len(candidates))]
-            path = [(row, column)]
-            direction = rng.normal(size=2)
-            for _ in range(stroke_length):
-                direction = direction / (np.linalg.norm(direction) + 1e-9) + 0.5 * rng.normal(size=2)
-                step = np.round(direction / (np.linalg.norm(direction) + 1e-9)).astype(int)
-                nxt = (path[-1][0] + step[0], path[-1][1] + step[1])
-                if not (0 <= nxt[0] < truth.shape[0] and 0 <= nxt[1] < truth.shape[1]) or not interior[nxt]:
-                    break
-                path.append(nxt)
+            start = candidates[rng.integers(len(candidates))]
+            path = random_walk_stroke(interior, tuple(start), stroke_length, rng)
             stroke = np.zeros(truth.shape, dtype=bool)
-            stroke[tuple(np.array(path).T)] = True
+            stroke[path[:, 0], path[:, 1]] = True
             stroke = ndimage.binary_dilation(stroke, brush, iterations=stroke_width // 2) & (truth == code)
             scribbles[stroke] = label
     return scribbles
