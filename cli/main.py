@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import cube_commands, data_commands, tree_commands
+from cli import cube_commands, data_commands, train_command, tree_commands
 from hsiseg import __version__
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("convert")(cube_commands.convert)
 app.command("demo-data")(data_commands.demo_data)
 app.command("check")(data_commands.check)
 app.command("indian-pines")(data_commands.indian_pines)
+app.command("train")(train_command.train_command)
 
 
 def _print_version(value: bool) -> None:

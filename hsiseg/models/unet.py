@@ -1,0 +1,108 @@
+"""A U-Net for hyperspectral cubes: a spectral stem, then a 2D encoder-decoder.
+
+- Spectral stem: two 1x1 convolutions that learn band combinations (per pixel, like a learned spectral
+  unmixing) before any spatial filtering.
+- Encoder/decoder: ``depth`` levels of two 3x3 convolutions with GroupNorm (stable with the small batches HSI
+  training uses) and SiLU; max-pool down, bilinear up, skip connections.
+- Any input size: inputs are padded (reflect) to a multiple of 2^(depth-1) and the output is cropped back.
+
+Input (N, B, H, W) float, output (N, C, H, W) logits, one channel per leaf of the label tree.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(groups, channels), channels)
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions with GroupNorm and SiLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float = 0.0) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            _norm(out_channels, groups),
+            nn.SiLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            _norm(out_channels, groups),
+            nn.SiLU(inplace=True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+class SpectralUNet(nn.Module):
+    """U-Net with a spectral stem (see module docstring).
+
+    Parameters
+    ----------
+    in_channels: number of spectral bands B.
+    classes: number of output channels C (leaves).
+    width: channels of the first level; level k has ``width * 2**k``.
+    depth: number of resolution levels (>= 1).
+    stem_channels: channels of the spectral stem (default: ``width``).
+    groups: GroupNorm groups.
+    dropout: dropout before the classifier and in the bottleneck.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        classes: int,
+        width: int = 32,
+        depth: int = 4,
+        stem_channels: int | None = None,
+        groups: int = 8,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if depth < 1 or width < 1 or in_channels < 1 or classes < 2:
+            raise ValueError("SpectralUNet needs depth >= 1, width >= 1, in_channels >= 1 and classes >= 2")
+        self.depth = depth
+        stem = stem_channels or width
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 1, bias=False),
+            _norm(stem, groups),
+            nn.SiLU(inplace=True),
+            nn.Conv2d(stem, stem, 1, bias=False),
+            _norm(stem, groups),
+            nn.SiLU(inplace=True),
+        )
+        channels = [width * 2**k for k in range(depth)]
+        self.encoder = nn.ModuleList()
+        previous = stem
+        for k, out in enumerate(channels):
+            self.encoder.append(ConvBlock(previous, out, groups, dropout if k == depth - 1 else 0.0))
+            previous = out
+        self.decoder = nn.ModuleList(
+            ConvBlock(channels[k + 1] + channels[k], channels[k], groups) for k in reversed(range(depth - 1))
+        )
+        self.head = nn.Sequential(
+            nn.Dropout2d(dropout) if dropout else nn.Identity(), nn.Conv2d(channels[0], classes, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        multiple = 2 ** (self.depth - 1)
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        if pad_h or pad_w:
+            mode = "reflect" if height > pad_h and width > pad_w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x = self.stem(x)
+        skips = []
+        for k, block in enumerate(self.encoder):
+            x = block(x)
+            if k < self.depth - 1:
+                skips.append(x)
+                x = F.max_pool2d(x, 2)
+        for block in self.decoder:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)[..., :height, :width]
