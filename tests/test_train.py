@@ -1,0 +1,192 @@
+"""hsiseg.train, hsiseg.models, hsiseg.checkpoint: a few real steps end to end on the synthetic scene."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from cli.main import app
+from hsiseg import HsisegError
+from hsiseg.checkpoint import card_tree, load_model, read_card
+from hsiseg.models import build_model
+from hsiseg.spectral import Preprocessing
+from hsiseg.synthetic.dataset import generate_demo_data
+from hsiseg.train import TrainConfig, train
+
+SMALL = {"width": 8, "depth": 2}
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(epochs=2, batch_size=4, patch_size=24, patches_per_epoch=16, model_options=SMALL, learning_rate=3e-3)
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    return generate_demo_data(folder, surgeries=3, frames=2, shape=(32, 40), seed=3)
+
+
+def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_unet_any_size_and_factory_errors() -> None:
+    model = build_model("unet", 7, 5, width=8, depth=3)
+    assert model(torch.randn(2, 7, 13, 21)).shape == (2, 5, 13, 21)
+    with pytest.raises(HsisegError, match=r"model 'unet' has no option\(s\) \['heads'\]"):
+        build_model("unet", 7, 5, heads=2)
+    with pytest.raises(HsisegError, match="unknown model 'vit'"):
+        build_model("vit", 7, 5)
+
+
+def test_training_learns_and_checkpoints_reload_identically(spec_path: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    model = train(spec_path, run, config(epochs=6, patches_per_epoch=32))
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert (run / "curves.png").stat().st_size > 1000 and (run / "spec.yaml").is_file()
+    reloaded, card = load_model(run / "checkpoints" / "last.json")
+    model.eval()
+    reloaded.eval()
+    image = torch.randn(1, 100, 32, 40)
+    with torch.no_grad():
+        assert torch.equal(model(image), reloaded(image))
+    assert card["epoch"] == 5 and card["model"]["in_channels"] == 100
+    assert 0 < card["ood"]["threshold"] < 1 and card["ood"]["kept_fraction"] == 0.95
+
+
+def test_model_card_round_trip(spec_path: Path, tmp_path: Path) -> None:
+    train(spec_path, tmp_path / "run", config(epochs=1))
+    card = read_card(tmp_path / "run" / "checkpoints" / "best.json")
+    tree = card_tree(card)
+    assert tree.num_leaves == 14 and tree.index("vessel") == 21
+    preprocessing = Preprocessing.model_validate(card["preprocessing"])
+    assert preprocessing.normalization == "l1" and len(preprocessing.wavelengths) == 100
+    assert card["training"]["loss"] == "tree-ce" and "torch" in card["versions"]
+    # weights are plain safetensors: readable without hsiseg, no pickle involved
+    assert set(load_file(str(tmp_path / "run" / "checkpoints" / "best.safetensors"))) == set(
+        build_model("unet", 100, 14, **SMALL).state_dict()
+    )
+
+
+def test_resume_equals_uninterrupted(spec_path: Path, tmp_path: Path) -> None:
+    straight = state(train(spec_path, tmp_path / "straight", config(epochs=3)))
+
+    class Interrupt:
+        def start(self, *args): ...
+        def step(self, *args): ...
+        def message(self, text): ...
+        def epoch_end(self, row):
+            if row["epoch"] == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(spec_path, tmp_path / "resumed", config(epochs=3), reporter=Interrupt())
+    resumed = state(train(spec_path, tmp_path / "resumed", resume=True))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    with (tmp_path / "resumed" / "metrics.csv").open() as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
+
+
+DDP_WORKER = """
+import os
+from safetensors.torch import save_file
+from hsiseg.train import TrainConfig, train
+config = TrainConfig(epochs=1, batch_size=2, patch_size=24, patches_per_epoch=8, model_options={options})
+model = train("{spec}", "{run}", config)
+weights = {{k: v.contiguous() for k, v in model.state_dict().items()}}
+save_file(weights, "{out}/rank" + os.environ["RANK"] + ".safetensors")
+"""
+
+
+def test_ddp_two_gloo_processes_agree(spec_path: Path, tmp_path: Path) -> None:
+    script = tmp_path / "ddp_worker.py"
+    script.write_text(
+        DDP_WORKER.format(spec=str(spec_path), run=str(tmp_path / "ddp"), out=str(tmp_path), options=repr(SMALL))
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        str(script),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    initial = build_model("unet", 100, 14, **SMALL).state_dict()
+    assert any(not torch.equal(first[k], initial[k]) for k in first)  # it did train
+
+
+def test_bad_inputs(spec_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(HsisegError, match=r"loss 'tree-ce' has no option\(s\) \['gamma'\]"):
+        train(spec_path, tmp_path / "a", config(loss_options={"gamma": 1}))
+    with pytest.raises(HsisegError, match="unknown loss 'focal'"):
+        train(spec_path, tmp_path / "b", config(loss="focal"))
+    with pytest.raises(HsisegError, match="non-finite loss .* patches from \\['surgery"):
+        train(spec_path, tmp_path / "c", config(learning_rate=1e30, epochs=3, patches_per_epoch=64))
+    train(spec_path, tmp_path / "d", config(epochs=1))
+    with pytest.raises(HsisegError, match="holds a training run; pass --resume"):
+        train(spec_path, tmp_path / "d", config(epochs=1))
+    card_path = tmp_path / "d" / "checkpoints" / "last.json"
+    card = json.loads(card_path.read_text())
+    card["model"]["in_channels"] = 50
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(HsisegError, match="the network takes 50 bands, the data has 100"):
+        train(spec_path, tmp_path / "d", resume=True)
+    card["format"] = 99
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(HsisegError, match="format 99 .* upgrade hsiseg"):
+        read_card(card_path)
+
+
+def test_split_without_annotations(spec_path: Path, tmp_path: Path) -> None:
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["root"] = str(spec_path.parent)
+    spec["label_tree"] = str(spec_path.parent / "label_tree.yaml")
+    spec["splits"] = {"train": ["surgery01_frame00"], "val": ["surgery02_frame00"]}
+    empty = tmp_path / "empty.png"
+    import imageio.v3 as imageio
+    import numpy as np
+
+    imageio.imwrite(empty, np.zeros((32, 40), dtype=np.uint8))
+    spec["samples"][0]["annotations"] = [str(empty)]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(HsisegError, match="split 'train' .* has no annotated pixel"):
+        train(path, tmp_path / "run", config())
+
+
+def test_train_cli_end_to_end(spec_path: Path, tmp_path: Path) -> None:
+    arguments = ["train", str(spec_path), "-o", str(tmp_path / "run"), "--epochs", "1", "--width", "8", "--depth", "2",
+                 "--patch-size", "24", "--patches-per-epoch", "8", "--batch-size", "4", "--loss", "tree-wasserstein",
+                 "--beta", "0.5", "--jsonl"]  # fmt: skip
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output.strip().splitlines()[-1])
+    assert row["epoch"] == 0 and 0 <= row["leaf_accuracy"] <= 1
+    assert read_card(tmp_path / "run" / "checkpoints" / "best.json")["training"]["loss_options"] == {"beta": 0.5}
