@@ -1,0 +1,132 @@
+"""Tree-aware colours, label overlays and clinician panels (image | overlay | legend).
+
+Palette: each top-level family gets a hue (its ``color`` from the tree file when given, else evenly spaced
+hues); nodes inside a family are shades of that hue, so an overlay reads at every tree level. A ``color``
+given to any node in the tree file wins. Unknown pixels (out of distribution) are drawn with black and white
+diagonal stripes, which no class colour resembles.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+
+import numpy as np
+
+from hsiseg.io.atomic import atomic_path
+from hsiseg.tree import LabelTree
+
+UNKNOWN = -1
+UNKNOWN_NAME = "unknown"
+
+
+def node_colours(tree: LabelTree) -> np.ndarray:
+    """(N, 3) float RGB in [0, 1] for every node code."""
+    from matplotlib.colors import to_rgb
+
+    colours = np.zeros((tree.num_nodes, 3))
+    families = tree.top_level
+    for index, family in enumerate(families):
+        top = tree.node(family)
+        hue = colorsys.rgb_to_hsv(*to_rgb(top.color))[0] if top.color else index / len(families)
+        members = [n for n in tree.iter_depth_first() if tree.path(n.name)[0] == family]
+        for rank, node in enumerate(members):
+            if node.color:
+                colours[node.code] = to_rgb(node.color)
+                continue
+            shade = rank / max(1, len(members) - 1)
+            value = 0.95 - 0.45 * shade if len(members) > 1 else 0.8
+            saturation = 0.45 + 0.5 * ((rank * 0.618) % 1)
+            colours[node.code] = colorsys.hsv_to_rgb(hue, saturation, value)
+    return colours
+
+
+def stripes(shape: tuple[int, int], period: int = 6) -> np.ndarray:
+    """(H, W, 3) float black-and-white diagonal stripes."""
+    rows, columns = np.mgrid[: shape[0], : shape[1]]
+    return np.repeat((((rows + columns) // (period // 2)) % 2).astype(float)[..., None], 3, axis=2)
+
+
+def overlay(
+    image: np.ndarray, codes: np.ndarray, colours: np.ndarray, opacity: float = 0.5, contours: bool = False
+) -> np.ndarray:
+    """Label map ``codes`` (H, W; -1 = unknown, -100 = nothing) over ``image`` (H, W, 3) uint8 -> uint8.
+
+    ``contours=True`` draws only region outlines (2 px), leaving the tissue visible.
+    """
+    base = image.astype(np.float64) / 255
+    layer = np.zeros_like(base)
+    valid = codes >= 0
+    layer[valid] = colours[codes[valid]]
+    unknown = codes == UNKNOWN
+    layer[unknown] = stripes(codes.shape)[unknown]
+    painted = valid | unknown
+    if contours:
+        from skimage.segmentation import find_boundaries
+
+        painted &= find_boundaries(codes, mode="thick")
+        blend = np.where(painted[..., None], layer, base)
+    else:
+        blend = np.where(painted[..., None], (1 - opacity) * base + opacity * layer, base)
+    return np.round(blend * 255).astype(np.uint8)
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    """Write an (H, W) or (H, W, 3) uint8 image as PNG, atomically."""
+    import imageio.v3 as imageio
+
+    with atomic_path(path) as temporary:
+        imageio.imwrite(temporary, image, extension=".png")
+
+
+def save_indexed_png(path: Path, codes: np.ndarray, colours: np.ndarray) -> None:
+    """An indexed-colour PNG of leaf codes: pixel value = code + 1 (0 = unknown/none), palette from ``colours``."""
+    from PIL import Image
+
+    values = np.where(codes >= 0, codes + 1, 0).astype(np.uint8)
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[1 : len(colours) + 1] = np.round(colours * 255).astype(np.uint8)
+    image = Image.fromarray(values)  # mode "L"; putpalette turns it into an indexed ("P") image
+    image.putpalette(palette.ravel().tolist())
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+
+
+def save_panel(
+    path: Path,
+    image: np.ndarray,
+    overlaid: np.ndarray,
+    tree: LabelTree,
+    codes: np.ndarray,
+    colours: np.ndarray,
+    title: str = "",
+) -> None:
+    """Side-by-side panel PNG: image | overlay | legend of the classes present (with pixel shares)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    present, counts = np.unique(codes[codes != -100], return_counts=True)
+    total = max(1, counts.sum())
+    handles = []
+    for code, count in sorted(zip(present.tolist(), counts.tolist(), strict=True), key=lambda x: -x[1]):
+        if code == UNKNOWN:
+            handles.append(
+                Patch(facecolor="white", edgecolor="black", hatch="////", label=f"{UNKNOWN_NAME} ({count / total:.0%})")
+            )
+        else:
+            handles.append(Patch(color=colours[code], label=f"{tree.node(code).name} ({count / total:.0%})"))
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1, 0.6]})
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    axes[1].imshow(overlaid)
+    axes[1].set_title(title or "tissue map")
+    for axis in axes:
+        axis.axis("off")
+    axes[2].legend(handles=handles, loc="center left", frameon=False, fontsize=9)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110)
+    plt.close(figure)
