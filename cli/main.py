@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import cube_commands, data_commands, train_command, tree_commands
+from cli import cube_commands, data_commands, predict_commands, train_command, tree_commands
 from hsiseg import __version__
 
 app = typer.Typer(
@@ -23,6 +23,9 @@ app.command("demo-data")(data_commands.demo_data)
 app.command("check")(data_commands.check)
 app.command("indian-pines")(data_commands.indian_pines)
 app.command("train")(train_command.train_command)
+app.command("predict")(predict_commands.predict)
+app.command("render")(predict_commands.render)
+app.command("demo")(predict_commands.demo)
 
 
 def _print_version(value: bool) -> None:

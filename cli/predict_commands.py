@@ -1,0 +1,156 @@
+"""``hsiseg predict``, ``hsiseg render`` and ``hsiseg demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cli.cube_commands import ReaderOptions, parse_options
+from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
+from hsiseg.errors import HsisegError
+from hsiseg.predict import FrameResult, PredictOptions, predict_batch
+
+
+def frame_progress(console: Console, total: int, label: str = "frames") -> Progress:
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.2f} frames/s"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+    )  # fmt: skip
+
+
+def run_prediction(
+    model: Path, inputs: list[Path], output: Path, options: PredictOptions, console: Console
+) -> list[FrameResult]:
+    """Predict with a progress bar; failed frames are printed as they happen."""
+    import time
+
+    started = time.perf_counter()
+    with frame_progress(console, 0) as progress:
+        task = progress.add_task("frames", total=None, rate=0.0)
+
+        def on_frame(result: FrameResult) -> None:
+            done = progress.tasks[task].completed + 1
+            progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
+            if result.status == "failed":
+                progress.console.print(f"[red]failed[/]: {result.frame}: {result.error}")
+
+        return predict_batch(model, inputs, output, options, on_frame, lambda total: progress.update(task, total=total))
+
+
+@reports_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model checkpoint (run/checkpoints/best.json).")],
+    inputs: Annotated[list[Path], typer.Argument(help="Cube files or folders (searched recursively).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (one sub-folder per frame).")],
+    tile: Annotated[int, typer.Option(help="Sliding-window size in pixels.")] = 256,
+    overlap: Annotated[float, typer.Option(help="Window overlap (0-0.9).")] = 0.25,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
+    tta: Annotated[bool, typer.Option("--tta", help="Average 4 flips (test-time augmentation).")] = False,
+    ood_score: Annotated[
+        str | None, typer.Option(help="max_softmax, max_logit or energy (default: the card's).")
+    ] = None,
+    ood_threshold: Annotated[
+        float | None, typer.Option(help="Override the calibrated unknown-tissue threshold.")
+    ] = None,
+    level: Annotated[int | None, typer.Option(help="Also write the map at this tree depth.")] = None,
+    confidence: Annotated[float | None, typer.Option(help="Also write the deepest node with marginal >= T.")] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Write probabilities.h5 (float16).")] = False,
+    opacity: Annotated[float, typer.Option(help="Overlay opacity.")] = 0.5,
+    contours: Annotated[bool, typer.Option("--contours", help="Overlay outlines only.")] = False,
+    resume: Annotated[bool, typer.Option("--continue", help="Skip frames whose outputs are complete.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    num_parts: Annotated[int, typer.Option(help="Split the frames into this many parts (machines).")] = 1,
+    part_id: Annotated[int, typer.Option(help="Which part this machine does (0-based).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    options: ReaderOptions = None,
+) -> None:
+    """Predict tissue maps, unknown-tissue masks, area tables and overlays for cubes or whole recordings."""
+    settings = PredictOptions(
+        tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=tta, ood_score=ood_score,
+        ood_threshold=ood_threshold, level=level, confidence=confidence, save_probabilities=probabilities, opacity=opacity, contours=contours,
+        overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, device=device,
+        reader_options=parse_options(options),
+    )  # fmt: skip
+    results = run_prediction(model, inputs, output, settings, Console(stderr=True))
+    failed = [r for r in results if r.status == "failed"]
+    done = sum(r.status == "done" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    typer.echo(f"{done} frames predicted, {skipped} skipped, {len(failed)} failed; outputs in {output} (summary.csv)")
+    if failed:
+        raise typer.Exit(USER_ERROR_EXIT_CODE)
+
+
+@reports_errors
+def render(
+    cube: Annotated[Path, typer.Argument(help="Cube file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")],
+    bands: Annotated[str | None, typer.Option(help="False colour from three wavelengths, e.g. 800,650,550.")] = None,
+    method: Annotated[str, typer.Option(help="RGB method: auto, cie or window.")] = "auto",
+    options: ReaderOptions = None,
+) -> None:
+    """Render a cube as RGB (CIE 1931 + D65, or band windows) or as a false-colour composite."""
+    from hsiseg.io import read_cube
+    from hsiseg.render import false_colour, rgb, save_png
+
+    loaded = read_cube(cube, **parse_options(options))
+    if bands:
+        try:
+            triple = tuple(float(v) for v in bands.split(","))
+        except ValueError:
+            raise HsisegError(f"--bands {bands!r}: expected three wavelengths like 800,650,550") from None
+        if len(triple) != 3:
+            raise HsisegError(f"--bands {bands!r}: expected three wavelengths")
+        image = false_colour(loaded.data, loaded.wavelengths, triple)
+    else:
+        image = rgb(loaded.data, loaded.wavelengths, method)
+    save_png(output, image)
+    typer.echo(f"wrote {output}")
+
+
+@reports_errors
+def demo(
+    output: Annotated[Path, typer.Argument(help="Folder for the demo (data, run, predictions).")] = Path("hsiseg-demo"),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 25,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Reuse an existing demo folder.")] = False,
+) -> None:
+    """The whole job on synthetic data: generate surgeries, train with tree-ce, predict the held-out surgery,
+    render overlays, print where they are."""
+    from cli.train_command import RichReporter
+    from hsiseg.spec import DataSpec
+    from hsiseg.synthetic.dataset import generate_demo_data
+    from hsiseg.train import train
+
+    console = Console(stderr=True)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise HsisegError(f"{output} is not empty; choose another folder or pass --overwrite")
+    if overwrite and output.exists():
+        import shutil
+
+        for sub in ("data", "run", "predictions"):
+            shutil.rmtree(output / sub, ignore_errors=True)
+    console.print("[bold]1/3[/] generating 4 synthetic surgeries (Tivita and ENVI cubes, scribbles, dense truth)")
+    spec_path = generate_demo_data(output / "data")
+    console.print(f"[bold]2/3[/] training a U-Net with the tree-based semantic loss (tree-ce) for {epochs} epochs")
+    from hsiseg.train import TrainConfig
+
+    config = TrainConfig(epochs=epochs, patch_size=48, model_options={"width": 16, "depth": 3})
+    reporter = RichReporter()
+    try:
+        train(spec_path, output / "run", config, reporter=reporter)
+    finally:
+        reporter.stop()
+    spec = DataSpec.from_file(spec_path)
+    test_cubes = [spec.resolve(spec.samples[i].cube) for i in spec.split("test")]
+    console.print(f"[bold]3/3[/] predicting the held-out surgery ({len(test_cubes)} frames)")
+    results = run_prediction(
+        output / "run" / "checkpoints" / "best.json", test_cubes, output / "predictions",
+        PredictOptions(level=1, confidence=0.7), console,
+    )  # fmt: skip
+    typer.echo(f"training curves: {output / 'run' / 'curves.png'}")
+    for result in results:
+        typer.echo(f"{result.frame}: {result.status}; panel {output / 'predictions' / result.frame / 'panel.png'}")
+    typer.echo(f"summary: {output / 'predictions' / 'summary.csv'}")
