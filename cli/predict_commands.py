@@ -71,7 +71,8 @@ def predict(
     """Predict tissue maps, unknown-tissue masks, area tables and overlays for cubes or whole recordings."""
     settings = PredictOptions(
         tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=tta, ood_score=ood_score,
-        ood_threshold=ood_threshold, level=level, confidence=confidence, save_probabilities=probabilities, opacity=opacity, contours=contours,
+        ood_threshold=ood_threshold, level=level, confidence=confidence, save_probabilities=probabilities,
+        opacity=opacity, contours=contours,
         overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, device=device,
         reader_options=parse_options(options),
     )  # fmt: skip
