@@ -145,7 +145,17 @@ def predict_batch(
         ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
     ):
         pending_read = reader.submit(_read, todo[0][1], options.reader_options) if todo else None
-        pending_write: Future | None = None
+        pending_write: tuple[Future, FrameResult] | None = None
+
+        def finish(pending: tuple[Future, FrameResult]) -> None:
+            future, result = pending
+            error = future.result()
+            if error:
+                result.status, result.error = "failed", error
+            results.append(result)
+            if on_frame:
+                on_frame(result)
+
         for position, (name, source) in enumerate(todo):
             started = time.perf_counter()
             cube_or_error = pending_read.result()
@@ -155,32 +165,34 @@ def predict_batch(
                 if isinstance(cube_or_error, Exception):
                     raise cube_or_error
                 prediction = predictor.predict(cube_or_error)
-                if pending_write is not None:
-                    pending_write.result()  # at most one frame waits for writing
-                summary = _summarise(prediction, predictor)
-                pending_write = writer.submit(
-                    _write_frame,
-                    output / name,
-                    name,
-                    source,
-                    cube_or_error,
-                    prediction,
-                    predictor,
-                    colours,
-                    options,
-                    started,
-                    summary,
-                )
-                result = FrameResult(name, str(source), "done", time.perf_counter() - started, **summary)
             except (HsisegError, OSError, ValueError) as error:
                 result = FrameResult(
                     name, str(source), "failed", time.perf_counter() - started, error=str(error).splitlines()[0]
                 )
-            results.append(result)
-            if on_frame:
-                on_frame(result)
+                results.append(result)
+                if on_frame:
+                    on_frame(result)
+                continue
+            if pending_write is not None:
+                finish(pending_write)  # at most one frame waits for writing: memory stays flat
+            summary = _summarise(prediction, predictor)
+            future = writer.submit(
+                _write_frame,
+                output / name,
+                name,
+                source,
+                cube_or_error,
+                prediction,
+                predictor,
+                colours,
+                options,
+                summary,
+            )
+            pending_write = (future, FrameResult(name, str(source), "done", time.perf_counter() - started, **summary))
         if pending_write is not None:
-            pending_write.result()
+            finish(pending_write)
+    order = {name: position for position, (name, _) in enumerate(frames)}
+    results.sort(key=lambda result: order[result.frame])
     _write_summary(output, results)
     return results
 
@@ -202,7 +214,18 @@ def _summarise(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
 
 
 def _write_frame(
-    folder: Path, name, source, cube, prediction: Prediction, predictor: Predictor, colours, options, started, summary
+    folder: Path, name, source, cube, prediction: Prediction, predictor: Predictor, colours, options, summary
+) -> str:
+    """Write one frame's outputs; returns an error message instead of raising (the batch goes on)."""
+    try:
+        _write_outputs(folder, name, source, cube, prediction, predictor, colours, options, summary)
+    except (HsisegError, OSError, ValueError) as error:
+        return f"writing {folder}: {error}".splitlines()[0]
+    return ""
+
+
+def _write_outputs(
+    folder: Path, name, source, cube, prediction: Prediction, predictor: Predictor, colours, options, summary
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "done.json").unlink(missing_ok=True)

@@ -1,0 +1,205 @@
+"""hsiseg.predict and hsiseg.render: tiled inference, batch outputs, resume, sharding, decoding, colours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from cli.main import app
+from hsiseg import HsisegError
+from hsiseg.checkpoint import load_model
+from hsiseg.io import Cube, write_cube
+from hsiseg.predict import PredictOptions, Predictor, confident_nodes, level_labels, plan_frames, predict_batch
+from hsiseg.render import cie_rgb, false_colour, node_colours, rgb, window_rgb
+from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
+from hsiseg.train import TrainConfig, train
+
+FRAME_FILES = {"labels.png", "labels.npy", "unknown.png", "areas.csv", "overlay.png", "panel.png", "done.json"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(model checkpoint, folder of test-surgery cubes) from a 1-epoch run on small synthetic scenes."""
+    folder = tmp_path_factory.mktemp("demo")
+    spec = generate_demo_data(folder / "data", surgeries=3, frames=3, shape=(40, 56), seed=4)
+    config = TrainConfig(
+        epochs=1, batch_size=4, patch_size=32, patches_per_epoch=8, model_options={"width": 8, "depth": 2}
+    )
+    train(spec, folder / "run", config)
+    return folder / "run" / "checkpoints" / "best.json", folder / "data" / "cubes" / "surgery03"
+
+
+class Pointwise(nn.Module):
+    """A per-pixel network: tiled and whole-image predictions must agree exactly."""
+
+    def __init__(self, bands: int, classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(bands, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_tiled_equals_whole_image_for_a_pointwise_network(trained) -> None:
+    model_path, _ = trained
+    _, card = load_model(model_path)
+    torch.manual_seed(0)
+    network = Pointwise(100, 14)
+    image = torch.rand(100, 90, 70)
+    whole = Predictor(network, card, tile=256).logits(image)
+    tiled = Predictor(network, card, tile=32, overlap=0.3, batch_size=3).logits(image)
+    torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_tiled_close_to_whole_for_the_unet(trained) -> None:
+    model_path, cubes = trained
+    model, card = load_model(model_path)
+    image = torch.rand(100, 80, 96)
+    whole = Predictor(model, card, tile=512).logits(image).argmax(0)
+    tiled = Predictor(model, card, tile=48, overlap=0.5).logits(image).argmax(0)
+    assert (whole == tiled).float().mean() > 0.9
+
+
+def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    out = tmp_path / "out"
+    results = predict_batch(model_path, [cubes], out, PredictOptions(level=1, confidence=0.5, save_probabilities=True))
+    assert [r.status for r in results] == ["done"] * 3
+    for result in results:
+        files = {p.name for p in (out / result.frame).iterdir()}
+        assert FRAME_FILES | {"labels_level1.png", "confident.png", "probabilities.h5"} <= files
+        assert not any(".part" in name for name in files)
+        labels = np.load(out / result.frame / "labels.npy")
+        assert labels.shape == (40, 56) and labels.min() >= -1 and labels.max() < 14
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["status"] for row in summary] == ["done"] * 3
+    assert json.loads((out / "args.json").read_text())["level"] == 1
+    first, second, third = (r.frame for r in results)
+    assert second == "frame01_SpecCube"
+    # an interrupted batch: the second frame never finished writing
+    (out / second / "done.json").unlink()
+    before = {name: (out / name / "labels.png").stat().st_mtime_ns for name in (first, third)}
+    with pytest.raises(HsisegError, match="outputs exist for 3 frames"):
+        predict_batch(model_path, [cubes], out)
+    again = predict_batch(model_path, [cubes], out, PredictOptions(resume=True))
+    assert [r.status for r in again] == ["skipped", "done", "skipped"]
+    assert {name: (out / name / "labels.png").stat().st_mtime_ns for name in before} == before
+    assert (out / second / "done.json").is_file()
+
+
+def test_sharding_covers_every_frame_once(tmp_path: Path) -> None:
+    for index in range(7):
+        write_cube(tmp_path / "in" / f"f{index}.h5", Cube(np.ones((4, 4, 3), np.float32), [1, 2, 3]))
+    parts = [plan_frames([tmp_path / "in"], tmp_path / "out", PredictOptions(num_parts=3, part_id=i)) for i in range(3)]
+    names = [name for part in parts for name, _ in part]
+    assert sorted(names) == [f"f{i}" for i in range(7)] and len(set(names)) == 7
+    with pytest.raises(HsisegError, match="inside the input folder"):
+        plan_frames([tmp_path / "in"], tmp_path / "in" / "predictions", PredictOptions())
+    with pytest.raises(HsisegError, match="--part-id must be in 0..2"):
+        plan_frames([tmp_path / "in"], tmp_path / "out", PredictOptions(num_parts=3, part_id=3))
+
+
+def test_failed_frames_are_reported_and_the_batch_goes_on(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a_SpecCube.dat").write_bytes((cubes / "frame00_SpecCube.dat").read_bytes())
+    (inputs / "b_SpecCube.dat").write_bytes(b"\x00" * 40)  # unreadable
+    swir = Cube(np.ones((8, 8, 50), np.float32), np.linspace(1500, 2500, 50))
+    write_cube(inputs / "c.h5", swir)  # bands the model cannot read
+    results = {r.frame: r for r in predict_batch(model_path, [inputs], tmp_path / "out")}
+    assert results["a_SpecCube"].status == "done"
+    assert results["b_SpecCube"].status == "failed" and "header says" in results["b_SpecCube"].error
+    assert results["c"].status == "failed" and "cover only 0% of the model's wavelength grid" in results["c"].error
+    result = CliRunner().invoke(
+        app, ["predict", str(model_path), str(inputs), "-o", str(tmp_path / "cli"), "--tile", "64"]
+    )
+    assert result.exit_code == 2 and "1 frames predicted, 0 skipped, 2 failed" in result.output
+
+
+def test_hierarchical_decoding() -> None:
+    tree = demo_tree()
+    probabilities = np.full((14, 1, 2), 0.1 / 12)
+    artery, vein, bone = tree.leaf_index("artery"), tree.leaf_index("vein"), tree.leaf_index("bone")
+    probabilities[[artery, vein], 0, 0] = 0.45  # artery versus vein uncertain, vessel certain
+    probabilities[:, 0, 1] = 0.01
+    probabilities[bone, 0, 1] = 0.87
+    decoded = confident_nodes(probabilities, tree, threshold=0.7)
+    assert tree.node(int(decoded[0, 0])).name == "vessel" and decoded[0, 1] == bone
+    assert tree.node(int(confident_nodes(probabilities, tree, 0.4)[0, 0])).name in ("artery", "vein")
+    assert confident_nodes(probabilities, tree, 0.999)[0, 0] == -1
+    labels = np.array([[artery, -1]])
+    assert (
+        level_labels(labels, tree, 1)[0, 0] == tree.index("vascular structures")
+        and level_labels(labels, tree, 1)[0, 1] == -1
+    )
+
+
+def test_cie_rendering_of_known_spectra() -> None:
+    nm = np.arange(380, 781, 5.0)
+    grey = cie_rgb(np.full((1, 1, len(nm)), 0.5), nm)[0, 0]
+    assert grey.max() - grey.min() <= 2 and 180 < grey[0] < 195  # neutral, sRGB(0.5) = 188
+    white = cie_rgb(np.ones((1, 1, len(nm))), nm)[0, 0]
+    assert (white >= 253).all()
+    narrow = np.zeros((1, 1, len(nm)))
+    narrow[..., (nm >= 615) & (nm <= 625)] = 1
+    red = cie_rgb(narrow, nm)[0, 0]
+    assert red[0] > 100 and red[1] < 10 and red[2] < 10
+    tivita = np.linspace(500, 1000, 100)
+    cube = np.random.default_rng(0).random((4, 4, 100))
+    np.testing.assert_array_equal(rgb(cube, tivita), window_rgb(cube, tivita))  # falls back below 380-500 nm
+    assert false_colour(cube, tivita, (800, 650, 550)).shape == (4, 4, 3)
+    with pytest.raises(HsisegError, match="no band near 400 nm"):
+        false_colour(cube, tivita, (800, 650, 400))
+
+
+def test_palette_families_and_file_colours() -> None:
+    import colorsys
+
+    tree = demo_tree()
+    colours = node_colours(tree)
+    hue = lambda name: colorsys.rgb_to_hsv(*colours[tree.index(name)])[0]  # noqa: E731
+    assert abs(hue("artery") - hue("vein")) < 1e-6  # siblings share the family hue
+    assert abs(hue("artery") - hue("grey matter")) > 0.05
+    assert np.allclose(colours[tree.index("vascular structures")], [0xC0 / 255, 0x39 / 255, 0x2B / 255])  # file wins
+    assert len({tuple(np.round(c, 3)) for c in colours[: tree.num_leaves]}) == tree.num_leaves  # all distinct
+
+
+def test_indexed_png_palette_matches(trained, tmp_path: Path) -> None:
+    from PIL import Image
+
+    model_path, cubes = trained
+    predict_batch(model_path, [cubes / "frame00_SpecCube.dat"], tmp_path / "o")
+    image = Image.open(tmp_path / "o" / "frame00_SpecCube" / "labels.png")
+    assert image.mode == "P"
+    labels = np.load(tmp_path / "o" / "frame00_SpecCube" / "labels.npy")
+    values = np.array(image)
+    np.testing.assert_array_equal(values, np.where(labels >= 0, labels + 1, 0))
+    palette = np.array(image.getpalette()[: 3 * 15]).reshape(15, 3)
+    np.testing.assert_array_equal(palette[1:], np.round(node_colours(demo_tree())[:14] * 255))
+
+
+def test_render_cli(trained, tmp_path: Path) -> None:
+    _, cubes = trained
+    cube = str(cubes / "frame00_SpecCube.dat")
+    assert CliRunner().invoke(app, ["render", cube, "-o", str(tmp_path / "rgb.png")]).exit_code == 0
+    result = CliRunner().invoke(app, ["render", cube, "-o", str(tmp_path / "fc.png"), "--bands", "800,650,550"])
+    assert result.exit_code == 0 and (tmp_path / "fc.png").stat().st_size > 100
+    bad = CliRunner().invoke(app, ["render", cube, "-o", str(tmp_path / "x.png"), "--bands", "800,650"])
+    assert bad.exit_code == 2 and "expected three wavelengths" in bad.output
+
+
+def test_demo_command_end_to_end(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "summary:" in result.output
+    panels = list((tmp_path / "demo" / "predictions").glob("*/panel.png"))
+    assert len(panels) == 3 and (tmp_path / "demo" / "run" / "curves.png").is_file()
+    again = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--epochs", "1"])
+    assert again.exit_code == 2 and "is not empty" in again.output
