@@ -61,6 +61,7 @@ def predict(
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Write probabilities.h5 (float16).")] = False,
     opacity: Annotated[float, typer.Option(help="Overlay opacity.")] = 0.5,
     contours: Annotated[bool, typer.Option("--contours", help="Overlay outlines only.")] = False,
+    animation: Annotated[bool, typer.Option("--animation", help="Also write overview.gif of all frames.")] = False,
     resume: Annotated[bool, typer.Option("--continue", help="Skip frames whose outputs are complete.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     num_parts: Annotated[int, typer.Option(help="Split the frames into this many parts (machines).")] = 1,
@@ -72,7 +73,7 @@ def predict(
     settings = PredictOptions(
         tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=tta, ood_score=ood_score,
         ood_threshold=ood_threshold, level=level, confidence=confidence, save_probabilities=probabilities,
-        opacity=opacity, contours=contours,
+        opacity=opacity, contours=contours, animation=animation,
         overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, device=device,
         reader_options=parse_options(options),
     )  # fmt: skip
@@ -149,9 +150,10 @@ def demo(
     console.print(f"[bold]3/3[/] predicting the held-out surgery ({len(test_cubes)} frames)")
     results = run_prediction(
         output / "run" / "checkpoints" / "best.json", test_cubes, output / "predictions",
-        PredictOptions(level=1, confidence=0.7), console,
+        PredictOptions(level=1, confidence=0.7, animation=True), console,
     )  # fmt: skip
     typer.echo(f"training curves: {output / 'run' / 'curves.png'}")
     for result in results:
         typer.echo(f"{result.frame}: {result.status}; panel {output / 'predictions' / result.frame / 'panel.png'}")
+    typer.echo(f"animated overview: {output / 'predictions' / 'overview.gif'}")
     typer.echo(f"summary: {output / 'predictions' / 'summary.csv'}")

@@ -69,14 +69,18 @@ def test_tiled_close_to_whole_for_the_unet(trained) -> None:
 def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
     model_path, cubes = trained
     out = tmp_path / "out"
-    results = predict_batch(model_path, [cubes], out, PredictOptions(level=1, confidence=0.5, save_probabilities=True))
+    options = PredictOptions(level=1, confidence=0.5, save_probabilities=True, animation=True)
+    results = predict_batch(model_path, [cubes], out, options)
     assert [r.status for r in results] == ["done"] * 3
     for result in results:
         files = {p.name for p in (out / result.frame).iterdir()}
-        assert FRAME_FILES | {"labels_level1.png", "confident.png", "probabilities.h5"} <= files
+        assert FRAME_FILES | {"labels_level1.png", "panel_level1.png", "confident.png", "probabilities.h5"} <= files
         assert not any(".part" in name for name in files)
         labels = np.load(out / result.frame / "labels.npy")
         assert labels.shape == (40, 56) and labels.min() >= -1 and labels.max() < 14
+    import imageio.v3 as imageio
+
+    assert imageio.imread(out / "overview.gif").shape == (3, 40, 56, 3)  # one GIF frame per cube
     summary = json.loads((out / "summary.json").read_text())
     assert [row["status"] for row in summary] == ["done"] * 3
     assert json.loads((out / "args.json").read_text())["level"] == 1

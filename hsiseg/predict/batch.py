@@ -53,6 +53,7 @@ class PredictOptions:
     opacity: float = 0.5
     contours: bool = False
     rgb_method: str = "auto"
+    animation: bool = False  # also write overview.gif: the frames' overlays in order
     overwrite: bool = False
     resume: bool = False
     num_parts: int = 1
@@ -194,6 +195,10 @@ def predict_batch(
     order = {name: position for position, (name, _) in enumerate(frames)}
     results.sort(key=lambda result: order[result.frame])
     _write_summary(output, results)
+    if options.animation:
+        write_animation(
+            output / "overview.gif", [output / r.frame / "overlay.png" for r in results if r.status != "failed"]
+        )
     return results
 
 
@@ -243,6 +248,16 @@ def _write_outputs(
     if options.level is not None:
         level = level_labels(labels, tree, options.level)
         save_png(folder / f"labels_level{options.level}.png", overlay(image, level, colours, 1.0))
+        level_overlay = overlay(image, level, colours, options.opacity, options.contours)
+        save_panel(
+            folder / f"panel_level{options.level}.png",
+            image,
+            level_overlay,
+            tree,
+            level,
+            colours,
+            f"{name}, level {options.level}",
+        )
     if options.confidence is not None:
         confident = confident_nodes(prediction.probabilities, tree, options.confidence)
         confident = np.where(prediction.unknown, -1, confident)
@@ -285,3 +300,17 @@ def _write_summary(output: Path, results: list[FrameResult]) -> None:
         temporary.write_text(buffer.getvalue())
     with atomic_path(output / "summary.json") as temporary:
         temporary.write_text(json.dumps(rows, indent=2))
+
+
+def write_animation(path: Path, frames: list[Path], seconds_per_frame: float = 0.5) -> None:
+    """An animated GIF of overlay PNGs (frames of different sizes are padded to the largest)."""
+    import imageio.v3 as imageio
+
+    images = [imageio.imread(frame)[..., :3] for frame in frames if frame.is_file()]
+    if not images:
+        return
+    height = max(image.shape[0] for image in images)
+    width = max(image.shape[1] for image in images)
+    padded = [np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))) for image in images]
+    with atomic_path(path) as temporary:
+        imageio.imwrite(temporary, np.stack(padded), extension=".gif", duration=int(seconds_per_frame * 1000), loop=0)
