@@ -1,0 +1,106 @@
+"""Batch prediction of a recording: is reading and writing hidden behind compute, and is memory flat?
+
+Run: ``python benchmarks/bench_predict.py`` (``--cubes 20 --height 480 --width 640``: Tivita-size cubes).
+
+- Writes ``--cubes`` Tivita cubes (100 bands) and an untrained default U-Net checkpoint (width 32, depth 4).
+- Time: total wall time of ``predict_batch`` over all cubes (reading, preprocessing, sliding-window inference,
+  writing maps, overlays and panels) divided by the sum of the pure network times (``Predictor.logits`` on the
+  already-read, preprocessed cubes) measured in the same process (target <= 1.15x).
+- Memory: peak resident memory of a batch of all cubes against a batch of a quarter of them, each in a fresh
+  process (target: within 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hsiseg.checkpoint import load_model, save_model
+from hsiseg.io import Cube, read_cube, write_cube
+from hsiseg.models import build_model
+from hsiseg.predict import PredictOptions, Predictor, predict_batch
+from hsiseg.spectral import Preprocessing
+from hsiseg.synthetic.dataset import demo_tree
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import measure_peak_rise, peak_in_child  # noqa: E402
+
+
+def make_inputs(folder: Path, cubes: int, height: int, width: int) -> tuple[Path, list[Path]]:
+    tree = demo_tree()
+    wavelengths = np.linspace(500, 1000, 100)
+    torch.manual_seed(0)
+    model = build_model("unet", 100, tree.num_leaves, width=32, depth=4)
+    card = {
+        "model": {"name": "unet", "in_channels": 100, "classes": tree.num_leaves, "options": {"width": 32, "depth": 4}},
+        "label_tree": tree.to_dict(),
+        "preprocessing": Preprocessing(wavelengths=wavelengths.tolist(), normalization="l1").model_dump(),
+        "ood": {"score": "max_softmax", "threshold": 0.1},
+    }
+    save_model(folder / "model", model, card)
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(cubes):
+        data = (0.3 + 0.4 * rng.random((height, width, 100), dtype=np.float32)).astype(np.float32)
+        paths.append(write_cube(folder / "frames" / f"frame{index:03d}_SpecCube.dat", Cube(data, wavelengths)))
+    return folder / "model.json", paths
+
+
+def child(folder: str, count: int) -> None:
+    """In a fresh process: peak RSS rise of predicting the first ``count`` frames."""
+    frames = sorted((Path(folder) / "frames").glob("*.dat"))[:count]
+    output = Path(folder) / f"memory_{count}"
+    print(
+        measure_peak_rise(
+            lambda: predict_batch(Path(folder) / "model.json", frames, output, PredictOptions(overwrite=True))
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cubes", type=int, default=20)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    with tempfile.TemporaryDirectory() as folder_name:
+        folder = Path(folder_name)
+        model_path, frames = make_inputs(folder, args.cubes, args.height, args.width)
+        model, card = load_model(model_path)
+        predictor = Predictor(model, card)
+        pure = 0.0
+        for frame in frames:
+            image = predictor.prepare(read_cube(frame))
+            start = time.perf_counter()
+            predictor.logits(image)
+            pure += time.perf_counter() - start
+        start = time.perf_counter()
+        results = predict_batch(model_path, frames, folder / "out", PredictOptions())
+        total = time.perf_counter() - start
+        assert all(r.status == "done" for r in results)
+        quarter = max(1, args.cubes // 4)
+        peak_all = peak_in_child(__file__, str(folder), str(args.cubes))
+        peak_quarter = peak_in_child(__file__, str(folder), str(quarter))
+    shape = f"{args.cubes} cubes of {args.height} x {args.width} x 100"
+    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads; {shape}")
+    print("| measure | value | target |")
+    print("|---|---|---|")
+    times = f"{total:.1f} s / {pure:.1f} s = {total / pure:.3f}x"
+    print(f"| batch wall time / sum of pure network times | {times} | <= 1.15x |")
+    print(f"| frames per second | {args.cubes / total:.2f} | |")
+    memory = f"{peak_all / 2**20:.0f} MiB / {peak_quarter / 2**20:.0f} MiB = {peak_all / peak_quarter:.2f}x"
+    print(f"| peak memory, {args.cubes} cubes / {quarter} cubes | {memory} | <= 1.10x |")
+
+
+if __name__ == "__main__":
+    main()
