@@ -44,8 +44,14 @@ def run_prediction(
 @reports_errors
 def predict(
     model: Annotated[Path, typer.Argument(help="Model checkpoint (run/checkpoints/best.json).")],
-    inputs: Annotated[list[Path], typer.Argument(help="Cube files or folders (searched recursively).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (one sub-folder per frame).")],
+    inputs: Annotated[
+        list[Path] | None, typer.Argument(help="Cube files, folders (recursive) or quoted globs.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (one sub-folder per frame).")] = Path(
+        "predictions"
+    ),
+    spec: Annotated[Path | None, typer.Option(help="Predict the cubes of a data-spec split instead of INPUTS.")] = None,
+    split: Annotated[str, typer.Option(help="With --spec: train, val or test.")] = "test",
     tile: Annotated[int, typer.Option(help="Sliding-window size in pixels.")] = 256,
     overlap: Annotated[float, typer.Option(help="Window overlap (0-0.9).")] = 0.25,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
@@ -77,6 +83,13 @@ def predict(
         overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, device=device,
         reader_options=parse_options(options),
     )  # fmt: skip
+    if spec is not None:
+        from hsiseg.spec import DataSpec
+
+        data_spec = DataSpec.from_file(spec)
+        inputs = [data_spec.resolve(data_spec.samples[i].cube) for i in data_spec.split(split)]
+    if not inputs:
+        raise HsisegError("predict: give cube files/folders, or --spec SPEC --split NAME")
     results = run_prediction(model, inputs, output, settings, Console(stderr=True))
     failed = [r for r in results if r.status == "failed"]
     done = sum(r.status == "done" for r in results)
@@ -91,14 +104,33 @@ def render(
     cube: Annotated[Path, typer.Argument(help="Cube file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")],
     bands: Annotated[str | None, typer.Option(help="False colour from three wavelengths, e.g. 800,650,550.")] = None,
+    band: Annotated[float | None, typer.Option(help="Single-wavelength map (nm) with a colour bar.")] = None,
+    ratio: Annotated[
+        str | None, typer.Option(help="Band-ratio map NUM/DEN in nm, e.g. 560/760, with a colour bar.")
+    ] = None,
     method: Annotated[str, typer.Option(help="RGB method: auto, cie or window.")] = "auto",
     options: ReaderOptions = None,
 ) -> None:
-    """Render a cube as RGB (CIE 1931 + D65, or band windows) or as a false-colour composite."""
+    """Render a cube as RGB (CIE 1931 + D65, or band windows), a false-colour composite, or a single-band or
+    band-ratio map with a colour bar."""
     from hsiseg.io import read_cube
     from hsiseg.render import false_colour, rgb, save_png
+    from hsiseg.render.colour import band_map, ratio_map, save_scalar_map
 
     loaded = read_cube(cube, **parse_options(options))
+    if band is not None:
+        save_scalar_map(output, band_map(loaded.data, loaded.wavelengths, band), f"reflectance at {band:g} nm")
+        typer.echo(f"wrote {output}")
+        return
+    if ratio is not None:
+        try:
+            numerator, denominator = (float(v) for v in ratio.split("/"))
+        except ValueError:
+            raise HsisegError(f"--ratio {ratio!r}: expected NUM/DEN in nm, e.g. 560/760") from None
+        values = ratio_map(loaded.data, loaded.wavelengths, numerator, denominator)
+        save_scalar_map(output, values, f"{numerator:g} nm / {denominator:g} nm", colour_map="magma")
+        typer.echo(f"wrote {output}")
+        return
     if bands:
         try:
             triple = tuple(float(v) for v in bands.split(","))

@@ -207,3 +207,32 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert len(panels) == 3 and (tmp_path / "demo" / "run" / "curves.png").is_file()
     again = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--epochs", "1"])
     assert again.exit_code == 2 and "is not empty" in again.output
+
+
+def test_predict_inputs_from_globs_and_spec_splits(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    runner = CliRunner()
+    pattern = str(cubes / "frame0[01]_SpecCube.dat")
+    result = runner.invoke(app, ["predict", str(model_path), pattern, "-o", str(tmp_path / "glob")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "glob").iterdir() if p.is_dir()) == [
+        "frame00_SpecCube",
+        "frame01_SpecCube",
+    ]
+    spec = cubes.parents[1] / "demo.yaml"
+    result = runner.invoke(
+        app, ["predict", str(model_path), "--spec", str(spec), "--split", "test", "-o", str(tmp_path / "spec")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 frames predicted" in result.output
+
+
+def test_band_and_ratio_maps(trained, tmp_path: Path) -> None:
+    _, cubes = trained
+    cube = str(cubes / "frame00_SpecCube.dat")
+    runner = CliRunner()
+    assert runner.invoke(app, ["render", cube, "-o", str(tmp_path / "b.png"), "--band", "760"]).exit_code == 0
+    assert runner.invoke(app, ["render", cube, "-o", str(tmp_path / "r.png"), "--ratio", "560/760"]).exit_code == 0
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    bad = runner.invoke(app, ["render", cube, "-o", str(tmp_path / "x.png"), "--band", "300"])
+    assert bad.exit_code == 2 and "no band near 300 nm" in bad.output

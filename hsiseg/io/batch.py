@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
             found.extend((path, entry) for path in find_cubes(entry))
         elif entry.exists():
             found.append((entry, entry.parent))
+        elif any(character in str(entry) for character in "*?["):  # a quoted glob the shell did not expand
+            matches = sorted(Path(match) for match in glob.glob(str(entry), recursive=True))
+            if not matches:
+                raise HsisegError(f"{entry}: the pattern matches no file")
+            found.extend((path, path.parent) for path in matches if path.is_file())
         else:
             raise HsisegError(f"{entry}: no such file or folder")
     return found

@@ -117,3 +117,39 @@ def false_colour(
             )
         channels.append(stretch(data[..., index], percentiles))
     return _to_uint8(np.stack(channels, -1))
+
+
+def band_map(data: np.ndarray, wavelengths: np.ndarray, nm: float) -> np.ndarray:
+    """(H, W) values of the band nearest ``nm`` (within 20 nm)."""
+    index = int(np.argmin(np.abs(wavelengths - nm)))
+    if abs(wavelengths[index] - nm) > 20:
+        raise HsisegError(f"no band near {nm:g} nm (cube covers {wavelengths.min():g}-{wavelengths.max():g} nm)")
+    return data[..., index].astype(np.float64)
+
+
+def ratio_map(data: np.ndarray, wavelengths: np.ndarray, numerator: float, denominator: float) -> np.ndarray:
+    """(H, W) band ratio, e.g. 560/760 nm; NaN where the denominator is 0."""
+    top, bottom = band_map(data, wavelengths, numerator), band_map(data, wavelengths, denominator)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(bottom != 0, top / bottom, np.nan)
+
+
+def save_scalar_map(path, values: np.ndarray, label: str, colour_map: str = "viridis", percentiles=(1, 99)) -> None:
+    """A single-band or ratio map as PNG with a colour bar (percentile-limited colour scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hsiseg.io.atomic import atomic_path
+
+    finite = values[np.isfinite(values)]
+    low, high = np.percentile(finite, percentiles) if finite.size else (0, 1)
+    figure, axis = plt.subplots(figsize=(7, 5))
+    shown = axis.imshow(values, cmap=colour_map, vmin=low, vmax=high)
+    axis.axis("off")
+    figure.colorbar(shown, ax=axis, label=label, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110)
+    plt.close(figure)
