@@ -1,0 +1,118 @@
+"""Evaluation numbers: per-class and per-level segmentation scores, mistake severity, unknown-tissue detection.
+
+All scores use annotated pixels only (truth >= 0): pixels without truth are never counted.
+
+- Per class (from a confusion matrix ``[truth, prediction]``): Dice, IoU, precision, recall; a class absent
+  from both truth and prediction gets NaN (not 0, not 1) and is left out of means.
+- Overall accuracy and balanced accuracy (mean recall over classes present in the truth).
+- Tree levels: prediction and truth are both mapped to their depth-d ancestors before scoring.
+- Mistake severity: the tree distance d(prediction, truth) averaged over annotated pixels (0 when right) and
+  over misclassified pixels only, plus the histogram of distances. On a flat tree with unit weights the
+  mean equals 2 x the error rate.
+- Unknown-tissue detection (OOD-SEG): held-out classes' pixels are positives (should be flagged), kept
+  classes' pixels negatives; the OOD score is "higher = more in-distribution", so positives are ranked by
+  -score. AUROC (by ranks: the probability a positive outranks a negative, ties counted half), AUPR (average
+  precision), FPR at 95% TPR.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+from hsiseg.metrics import confusion_matrix, to_level
+from hsiseg.tree import LabelTree
+
+
+def class_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Dice, IoU, precision, recall per class (C,) from a (C, C) confusion matrix; NaN where undefined."""
+    tp = np.diag(confusion).astype(np.float64)
+    truth = confusion.sum(1).astype(np.float64)
+    predicted = confusion.sum(0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "dice": np.where(truth + predicted > 0, 2 * tp / (truth + predicted), np.nan),
+            "iou": np.where(truth + predicted - tp > 0, tp / (truth + predicted - tp), np.nan),
+            "precision": np.where(predicted > 0, tp / predicted, np.nan),
+            "recall": np.where(truth > 0, tp / truth, np.nan),
+        }
+
+
+def summary_scores(confusion: np.ndarray) -> dict[str, float]:
+    """Overall accuracy, balanced accuracy, and mean Dice / IoU over classes present in the truth."""
+    scores = class_scores(confusion)
+    present = confusion.sum(1) > 0
+    total = confusion.sum()
+    return {
+        "accuracy": float(np.trace(confusion) / total) if total else float("nan"),
+        "balanced_accuracy": float(np.nanmean(scores["recall"][present])) if present.any() else float("nan"),
+        "mean_dice": float(np.nanmean(scores["dice"][present])) if present.any() else float("nan"),
+        "mean_iou": float(np.nanmean(scores["iou"][present])) if present.any() else float("nan"),
+    }
+
+
+def level_confusion(
+    prediction: np.ndarray, truth: np.ndarray, tree: LabelTree, depth: int
+) -> tuple[np.ndarray, list[str]]:
+    """Confusion matrix at tree depth ``depth`` over annotated leaf pixels, and the node names of its rows."""
+    codes = [int(c) for c in tree.level_codes(depth)]
+    position = np.full(tree.num_nodes, -1)
+    position[codes] = np.arange(len(codes))
+    keep = (truth >= 0) & (truth < tree.num_leaves) & (prediction >= 0)
+    mapped_truth = position[to_level(truth[keep], tree, depth)]
+    mapped_prediction = position[to_level(prediction[keep], tree, depth)]
+    return confusion_matrix(mapped_prediction, mapped_truth, len(codes)), [tree.node(c).name for c in codes]
+
+
+def mistake_severity(prediction: np.ndarray, truth: np.ndarray, tree: LabelTree) -> dict[str, object]:
+    """Mean tree distance over annotated pixels and over misclassified ones, and the distance histogram."""
+    keep = (truth >= 0) & (truth < tree.num_leaves) & (prediction >= 0)
+    distances = tree.distance_matrix()[truth[keep], prediction[keep]]
+    wrong = distances > 0
+    values, counts = np.unique(np.round(distances, 6), return_counts=True)
+    return {
+        "mean_distance": float(distances.mean()) if distances.size else float("nan"),
+        "mean_distance_of_errors": float(distances[wrong].mean()) if wrong.any() else 0.0,
+        "histogram": {f"{v:g}": int(c) for v, c in zip(values, counts, strict=True)},
+    }
+
+
+def auroc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
+    """P(a positive ranks above a negative), ties half: the Mann-Whitney form of the ROC area."""
+    positive, negative = np.asarray(positive_scores, float), np.asarray(negative_scores, float)
+    if not positive.size or not negative.size:
+        return float("nan")
+    ranks = rankdata(np.concatenate([positive, negative]))
+    return float(
+        (ranks[: positive.size].sum() - positive.size * (positive.size + 1) / 2) / (positive.size * negative.size)
+    )
+
+
+def average_precision(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
+    """Area under the precision-recall curve (average precision) for detecting positives by high score."""
+    scores = np.concatenate([positive_scores, negative_scores]).astype(float)
+    labels = np.concatenate([np.ones(len(positive_scores)), np.zeros(len(negative_scores))])
+    if not labels.sum() or labels.sum() == labels.size:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order]
+    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    return float((precision * hits).sum() / hits.sum())
+
+
+def fpr_at_tpr(positive_scores: np.ndarray, negative_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """False-positive rate at the threshold that flags ``tpr`` of the positives (scores: higher = flagged)."""
+    if not len(positive_scores) or not len(negative_scores):
+        return float("nan")
+    threshold = np.quantile(np.asarray(positive_scores, float), 1 - tpr, method="lower")
+    return float((np.asarray(negative_scores, float) >= threshold).mean())
+
+
+def ood_scores(in_distribution: np.ndarray, held_out: np.ndarray) -> dict[str, float]:
+    """AUROC, AUPR and FPR@95%TPR for flagging held-out pixels; inputs are "higher = more in-distribution"."""
+    positive, negative = -np.asarray(held_out, float), -np.asarray(in_distribution, float)
+    return {
+        "auroc": auroc(positive, negative),
+        "aupr": average_precision(positive, negative),
+        "fpr_at_95_tpr": fpr_at_tpr(positive, negative, 0.95),
+    }
