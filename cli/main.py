@@ -26,6 +26,7 @@ app.command("train")(train_command.train_command)
 app.command("predict")(predict_commands.predict)
 app.command("render")(predict_commands.render)
 app.command("demo")(predict_commands.demo)
+app.command("evaluate")(predict_commands.evaluate)
 
 
 def _print_version(value: bool) -> None:

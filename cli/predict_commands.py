@@ -189,3 +189,32 @@ def demo(
         typer.echo(f"{result.frame}: {result.status}; panel {output / 'predictions' / result.frame / 'panel.png'}")
     typer.echo(f"animated overview: {output / 'predictions' / 'overview.gif'}")
     typer.echo(f"summary: {output / 'predictions' / 'summary.csv'}")
+
+
+@reports_errors
+def evaluate(
+    predictions: Annotated[Path, typer.Argument(help="Output folder of hsiseg predict.")],
+    spec: Annotated[Path, typer.Option("--spec", "-s", help="Data spec holding the truth.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("evaluation"),
+    split: Annotated[
+        str | None, typer.Option(help="Only samples of this split (default: every matching frame).")
+    ] = None,
+    against: Annotated[
+        str, typer.Option(help="truth (dense ground truth) or annotations (sparse scribbles).")
+    ] = "truth",
+) -> None:
+    """Score predictions on annotated pixels at every tree level; write report.md, CSVs, confusion matrices."""
+    from hsiseg.evaluation.report import collect, write_report
+    from hsiseg.spec import DataSpec
+
+    if against not in ("truth", "annotations"):
+        raise HsisegError(f"--against must be truth or annotations, got {against!r}")
+    evaluation = collect(predictions, DataSpec.from_file(spec), split, against)
+    summary = write_report(evaluation, output)
+    for level in range(1, evaluation.tree.depth + 1):
+        numbers = summary[f"level_{level}"]
+        typer.echo(
+            f"level {level}: accuracy {numbers['accuracy']:.3f}, balanced {numbers['balanced_accuracy']:.3f}, "
+            f"mean Dice {numbers['mean_dice']:.3f}"
+        )
+    typer.echo(f"mistake severity {summary['severity']['mean_distance']:.3f}; report: {output / 'report.md'}")

@@ -77,7 +77,7 @@ def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
         assert FRAME_FILES | {"labels_level1.png", "panel_level1.png", "confident.png", "probabilities.h5"} <= files
         assert not any(".part" in name for name in files)
         labels = np.load(out / result.frame / "labels.npy")
-        assert labels.shape == (40, 56) and labels.min() >= -1 and labels.max() < 14
+        assert labels.shape == (40, 56) and labels.min() >= 0 and labels.max() < 14
     import imageio.v3 as imageio
 
     assert imageio.imread(out / "overview.gif").shape == (3, 40, 56, 3)  # one GIF frame per cube
@@ -183,8 +183,9 @@ def test_indexed_png_palette_matches(trained, tmp_path: Path) -> None:
     image = Image.open(tmp_path / "o" / "frame00_SpecCube" / "labels.png")
     assert image.mode == "P"
     labels = np.load(tmp_path / "o" / "frame00_SpecCube" / "labels.npy")
+    unknown = np.array(Image.open(tmp_path / "o" / "frame00_SpecCube" / "unknown.png")) > 0
     values = np.array(image)
-    np.testing.assert_array_equal(values, np.where(labels >= 0, labels + 1, 0))
+    np.testing.assert_array_equal(values, np.where(unknown, 0, labels + 1))
     palette = np.array(image.getpalette()[: 3 * 15]).reshape(15, 3)
     np.testing.assert_array_equal(palette[1:], np.round(node_colours(demo_tree())[:14] * 255))
 

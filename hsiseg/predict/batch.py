@@ -1,7 +1,8 @@
 """Batch prediction of whole recorded surgeries: many frames in, maps and overlays out.
 
 For every input cube, ``OUT/<frame>/`` receives ``labels.png`` (indexed PNG with the tree palette; value =
-leaf code + 1, 0 = unknown), ``labels.npy`` (int16 leaf codes, -1 = unknown), ``unknown.png``, ``areas.csv``
+leaf code + 1, 0 = unknown), ``labels.npy`` (int16 raw leaf codes, before the unknown mask), ``unknown.png``,
+``areas.csv``
 (pixels, percent and mean confidence per class), ``overlay.png`` and ``panel.png`` (image | overlay | legend),
 optionally ``probabilities.h5`` (float16), ``labels_level<d>.png`` and ``confident.png``/``.npy``
 (hierarchical decoding), and last ``done.json``. ``OUT/args.json`` records the run's arguments and
@@ -238,7 +239,7 @@ def _write_outputs(
     labels = prediction.labels_with_unknown()
     save_indexed_png(folder / "labels.png", labels, colours[: tree.num_leaves])
     with atomic_path(folder / "labels.npy") as temporary, open(temporary, "wb") as handle:
-        np.save(handle, labels.astype(np.int16))
+        np.save(handle, prediction.labels.astype(np.int16))  # raw leaf codes; unknown.png says which are unknown
     save_png(folder / "unknown.png", (prediction.unknown * 255).astype(np.uint8))
     _write_areas(folder / "areas.csv", labels, prediction, tree)
     image = rgb(cube.data, cube.wavelengths, options.rgb_method)

@@ -1,0 +1,115 @@
+"""hsiseg.evaluation: scores against hand computations and brute force, the report, the quick experiment."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from cli.main import app
+from hsiseg import LabelTree
+from hsiseg.evaluation.scores import (
+    auroc,
+    average_precision,
+    class_scores,
+    fpr_at_tpr,
+    level_confusion,
+    mistake_severity,
+    summary_scores,
+)
+from hsiseg.metrics import confusion_matrix
+from tests.conftest import REPO
+
+
+def test_class_scores_hand_computed() -> None:
+    truth = np.array([0, 0, 0, 1, 1, -100, -100, 2])
+    prediction = np.array([0, 0, 1, 1, 0, 2, 2, 2])  # the two unannotated pixels must not count
+    confusion = confusion_matrix(prediction, truth, 4)  # class 3 absent everywhere
+    assert confusion.sum() == 6
+    scores = class_scores(confusion)
+    np.testing.assert_allclose(scores["dice"][:3], [2 * 2 / (3 + 3), 2 * 1 / (2 + 2), 1.0])
+    np.testing.assert_allclose(scores["iou"][:3], [2 / 4, 1 / 3, 1.0])
+    np.testing.assert_allclose(scores["precision"][:3], [2 / 3, 1 / 2, 1.0])
+    np.testing.assert_allclose(scores["recall"][:3], [2 / 3, 1 / 2, 1.0])
+    assert all(np.isnan(scores[k][3]) for k in scores)  # absent class: undefined, not 0 or 1
+    summary = summary_scores(confusion)
+    assert summary["accuracy"] == pytest.approx(4 / 6)
+    assert summary["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert summary["mean_dice"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+
+
+def test_level_confusion_maps_both_sides(unbalanced_tree: LabelTree) -> None:
+    tree = unbalanced_tree  # leaves a1 a2 x y b1 c; top level a, b, c
+    truth = np.array([tree.leaf_index(n) for n in ("a1", "x", "b1", "c")])
+    prediction = np.array([tree.leaf_index(n) for n in ("a2", "y", "c", "c")])
+    confusion, names = level_confusion(prediction, truth, tree, 1)
+    assert names == ["a", "b", "c"]
+    np.testing.assert_array_equal(confusion, [[2, 0, 0], [0, 0, 1], [0, 0, 1]])
+    leaf, _ = level_confusion(prediction, truth, tree, 3)
+    assert np.trace(leaf) == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 8), st.integers(0, 10_000))
+def test_severity_on_a_flat_tree_is_twice_the_error_rate(classes: int, seed: int) -> None:
+    tree = LabelTree.from_dict({"children": [f"c{i}" for i in range(classes)]})
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, classes, 200)
+    prediction = np.where(rng.random(200) < 0.3, rng.integers(0, classes, 200), truth)
+    severity = mistake_severity(prediction, truth, tree)
+    assert severity["mean_distance"] == pytest.approx(2 * (prediction != truth).mean())
+    assert severity["mean_distance_of_errors"] in (0.0, pytest.approx(2.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=15), st.lists(st.integers(0, 5), min_size=1, max_size=15))
+def test_auroc_equals_counting_ordered_pairs(positive, negative) -> None:
+    pairs = list(itertools.product(positive, negative))
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+    assert auroc(np.array(positive), np.array(negative)) == pytest.approx(expected)
+
+
+def test_average_precision_and_fpr_by_hand() -> None:
+    positive, negative = np.array([0.9, 0.7, 0.3]), np.array([0.8, 0.2, 0.1])
+    # ranking: 0.9 P, 0.8 N, 0.7 P, 0.3 P -> precision at hits 1, 2/3, 3/4
+    assert average_precision(positive, negative) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    assert fpr_at_tpr(positive, negative, 0.95) == pytest.approx(1 / 3)  # threshold 0.3 flags 0.8 only
+    assert fpr_at_tpr(np.array([5.0]), np.array([1.0, 2.0]), 0.95) == 0.0
+
+
+def test_evaluate_cli_report(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["demo", str(tmp_path / "demo"), "--epochs", "1"]).exit_code == 0
+    spec = tmp_path / "demo" / "data" / "demo.yaml"
+    result = runner.invoke(
+        app, ["evaluate", str(tmp_path / "demo" / "predictions"), "-s", str(spec), "-o", str(tmp_path / "report")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "level 1: accuracy" in result.output and "mistake severity" in result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Level 3" in report and "## Per subject" in report and "surgery04" in report
+    for name in ("confusion_level1.png", "dice_level3.png", "classes_level2.csv", "per_image.csv", "summary.json"):
+        assert (tmp_path / "report" / name).is_file()
+    wrong = runner.invoke(app, ["evaluate", str(tmp_path / "demo"), "-s", str(spec)])
+    assert wrong.exit_code == 2 and "no summary.json" in wrong.output
+
+
+def test_quick_experiment_end_to_end() -> None:
+    pytest.importorskip("tensorly")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import experiment_losses
+
+    result = experiment_losses.main(["--quick"])
+    runs = result["runs"]
+    assert {r["loss"] for r in runs} == {"ce", "tree-ce"}
+    assert {r["regime"] for r in runs if r["data"] == "indian-pines"} == {"3% scribbles", "3%, half coarse"}
+    for run in runs:
+        assert 0 <= run["leaf_mean_dice"] <= 1 and 0 <= run["top_accuracy"] <= 1 and run["severity"] >= 0
+    assert all(0 <= r["ood_auroc"] <= 1 for r in runs if r["data"] == "indian-pines")
+    assert "| tree-ce |" in result["report"]
