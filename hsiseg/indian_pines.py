@@ -30,6 +30,7 @@ import yaml
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
+from hsiseg.annotations.writers import code_label_table, write_label_image
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
 from hsiseg.tree import LabelTree
@@ -112,7 +113,7 @@ def spec_dict(tree: LabelTree, label_tree: str, root: str | None) -> dict[str, A
             "annotations": {
                 "format": "label-image",
                 "ignore_value": 0,
-                "labels": {node.code + 1: node.name for node in tree.nodes},
+                "labels": code_label_table(tree),
             },
             "samples": [
                 {
@@ -142,8 +143,6 @@ def write_indian_pines(
     output: str | Path, fraction: float = 0.03, stroke_length: int = 8, seed: int = 0, overwrite: bool = False
 ) -> Path:
     """Write the Indian Pines data set with simulated scribbles into ``output``; returns the spec path."""
-    import imageio.v3 as imageio
-
     output = Path(output)
     spec_path = output / "indian_pines.yaml"
     if spec_path.exists() and not overwrite:
@@ -156,8 +155,7 @@ def write_indian_pines(
     output.mkdir(parents=True, exist_ok=True)
     write_cube(output / "indian_pines.h5", cube)
     for name, label_map in (("scribbles.png", scribbles), ("truth.png", evaluation)):
-        with atomic_path(output / name) as temporary:
-            imageio.imwrite(temporary, np.where(label_map < 0, 0, label_map + 1).astype(np.uint8), extension=".png")
+        write_label_image(output / name, label_map)
     with resources.as_file(resources.files("hsiseg.resources") / TREE_RESOURCE) as tree_file:
         (output / "label_tree.yaml").write_bytes(tree_file.read_bytes())
     with atomic_path(spec_path) as temporary:

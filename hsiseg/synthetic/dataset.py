@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hsiseg.annotations.writers import code_label_table, write_label_image
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
 from hsiseg.synthetic.scene import make_scene
@@ -78,7 +79,7 @@ def spec_dict(tree: LabelTree, surgeries: int, frames: int, folds: int, label_tr
             "annotations": {
                 "format": "label-image",
                 "ignore_value": 0,
-                "labels": {node.code + 1: node.name for node in tree.nodes},
+                "labels": code_label_table(tree),
             },
             "samples": samples,
             "splits": {
@@ -125,8 +126,6 @@ def generate_demo_data(
     offsets = {
         f"surgery{s + 1:02d}": np.array([rng.uniform(0.8, 1.25), rng.uniform(-0.05, 0.05)]) for s in range(surgeries)
     }
-    import imageio.v3 as imageio
-
     output.mkdir(parents=True, exist_ok=True)
     with resources.as_file(resources.files("hsiseg.resources") / TREE_RESOURCE) as tree_file:
         shutil.copyfile(tree_file, output / "label_tree.yaml")
@@ -136,11 +135,7 @@ def generate_demo_data(
         cube = Cube(scene.cube, wavelengths(), {"source": sample_id, "synthetic": True})
         write_cube(output / cube_path(subject, frame, int(subject[-2:]) - 1), cube)
         for folder, label_map in (("scribbles", scene.scribbles), ("truth", scene.truth)):
-            encoded = np.where(label_map < 0, 0, label_map + 1).astype(np.uint8)
-            target = output / folder / f"{sample_id}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as temporary:
-                imageio.imwrite(temporary, encoded, extension=".png")
+            write_label_image(output / folder / f"{sample_id}.png", label_map)
         if on_scene is not None:
             on_scene(sample_id)
     spec_path = output / SPEC_NAME
