@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
 from hsiseg.annotations.writers import code_label_table, write_label_image
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
+from hsiseg.spec import dump_spec
 from hsiseg.tree import LabelTree
 
 # Ground-truth values 1..16 of Indian_pines_gt.npy (DATA.md).
@@ -131,12 +131,12 @@ def spec_dict(tree: LabelTree, label_tree: str, root: str | None) -> dict[str, A
 
 
 def spec_text(spec: dict[str, Any]) -> str:
-    header = (
-        "# Indian Pines as a scribble-annotated data set (written by `hsiseg indian-pines`).\n"
-        "# Train on scribbles.png, evaluate on truth.png: disjoint pixels of the same scene (same_scene_evaluation).\n"
-        "# Label files: 0 = unlabelled, value = tree code + 1. zscore statistics come from the training split.\n"
+    return dump_spec(
+        spec,
+        """Indian Pines as a scribble-annotated data set (written by `hsiseg indian-pines`).
+Train on scribbles.png, evaluate on truth.png: disjoint pixels of the same scene (same_scene_evaluation).
+Label files: 0 = unlabelled, value = tree code + 1. zscore statistics come from the training split.""",
     )
-    return header + yaml.safe_dump(spec, sort_keys=False, width=120, allow_unicode=True)
 
 
 def write_indian_pines(

@@ -260,6 +260,12 @@ class DataSpec:
         return preprocessing.fit_statistics(training_cubes())
 
 
+def dump_spec(spec: Mapping[str, Any], comment: str) -> str:
+    """A data spec as readable YAML (keys in the given order) under a ``#`` comment block."""
+    header = "".join(f"# {line}\n" for line in comment.strip().splitlines())
+    return header + yaml.safe_dump(dict(spec), sort_keys=False, width=120, allow_unicode=True)
+
+
 def load_with_lines(path: Path) -> tuple[Any, Any]:
     """Parse YAML/JSON; also return ``locate(loc)`` giving 'line N (a.b.0)' for a pydantic error location."""
     if not path.is_file():
@@ -300,4 +306,4 @@ def load_with_lines(path: Path) -> tuple[Any, Any]:
     return data, locate
 
 
-__all__ = ["UNLABELLED", "AnnotationSpec", "DataSpec", "SampleSpec", "load_with_lines"]
+__all__ = ["UNLABELLED", "AnnotationSpec", "DataSpec", "SampleSpec", "dump_spec", "load_with_lines"]

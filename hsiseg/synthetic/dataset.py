@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from hsiseg.annotations.writers import code_label_table, write_label_image
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
+from hsiseg.spec import dump_spec
 from hsiseg.synthetic.scene import make_scene
 from hsiseg.synthetic.tissues import wavelengths
 from hsiseg.tree import LabelTree
@@ -93,12 +93,12 @@ def spec_dict(tree: LabelTree, surgeries: int, frames: int, folds: int, label_tr
 
 
 def spec_text(spec: dict) -> str:
-    header = (
-        "# Data spec of the synthetic neurosurgical demo (written by `hsiseg demo-data`).\n"
-        "# Paths are relative to `root` (or to this file). Label files: 0 = unlabelled, value = tree code + 1;\n"
-        "# internal nodes (e.g. 'vessel') are partial labels.\n"
+    return dump_spec(
+        spec,
+        """Data spec of the synthetic neurosurgical demo (written by `hsiseg demo-data`).
+Paths are relative to `root` (or to this file). Label files: 0 = unlabelled, value = tree code + 1;
+internal nodes (e.g. 'vessel') are partial labels.""",
     )
-    return header + yaml.safe_dump(spec, sort_keys=False, width=120, allow_unicode=True)
 
 
 def generate_demo_data(
