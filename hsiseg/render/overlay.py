@@ -101,32 +101,45 @@ def save_panel(
     colours: np.ndarray,
     title: str = "",
 ) -> None:
-    """Side-by-side panel PNG: image | overlay | legend of the classes present (with pixel shares)."""
-    import matplotlib
+    """Side-by-side panel PNG: image | overlay | legend of the classes present, with their area shares.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    Drawn with Pillow (about 10x faster than a matplotlib figure, which matters for recordings of hundreds of
+    frames); ``codes`` may hold leaf or internal-node codes, -1 for unknown.
+    """
+    from PIL import Image, ImageDraw, ImageFont
 
     present, counts = np.unique(codes[codes != -100], return_counts=True)
-    total = max(1, counts.sum())
-    handles = []
-    for code, count in sorted(zip(present.tolist(), counts.tolist(), strict=True), key=lambda x: -x[1]):
+    total = max(1, int(counts.sum()))
+    entries = sorted(zip(present.tolist(), counts.tolist(), strict=True), key=lambda entry: -entry[1])
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: the bitmap font
+        font = ImageFont.load_default()
+    scale = max(1, -(-320 // image.shape[0]))  # small images are enlarged (nearest neighbour) to stay readable
+    if scale > 1:
+        image, overlaid = (np.repeat(np.repeat(x, scale, 0), scale, 1) for x in (image, overlaid))
+    height, width = image.shape[:2]
+    margin, title_height, row = 10, 24, 20
+    legend_width = 280
+    canvas_height = max(height, row * len(entries)) + title_height + 2 * margin
+    canvas = Image.new("RGB", (2 * width + legend_width + 4 * margin, canvas_height), "white")
+    canvas.paste(Image.fromarray(image), (margin, margin + title_height))
+    canvas.paste(Image.fromarray(overlaid), (2 * margin + width, margin + title_height))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((margin, margin), "image", fill="black", font=font)
+    draw.text((2 * margin + width, margin), title or "tissue map", fill="black", font=font)
+    left = 3 * margin + 2 * width
+    for index, (code, count) in enumerate(entries):
+        top = margin + title_height + index * row
+        box = (left, top + 3, left + 22, top + 17)
         if code == UNKNOWN:
-            handles.append(
-                Patch(facecolor="white", edgecolor="black", hatch="////", label=f"{UNKNOWN_NAME} ({count / total:.0%})")
-            )
+            swatch = (stripes((14, 22), period=4) * 255).astype(np.uint8)
+            canvas.paste(Image.fromarray(swatch), box[:2])
+            name = UNKNOWN_NAME
         else:
-            handles.append(Patch(color=colours[code], label=f"{tree.node(code).name} ({count / total:.0%})"))
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1, 0.6]})
-    axes[0].imshow(image)
-    axes[0].set_title("image")
-    axes[1].imshow(overlaid)
-    axes[1].set_title(title or "tissue map")
-    for axis in axes:
-        axis.axis("off")
-    axes[2].legend(handles=handles, loc="center left", frameon=False, fontsize=9)
-    figure.tight_layout()
+            draw.rectangle(box, fill=tuple(int(round(255 * c)) for c in colours[code]))
+            name = tree.node(code).name
+        draw.rectangle(box, outline="black")
+        draw.text((left + 30, top + 2), f"{name} ({count / total:.0%})", fill="black", font=font)
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
-    plt.close(figure)
+        canvas.save(temporary, format="PNG")
