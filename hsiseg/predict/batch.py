@@ -8,8 +8,8 @@ optionally ``probabilities.h5`` (float16), ``labels_level<d>.png`` and ``confide
 (hierarchical decoding), and last ``done.json``. ``OUT/args.json`` records the run's arguments and
 ``OUT/summary.{csv,json}`` every frame's status.
 
-Reading the next cube overlaps with inference (a prefetch thread) and writing overlaps with the next frame
-(a writer thread); at most two frames are in memory, however long the recording. ``resume`` (``--continue``)
+Reading and preprocessing the next cube overlap with inference (a prefetch thread) and writing overlaps with
+the next frame (a writer thread); at most two frames are in memory, however long the recording. ``resume`` (``--continue``)
 skips frames whose ``done.json`` exists; ``num_parts``/``part_id`` shard the sorted frames across machines;
 a frame that fails is reported and skipped, and the batch goes on.
 """
@@ -31,7 +31,7 @@ import numpy as np
 
 from hsiseg.checkpoint import load_model
 from hsiseg.errors import HsisegError
-from hsiseg.io import Cube, read_cube
+from hsiseg.io import read_cube
 from hsiseg.io.atomic import atomic_path
 from hsiseg.io.batch import expand_inputs
 from hsiseg.predict.inference import Prediction, Predictor, confident_nodes, level_labels
@@ -146,7 +146,7 @@ def predict_batch(
         ThreadPoolExecutor(1, thread_name_prefix="hsiseg-read") as reader,
         ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
     ):
-        pending_read = reader.submit(_read, todo[0][1], options.reader_options) if todo else None
+        pending_read = reader.submit(_read, todo[0][1], options.reader_options, predictor) if todo else None
         pending_write: tuple[Future, FrameResult] | None = None
 
         def finish(pending: tuple[Future, FrameResult]) -> None:
@@ -162,11 +162,12 @@ def predict_batch(
             started = time.perf_counter()
             cube_or_error = pending_read.result()
             if position + 1 < len(todo):
-                pending_read = reader.submit(_read, todo[position + 1][1], options.reader_options)
+                pending_read = reader.submit(_read, todo[position + 1][1], options.reader_options, predictor)
             try:
                 if isinstance(cube_or_error, Exception):
                     raise cube_or_error
-                prediction = predictor.predict(cube_or_error)
+                cube_or_error, prepared = cube_or_error
+                prediction = predictor.predict(cube_or_error, prepared)
             except (HsisegError, OSError, ValueError) as error:
                 result = FrameResult(
                     name, str(source), "failed", time.perf_counter() - started, error=str(error).splitlines()[0]
@@ -203,11 +204,13 @@ def predict_batch(
     return results
 
 
-def _read(path: Path, reader_options: dict[str, Any]) -> Cube | Exception:
+def _read(path: Path, reader_options: dict[str, Any], predictor: Predictor):
+    """In the prefetch thread: read and preprocess one cube -> (cube, network input), or the error."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return read_cube(path, **reader_options)
+            cube = read_cube(path, **reader_options)
+            return cube, predictor.prepare(cube)
     except (HsisegError, OSError, ValueError) as error:
         return error
 

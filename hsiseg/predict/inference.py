@@ -126,9 +126,10 @@ class Predictor:
         outputs += [self.model(batch.flip(-2)).flip(-2), self.model(batch.flip(-1, -2)).flip(-1, -2)]
         return torch.stack(outputs).mean(0)
 
-    def predict(self, cube: Cube) -> Prediction:
-        """Leaf map, probabilities, OOD score and unknown mask of one cube."""
-        logits = self.logits(self.prepare(cube))
+    def predict(self, cube: Cube, prepared: torch.Tensor | None = None) -> Prediction:
+        """Leaf map, probabilities, OOD score and unknown mask of one cube (``prepared``: its network input,
+        when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
+        logits = self.logits(self.prepare(cube) if prepared is None else prepared)
         probabilities = torch.softmax(logits, 0)
         confidence, labels = probabilities.max(0)
         if self.ood_score == "max_softmax":
