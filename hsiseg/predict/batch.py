@@ -9,8 +9,8 @@ optionally ``probabilities.h5`` (float16), ``labels_level<d>.png`` and ``confide
 ``OUT/summary.{csv,json}`` every frame's status.
 
 Reading and preprocessing the next cube overlap with inference (a prefetch thread) and writing overlaps with
-the next frame (a writer thread); at most two frames are in memory, however long the recording. ``resume`` (``--continue``)
-skips frames whose ``done.json`` exists; ``num_parts``/``part_id`` shard the sorted frames across machines;
+the next frame (a writer thread); at most two frames are in memory, however long the recording.
+``resume`` (``--continue``) skips frames whose ``done.json`` exists; ``num_parts``/``part_id`` shard the sorted frames across machines;
 a frame that fails is reported and skipped, and the batch goes on.
 """
 
