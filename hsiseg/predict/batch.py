@@ -2,16 +2,15 @@
 
 For every input cube, ``OUT/<frame>/`` receives ``labels.png`` (indexed PNG with the tree palette; value =
 leaf code + 1, 0 = unknown), ``labels.npy`` (int16 raw leaf codes, before the unknown mask), ``unknown.png``,
-``areas.csv``
-(pixels, percent and mean confidence per class), ``overlay.png`` and ``panel.png`` (image | overlay | legend),
-optionally ``probabilities.h5`` (float16), ``labels_level<d>.png`` and ``confident.png``/``.npy``
-(hierarchical decoding), and last ``done.json``. ``OUT/args.json`` records the run's arguments and
-``OUT/summary.{csv,json}`` every frame's status.
+``areas.csv`` (pixels, percent and mean confidence per class), ``overlay.png`` and ``panel.png`` (image |
+overlay | legend), optionally ``probabilities.h5`` (float16), ``labels_level<d>.png`` and
+``confident.png``/``.npy`` (hierarchical decoding), and last ``done.json``. ``OUT/args.json`` records the
+run's arguments and ``OUT/summary.{csv,json}`` every frame's status.
 
 Reading and preprocessing the next cube overlap with inference (a prefetch thread) and writing overlaps with
 the next frame (a writer thread); at most two frames are in memory, however long the recording.
-``resume`` (``--continue``) skips frames whose ``done.json`` exists; ``num_parts``/``part_id`` shard the sorted frames across machines;
-a frame that fails is reported and skipped, and the batch goes on.
+``resume`` (``--continue``) skips frames whose ``done.json`` exists; ``num_parts``/``part_id`` shard the
+sorted frames across machines; a frame that fails is reported and skipped, and the batch goes on.
 """
 
 from __future__ import annotations
