@@ -71,6 +71,8 @@ def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
     out = tmp_path / "out"
     options = PredictOptions(level=1, confidence=0.5, save_probabilities=True, animation=True)
     results = predict_batch(model_path, [cubes], out, options)
+    import imageio.v3 as imageio
+
     assert [r.status for r in results] == ["done"] * 3
     for result in results:
         files = {p.name for p in (out / result.frame).iterdir()}
@@ -78,8 +80,21 @@ def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
         assert not any(".part" in name for name in files)
         labels = np.load(out / result.frame / "labels.npy")
         assert labels.shape == (40, 56) and labels.min() >= 0 and labels.max() < 14
-    import imageio.v3 as imageio
+        import csv
 
+        import h5py
+
+        with (out / result.frame / "areas.csv").open() as handle:
+            areas = {row["class"]: row for row in csv.DictReader(handle)}
+        assert sum(int(row["pixels"]) for row in areas.values()) == 40 * 56
+        with h5py.File(out / result.frame / "probabilities.h5") as handle:
+            probabilities = handle["probabilities"][()].astype(np.float64)
+        unknown = np.array(imageio.imread(out / result.frame / "unknown.png")) > 0
+        leaf = int(np.bincount(labels[~unknown].ravel()).argmax())  # the largest known class
+        name = demo_tree().leaves[leaf]
+        chosen = (labels == leaf) & ~unknown
+        assert int(areas[name]["pixels"]) == chosen.sum()
+        assert float(areas[name]["mean_confidence"]) == pytest.approx(probabilities.max(0)[chosen].mean(), abs=2e-3)
     assert imageio.imread(out / "overview.gif").shape == (3, 40, 56, 3)  # one GIF frame per cube
     summary = json.loads((out / "summary.json").read_text())
     assert [row["status"] for row in summary] == ["done"] * 3

@@ -282,13 +282,13 @@ def _write_areas(path: Path, labels: np.ndarray, prediction: Prediction, tree) -
     writer = csv.writer(buffer)
     writer.writerow(["class", "pixels", "percent", "mean_confidence"])
     total = labels.size
-    confidence = prediction.probabilities.max(0)
-    for code in range(-1, tree.num_leaves):
-        mask = labels == code
-        count = int(mask.sum())
+    bins = (labels + 1).ravel()  # 0 = unknown, code + 1 otherwise: one pass for all classes
+    counts = np.bincount(bins, minlength=tree.num_leaves + 1)
+    confidence_sums = np.bincount(bins, weights=prediction.confidence.ravel(), minlength=tree.num_leaves + 1)
+    for index, count in enumerate(counts):
         if count:
-            name = "unknown" if code == -1 else tree.leaves[code]
-            writer.writerow([name, count, f"{100 * count / total:.3f}", f"{confidence[mask].mean():.4f}"])
+            name = "unknown" if index == 0 else tree.leaves[index - 1]
+            writer.writerow([name, int(count), f"{100 * count / total:.3f}", f"{confidence_sums[index] / count:.4f}"])
     with atomic_path(path) as temporary:
         temporary.write_text(buffer.getvalue())
 

@@ -40,6 +40,7 @@ class Prediction:
     labels: np.ndarray  # (H, W) int32 leaf codes
     score: np.ndarray  # (H, W) float32 OOD score, higher = more like a trained class
     unknown: np.ndarray  # (H, W) bool
+    confidence: np.ndarray  # (H, W) float32 probability of the predicted leaf
 
     def labels_with_unknown(self) -> np.ndarray:
         return np.where(self.unknown, -1, self.labels).astype(np.int32)
@@ -141,7 +142,9 @@ class Predictor:
         unknown = (
             score < self.ood_threshold if self.ood_threshold is not None else torch.zeros_like(labels, dtype=torch.bool)
         )
-        return Prediction(probabilities.numpy(), labels.numpy().astype(np.int32), score.numpy(), unknown.numpy())
+        return Prediction(
+            probabilities.numpy(), labels.numpy().astype(np.int32), score.numpy(), unknown.numpy(), confidence.numpy()
+        )
 
 
 def level_labels(labels: np.ndarray, tree: LabelTree, depth: int) -> np.ndarray:
