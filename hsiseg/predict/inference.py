@@ -96,7 +96,8 @@ class Predictor:
             raise HsisegError(
                 f"{source}: {data.shape[-1]} bands after preprocessing, the model takes {self.in_channels}"
             )
-        return torch.from_numpy(np.ascontiguousarray(data.transpose(2, 0, 1)))
+        # (B, H, W) view of the (H, W, B) array: channels-last strides, which convolutions take without a copy
+        return torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1)
 
     @torch.no_grad()
     def logits(self, image: torch.Tensor) -> torch.Tensor:
