@@ -252,3 +252,22 @@ def test_band_and_ratio_maps(trained, tmp_path: Path) -> None:
     assert (tmp_path / "r.png").stat().st_size > 1000
     bad = runner.invoke(app, ["render", cube, "-o", str(tmp_path / "x.png"), "--band", "300"])
     assert bad.exit_code == 2 and "no band near 300 nm" in bad.output
+
+
+def test_tta_contours_and_thresholds_from_the_cli(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    cube = str(cubes / "frame00_SpecCube.dat")
+    runner = CliRunner()
+    base = ["predict", str(model_path), cube, "--tile", "32", "--overlap", "0.5"]
+    result = runner.invoke(app, [*base, "-o", str(tmp_path / "a"), "--tta", "--contours", "--ood-threshold", "1.1"])
+    assert result.exit_code == 0, result.output
+    import imageio.v3 as imageio
+
+    unknown = imageio.imread(tmp_path / "a" / "frame00_SpecCube" / "unknown.png")
+    assert (unknown > 0).all()  # no probability exceeds 1.1: every pixel is unknown
+    result = runner.invoke(app, [*base, "-o", str(tmp_path / "b"), "--ood-score", "energy", "--ood-threshold", "-1e9"])
+    assert result.exit_code == 0, result.output
+    unknown = imageio.imread(tmp_path / "b" / "frame00_SpecCube" / "unknown.png")
+    assert not (unknown > 0).any()
+    bad = runner.invoke(app, [*base, "-o", str(tmp_path / "c"), "--ood-score", "entropy"])
+    assert bad.exit_code == 2 and "unknown OOD score 'entropy'" in bad.output
