@@ -102,6 +102,8 @@ class TreeSemanticCELoss(TreeLoss):
             self.register_buffer(f"children_{k}", torch.from_numpy(child_table))
             self.register_buffer(f"child_mask_{k}", torch.tensor(mask, dtype=torch.float64))
         self.register_buffer("positions", torch.from_numpy(positions))
+        # fast path: -1 ("repeat the level above") carries weight 0 there, so any valid index will do
+        self.register_buffer("safe_positions", torch.from_numpy(np.maximum(positions, 0)))
         # Fast path tables: parent position of every level item, and per-code effective level weights
         # (an internal node's own level also carries the weights of the deeper levels it repeats).
         for k, (child_table, mask) in enumerate(zip(children, masks, strict=True)):
@@ -152,8 +154,8 @@ class TreeSemanticCELoss(TreeLoss):
         leaf_level = self.num_levels - 1
         log_probs = F.log_softmax(logits, dim=1)
         weights = self.effective_weights.to(logits.dtype)[:, codes]  # (D, B, S)
-        leaf_position = self.positions[leaf_level][codes].clamp(min=0)
-        values = weights[leaf_level] * -log_probs.gather(1, leaf_position.unsqueeze(1)).squeeze(1)
+        positions = self.safe_positions[:, codes]  # (D, B, S): one gather for every level
+        values = weights[leaf_level] * -log_probs.gather(1, positions[leaf_level].unsqueeze(1)).squeeze(1)
         probs = log_probs.exp_()
         marginals, finer = [], probs
         for k in reversed(range(1, self.num_levels)):  # level k-1 sums its children at level k
@@ -164,16 +166,15 @@ class TreeSemanticCELoss(TreeLoss):
         hard = torch.zeros_like(valid)
         picked = []  # P of each pixel's ancestor at levels 0..D-2, (B, S) each
         for k, level_marginals in enumerate(marginals):
-            position = self.positions[k][codes].clamp(min=0)
-            marginal = level_marginals.gather(1, position.unsqueeze(1)).squeeze(1)
+            marginal = level_marginals.gather(1, positions[k].unsqueeze(1)).squeeze(1)
             hard |= (weights[k] > 0) & (marginal < TINY)
             values = values + weights[k] * -marginal.clamp(min=TINY).log()
             picked.append(marginal)
-        return values, hard, (probs, picked, weights, codes)
+        return values, hard, (probs, picked, weights, positions)
 
     def fast_backward(self, state: tuple, grad_pixels: torch.Tensor) -> torch.Tensor:
         """d/dz_l = sum_d v_d (p_l - [l under anc_d] p_l / P_anc_d), pushed down the tree level by level."""
-        probs, picked, weights, codes = state
+        probs, picked, weights, positions = state
         leaf_level = self.num_levels - 1
         scale = (grad_pixels * weights.sum(0)).unsqueeze(1)  # (B, 1, S): g * sum of level weights
         coefficient = None  # (B, K_k, S): g v_d / P_anc_d summed over levels <= k, on t's ancestors
@@ -182,12 +183,10 @@ class TreeSemanticCELoss(TreeLoss):
                 coefficient = probs.new_zeros((probs.shape[0], self.level_sizes[0], probs.shape[2]))
             else:
                 coefficient = coefficient[:, getattr(self, f"parents_{k}")]
-            position = self.positions[k][codes].clamp(min=0)
             term = grad_pixels * weights[k] / picked[k].clamp(min=TINY)
-            coefficient.scatter_add_(1, position.unsqueeze(1), term.unsqueeze(1))
+            coefficient.scatter_add_(1, positions[k].unsqueeze(1), term.unsqueeze(1))
         if coefficient is not None:
             scale = coefficient[:, getattr(self, f"parents_{leaf_level}")].neg_().add_(scale)
         grad = probs.mul_(scale)
-        leaf_position = self.positions[leaf_level][codes].clamp(min=0)
         leaf_term = -(grad_pixels * weights[leaf_level]).unsqueeze(1)
-        return grad.scatter_add_(1, leaf_position.unsqueeze(1), leaf_term)
+        return grad.scatter_add_(1, positions[leaf_level].unsqueeze(1), leaf_term)
