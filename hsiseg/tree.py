@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -242,16 +243,15 @@ class LabelTree:
             visit(_as_node(child), 1, None)
         top_positions = [position for position, entry in enumerate(order) if entry[2] is None]
 
-        names = [spec.name] + [node.name for node, _, _ in order]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        counts = Counter([spec.name] + [node.name for node, _, _ in order])
+        duplicates = sorted(name for name, count in counts.items() if count > 1)
         if duplicates:
             raise HsisegError(f"{self.source}: duplicate node names {duplicates}; every name must be unique")
         if len(leaves) < 2:
             raise HsisegError(f"{self.source}: the tree has {len(leaves)} leaf; at least 2 classes are needed")
 
-        code_of_position = {}
-        for code, entry in enumerate(leaves + internal):
-            code_of_position[order.index(entry)] = code
+        position_of = {id(entry): position for position, entry in enumerate(order)}
+        code_of_position = {position_of[id(entry)]: code for code, entry in enumerate(leaves + internal)}
         child_codes: dict[int, list[int]] = {code: [] for code in code_of_position.values()}
         for position, (_, _, parent_position) in enumerate(order):
             if parent_position is not None:
@@ -534,7 +534,7 @@ def _reject_shared_or_cyclic(data: Any, source: str) -> None:
     """Reject nested input that is not a tree: a node inside itself (YAML alias cycles), shared subtrees."""
     seen: set[int] = set()
 
-    def walk(node: Any, path: tuple[int, ...], names: tuple[str, ...]) -> None:
+    def walk(node: Any, path: tuple[int, ...]) -> None:
         if not isinstance(node, Mapping):
             return
         name = str(node.get("name", "?"))
@@ -546,9 +546,9 @@ def _reject_shared_or_cyclic(data: Any, source: str) -> None:
         children = node.get("children", [])
         if isinstance(children, list):
             for child in children:
-                walk(child, (*path, id(node)), (*names, name))
+                walk(child, (*path, id(node)))
 
-    walk(data, (), ())
+    walk(data, ())
 
 
 def _describe_validation_error(error: ValidationError, data: Any, source: str) -> str:
