@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--output", type=Path, default=None, help="write every run's numbers as JSON")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.01, 0.03, 0.10], help="scribble budgets")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
