@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         seeds, budgets, coarse, losses, steps = (
             list(range(args.seeds)),
-            [0.01, 0.03, 0.10],
+            args.budgets,
             0.03,
             list(LOSSES),
             args.steps,
