@@ -29,7 +29,7 @@ import numpy as np
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
-from hsiseg.annotations.writers import code_label_table, write_label_image
+from hsiseg.annotations.writers import code_annotation_spec, write_label_image
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
 from hsiseg.spec import dump_spec
@@ -110,11 +110,7 @@ def spec_dict(tree: LabelTree, label_tree: str, root: str | None) -> dict[str, A
         {
             "label_tree": label_tree,
             "preprocessing": {"normalization": "zscore"},
-            "annotations": {
-                "format": "label-image",
-                "ignore_value": 0,
-                "labels": code_label_table(tree),
-            },
+            "annotations": code_annotation_spec(tree),
             "samples": [
                 {
                     "id": "indian_pines",

@@ -20,6 +20,11 @@ def code_label_table(tree: LabelTree) -> dict[int, str]:
     return {node.code + 1: node.name for node in tree.nodes}
 
 
+def code_annotation_spec(tree: LabelTree) -> dict[str, object]:
+    """The data spec's ``annotations`` block for label images in the code + 1 encoding."""
+    return {"format": "label-image", "ignore_value": 0, "labels": code_label_table(tree)}
+
+
 def write_label_image(path: Path, label_map: np.ndarray) -> None:
     """Write a label map (H, W) of target codes (-100 = unlabelled) as a code + 1 PNG, atomically."""
     import imageio.v3 as imageio

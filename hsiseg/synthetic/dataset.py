@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hsiseg.annotations.writers import code_label_table, write_label_image
+from hsiseg.annotations.writers import code_annotation_spec, write_label_image
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
 from hsiseg.spec import dump_spec
@@ -76,11 +76,7 @@ def spec_dict(tree: LabelTree, surgeries: int, frames: int, folds: int, label_tr
         {
             "label_tree": label_tree,
             "preprocessing": {"normalization": "l1"},
-            "annotations": {
-                "format": "label-image",
-                "ignore_value": 0,
-                "labels": code_label_table(tree),
-            },
+            "annotations": code_annotation_spec(tree),
             "samples": samples,
             "splits": {
                 "folds": min(folds, surgeries - 1),
