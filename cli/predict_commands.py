@@ -148,15 +148,16 @@ def render(
 @reports_errors
 def demo(
     output: Annotated[Path, typer.Argument(help="Folder for the demo (data, run, predictions).")] = Path("hsiseg-demo"),
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 25,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: hsiseg train's).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Reuse an existing demo folder.")] = False,
 ) -> None:
-    """The whole job on synthetic data: generate surgeries, train with tree-ce, predict the held-out surgery,
-    render overlays, print where they are."""
+    """The whole job on synthetic data: generate surgeries, train with hsiseg train's defaults, predict the
+    held-out surgery, score it against its dense truth, render overlays, print where they are."""
     from cli.train_command import RichReporter
+    from hsiseg.evaluation.truth_check import dense_truth_scores, write_truth_panels
     from hsiseg.spec import DataSpec
     from hsiseg.synthetic.dataset import generate_demo_data
-    from hsiseg.train import train
+    from hsiseg.train import TrainConfig, final_checkpoint, train
 
     console = Console(stderr=True)
     if output.exists() and any(output.iterdir()) and not overwrite:
@@ -166,12 +167,13 @@ def demo(
 
         for sub in ("data", "run", "predictions"):
             shutil.rmtree(output / sub, ignore_errors=True)
-    console.print("[bold]1/3[/] generating 4 synthetic surgeries (Tivita and ENVI cubes, scribbles, dense truth)")
+    console.print("[bold]1/4[/] generating 4 synthetic surgeries (Tivita and ENVI cubes, scribbles, dense truth)")
     spec_path = generate_demo_data(output / "data")
-    console.print(f"[bold]2/3[/] training a U-Net with the tree-based semantic loss (tree-ce) for {epochs} epochs")
-    from hsiseg.train import TrainConfig
-
-    config = TrainConfig(epochs=epochs, patch_size=48, model_options={"width": 16, "depth": 3})
+    config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=min(steps, 100))
+    console.print(
+        f"[bold]2/4[/] training the default network ({config.model}, loss {config.loss}) on the scribbles "
+        f"of 3 surgeries for {config.steps} steps"
+    )
     reporter = RichReporter()
     try:
         train(spec_path, output / "run", config, reporter=reporter)
@@ -179,16 +181,28 @@ def demo(
         reporter.stop()
     spec = DataSpec.from_file(spec_path)
     test_cubes = [spec.resolve(spec.samples[i].cube) for i in spec.split("test")]
-    console.print(f"[bold]3/3[/] predicting the held-out surgery ({len(test_cubes)} frames)")
+    console.print(f"[bold]3/4[/] predicting the held-out surgery ({len(test_cubes)} frames)")
     results = run_prediction(
-        output / "run" / "checkpoints" / "best.json", test_cubes, output / "predictions",
+        final_checkpoint(output / "run"), test_cubes, output / "predictions",
         PredictOptions(level=1, confidence=0.7, animation=True), console,
     )  # fmt: skip
+    console.print("[bold]4/4[/] scoring the held-out surgery against its dense truth (every pixel)")
+    scores = dense_truth_scores(output / "predictions", spec, "test")
+    by_cube = {str(spec.resolve(spec.samples[i].cube)): i for i in spec.split("test")}
+    write_truth_panels(
+        output / "predictions", spec, {r.frame: by_cube[r.source] for r in results if r.source in by_cube}
+    )
     typer.echo(f"training curves: {output / 'run' / 'curves.png'}")
     for result in results:
-        typer.echo(f"{result.frame}: {result.status}; panel {output / 'predictions' / result.frame / 'panel.png'}")
+        folder = output / "predictions" / result.frame
+        typer.echo(f"{result.frame}: {result.status}; panel {folder / 'panel.png'}, truth | prediction "
+                   f"{folder / 'truth_vs_prediction.png'}")  # fmt: skip
     typer.echo(f"animated overview: {output / 'predictions' / 'overview.gif'}")
     typer.echo(f"summary: {output / 'predictions' / 'summary.csv'}")
+    typer.echo(
+        f"held-out surgery, dense truth ({scores['pixels']} pixels): leaf accuracy {scores['accuracy']:.3f}, "
+        f"mean Dice {scores['mean_dice']:.3f}"
+    )
 
 
 @reports_errors

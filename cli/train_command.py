@@ -12,33 +12,35 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.cube_commands import parse_options
 from cli.errors import reports_errors
-from hsiseg.train import TrainConfig, train
+from hsiseg.train import TrainConfig, final_checkpoint, train
+
+DEFAULTS = TrainConfig()
 
 
 class RichReporter:
-    """A progress bar over all steps with loss, patches/s and ETA, and one line per epoch."""
+    """A progress bar over all steps with loss, items/s and ETA, and one line per validation round."""
 
     def __init__(self) -> None:
         self.console = Console(stderr=True)
         self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.0f} patches/s"),
+            TextColumn("step"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.0f} items/s"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
         )  # fmt: skip
         self.task = None
 
-    def start(self, epochs: int, first_epoch: int, steps_per_epoch: int) -> None:
+    def start(self, total_steps: int, first_step: int) -> None:
         self.progress.start()
-        self.steps_per_epoch = steps_per_epoch
-        total = (epochs - first_epoch) * steps_per_epoch
-        self.task = self.progress.add_task("train", total=total, epoch=first_epoch + 1, loss=float("nan"), speed=0.0)
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=first_step, loss=float("nan"), speed=0.0
+        )
 
-    def step(self, epoch: int, step: int, loss: float, patches_per_second: float) -> None:
-        self.progress.update(self.task, advance=1, epoch=epoch + 1, loss=loss, speed=patches_per_second)
+    def step(self, step: int, loss: float, items_per_second: float) -> None:
+        self.progress.update(self.task, completed=step + 1, loss=loss, speed=items_per_second)
 
-    def epoch_end(self, row: dict[str, Any]) -> None:
+    def round_end(self, row: dict[str, Any]) -> None:
         self.progress.console.print(
-            f"epoch {row['epoch'] + 1}: loss {row['train_loss']:.4f}, val leaf acc {row['leaf_accuracy']:.3f}, "
+            f"step {row['step']}: loss {row['train_loss']:.4f}, held-out leaf acc {row['leaf_accuracy']:.3f}, "
             f"top-level acc {row['top_accuracy']:.3f}, mean Dice {row['mean_dice']:.3f} ({row['seconds']:.1f} s)"
         )
 
@@ -50,26 +52,33 @@ class RichReporter:
 
 
 class JsonLinesReporter:
-    """One JSON object per epoch on stdout (for batch systems)."""
+    """One JSON object per validation round on stdout (for batch systems)."""
 
-    def start(self, epochs: int, first_epoch: int, steps_per_epoch: int) -> None:
+    def start(self, total_steps: int, first_step: int) -> None:
         pass
 
-    def step(self, epoch: int, step: int, loss: float, patches_per_second: float) -> None:
+    def step(self, step: int, loss: float, items_per_second: float) -> None:
         pass
 
-    def epoch_end(self, row: dict[str, Any]) -> None:
+    def round_end(self, row: dict[str, Any]) -> None:
         typer.echo(json.dumps(row))
 
     def message(self, text: str) -> None:
         typer.echo(json.dumps({"message": text}))
 
 
+MODEL_HELP = (
+    "Network: spectral-spatial (default: per-pixel spectral MLP + Gaussian spatial context; best measured on "
+    "sparse scribbles), pixel (no spatial context), unet (large receptive field: for dense or plentiful labels), "
+    "or smp-<architecture>."
+)
+
+
 @reports_errors
 def train_command(
     spec: Annotated[Path, typer.Argument(help="Data spec (YAML/JSON).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (checkpoints, metrics, curves).")],
-    loss: Annotated[str, typer.Option(help="Loss: ce, dice-ce, tree-wasserstein, tree-gwdl, tree-ce.")] = "tree-ce",
+    loss: Annotated[str, typer.Option(help="Loss: ce, dice-ce, tree-wasserstein, tree-gwdl, tree-ce.")] = DEFAULTS.loss,
     top_level_weight: Annotated[float | None, typer.Option(help="tree-ce: weight of the top level.")] = None,
     level_weights: Annotated[
         str | None, typer.Option(help="tree-ce: comma-separated weights, top level first.")
@@ -77,14 +86,37 @@ def train_command(
     alpha: Annotated[float | None, typer.Option(help="tree-wasserstein: weight of the CE term.")] = None,
     beta: Annotated[float | None, typer.Option(help="tree-wasserstein: weight of the Wasserstein term.")] = None,
     loss_option: Annotated[list[str] | None, typer.Option("--loss-option", help="Any loss option KEY=VALUE.")] = None,
-    model: Annotated[str, typer.Option(help="Network: unet, or smp-<architecture>.")] = "unet",
-    width: Annotated[int, typer.Option(help="U-Net width (channels of the first level).")] = 32,
-    depth: Annotated[int, typer.Option(help="U-Net depth (resolution levels).")] = 4,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Patches per step (per process).")] = 8,
-    patch_size: Annotated[int, typer.Option(help="Side of square training patches.")] = 64,
-    patches_per_epoch: Annotated[int | None, typer.Option(help="Default: 8 per training image.")] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-3,
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = DEFAULTS.model,
+    width: Annotated[int | None, typer.Option(help="Hidden channels (unet: of the first level).")] = None,
+    depth: Annotated[int | None, typer.Option(help="Hidden layers (pixel, spectral-spatial) or U-Net levels.")] = None,
+    context: Annotated[
+        str | None, typer.Option(help="spectral-spatial: spatial context gaussian, conv or none.")
+    ] = None,
+    sigma: Annotated[float | None, typer.Option(help="spectral-spatial: Gaussian context in pixels.")] = None,
+    model_option: Annotated[
+        list[str] | None, typer.Option("--model-option", help="Any model option KEY=VALUE.")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Optimiser steps in all.")] = DEFAULTS.steps,
+    val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = DEFAULTS.validate_every,
+    batch_size: Annotated[int, typer.Option(help="Crops per step (unet, smp-*).")] = DEFAULTS.batch_size,
+    patch_size: Annotated[int, typer.Option(help="Side of square training crops (unet, smp-*).")] = DEFAULTS.patch_size,
+    pixels_per_step: Annotated[
+        int, typer.Option(help="Annotated pixels per step (pixel, spectral-spatial).")
+    ] = DEFAULTS.pixels_per_step,
+    class_balance: Annotated[
+        float, typer.Option(help="Sample classes by count^-B: 0 by area, 1 all classes equally.")
+    ] = DEFAULTS.class_balance,
+    validation_strokes: Annotated[
+        float,
+        typer.Option(
+            help="Share of each class's strokes held out for validation when train and val "
+            "share images (e.g. one scene)."
+        ),
+    ] = DEFAULTS.validation_strokes,  # fmt: skip
+    refit: Annotated[
+        bool, typer.Option(help="After validating on held-out strokes, train the final model on all strokes.")
+    ] = DEFAULTS.refit,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = DEFAULTS.learning_rate,
     fold: Annotated[int, typer.Option(help="Which fold of the spec's splits.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:1, ...")] = "auto",
@@ -95,20 +127,29 @@ def train_command(
         bool, typer.Option("--resume", help="Continue the run in --output exactly where it stopped.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per epoch on stdout.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per validation round on stdout.")] = False,
 ) -> None:
-    """Train a network on the spec's training split; validate on annotated pixels of its validation split."""
+    """Train a network on the spec's training split; validate on held-out annotated pixels (the validation split,
+    or strokes held out of the training scribbles when both splits share images).
+
+    With no tuning flags this is the best measured configuration for small data on a CPU: the
+    spectral-spatial network, cross-entropy, 1000 steps of 512 annotated pixels. Choose unet only for
+    dense or plentiful annotations."""
     options = parse_options(loss_option)
     for key, value in (("top_level_weight", top_level_weight), ("alpha", alpha), ("beta", beta)):
         if value is not None:
             options[key] = value
     if level_weights is not None:
         options["level_weights"] = [float(v) for v in level_weights.split(",")]
-    model_options = {"width": width, "depth": depth} if model == "unet" else {}
+    model_options = parse_options(model_option)
+    for key, value in (("width", width), ("depth", depth), ("context", context), ("sigma", sigma)):
+        if value is not None:
+            model_options[key] = value
     config = TrainConfig(
-        loss=loss, loss_options=options, model=model, model_options=model_options,
-        epochs=epochs, batch_size=batch_size, patch_size=patch_size, patches_per_epoch=patches_per_epoch,
-        learning_rate=lr, fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
+        loss=loss, loss_options=options, model=model, model_options=model_options, steps=steps,
+        validate_every=val_every, batch_size=batch_size, patch_size=patch_size, pixels_per_step=pixels_per_step,
+        class_balance=class_balance, validation_strokes=validation_strokes, refit=refit, learning_rate=lr,
+        fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
     )  # fmt: skip
     reporter = JsonLinesReporter() if jsonl else (None if quiet else RichReporter())
     try:
@@ -117,4 +158,4 @@ def train_command(
         if isinstance(reporter, RichReporter):
             reporter.stop()
     if not jsonl:
-        typer.echo(f"run folder: {output} (best checkpoint: {output / 'checkpoints' / 'best.json'})")
+        typer.echo(f"run folder: {output} (model to predict with: {final_checkpoint(output)})")

@@ -25,7 +25,7 @@ from torch import nn
 
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path
-from hsiseg.models import build_model
+from hsiseg.models import build_model, unwrap
 from hsiseg.tree import LabelTree
 
 CARD_FORMAT = 1
@@ -43,9 +43,8 @@ def versions() -> dict[str, str]:
 
 
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    model = getattr(model, "module", model)  # unwrap DDP
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    return {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    network = unwrap(model)  # DDP, torch.compile and the AnySize wrapper add no keys to the checkpoint
+    return {key: value.detach().cpu().contiguous() for key, value in network.state_dict().items()}
 
 
 def save_model(path_stem: Path, model: nn.Module, card: dict[str, Any]) -> None:
@@ -90,7 +89,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         weights = load_file(str(weights_path), device=str(device))
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise HsisegError(f"{weights_path}: unreadable weights ({error})") from None
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing, unexpected = unwrap(model).load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise HsisegError(
             f"{weights_path}: weights do not match the card's network "

@@ -1,9 +1,10 @@
 """Torch datasets over a data-spec split: annotated-biased patches for training, full images for validation.
 
 With sparse scribbles a uniform random crop is mostly empty, so a patch is centred on an annotated pixel
-with probability ``annotated_bias`` (else anywhere). Augmentation (training only) flips and rotates image
-and labels together by multiples of 90 degrees, so labels never leave their pixels, and scales each
-pixel's spectrum slightly and adds noise to the image only.
+with probability ``annotated_bias`` (else anywhere); the annotated centre is drawn with class-balanced
+weights (:func:`class_balanced_weights`), so rare classes get their share. Augmentation (training only)
+flips and rotates image and labels together by multiples of 90 degrees, so labels never leave their
+pixels, and scales each pixel's spectrum slightly and adds noise to the image only.
 
 Samples are read, preprocessed (``spec.preprocessing``) and cached once: in memory (``cache="memory"``,
 filled before workers fork, shared copy-on-write), or as float16/float32 HDF5 files in a folder
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +97,8 @@ class SpecDataset(Dataset):
     cache: ``"memory"``, ``"none"`` or a folder for preprocessed HDF5 files.
     seed: with :meth:`set_epoch`, makes the patch stream reproducible (and different per epoch).
     preprocessing: default: the spec's, with z-score statistics fitted on the fold's training split.
+    targets: sample id -> (H, W) target replacing the spec's annotations (e.g. after a stroke hold-out).
+    class_balance: exponent of the class-balanced choice of annotated patch centres (0: by area).
     """
 
     def __init__(
@@ -112,6 +115,8 @@ class SpecDataset(Dataset):
         seed: int = 0,
         preprocessing: Preprocessing | None = None,
         on_load: Callable[[str], None] | None = None,
+        targets: Mapping[str, np.ndarray] | None = None,
+        class_balance: float = 0.0,
     ) -> None:
         self.spec = spec
         self.preprocessing = preprocessing if preprocessing is not None else spec.fitted_preprocessing(fold)
@@ -124,6 +129,9 @@ class SpecDataset(Dataset):
         self.augmentation = augmentation
         self.seed = seed
         self.epoch = 0
+        self.targets = dict(targets or {})
+        self.class_balance = float(class_balance)
+        self._centres: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.cache = cache
         self._memory: dict[int, LoadedSample] = {}
         self.patches_per_epoch = patches_per_epoch or 8 * len(self.sample_ids)
@@ -151,7 +159,9 @@ class SpecDataset(Dataset):
     def _load(self, index: int) -> LoadedSample:
         sample_id = self.sample_ids[index]
         cube = self._cached_cube(sample_id)
-        target = self.spec.read_annotation(sample_id, cube.shape[:2])
+        target = self.targets.get(sample_id)
+        if target is None:
+            target = self.spec.read_annotation(sample_id, cube.shape[:2])
         truth = self.spec.read_truth(sample_id, cube.shape[:2])
         return LoadedSample(sample_id, cube.data, target, truth)
 
@@ -193,17 +203,28 @@ class SpecDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, item])
         index = int(rng.integers(len(self.sample_ids)))
         sample = self.sample(index)
-        image, target = self._crop(sample, rng)
+        image, target = self._crop(sample, self._annotated_centres(index), rng)
         if self.augmentation is not None:
             image, (target,) = self.augmentation(image, [target], rng)
         return _item(image, target, index)
 
-    def _crop(self, sample: LoadedSample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _annotated_centres(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the annotated pixels of sample ``index`` and their class-balanced probabilities."""
+        if index not in self._centres:
+            target = self.sample(index).target.ravel()
+            annotated = np.flatnonzero(target != UNLABELLED)
+            weights = class_balanced_weights(target[annotated], self.class_balance)
+            self._centres[index] = (annotated, weights / weights.sum() if annotated.size else weights)
+        return self._centres[index]
+
+    def _crop(
+        self, sample: LoadedSample, centres: tuple[np.ndarray, np.ndarray], rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         height, width = sample.target.shape
         size = self.patch_size
-        annotated = np.flatnonzero(sample.target != UNLABELLED)
+        annotated, probabilities = centres
         if annotated.size and rng.random() < self.annotated_bias:
-            row, column = divmod(int(annotated[rng.integers(annotated.size)]), width)
+            row, column = divmod(int(rng.choice(annotated, p=probabilities)), width)
         else:
             row, column = int(rng.integers(height)), int(rng.integers(width))
         top = int(np.clip(row - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, max(height - size, 0)))
@@ -214,6 +235,18 @@ class SpecDataset(Dataset):
         image[:crop_h, :crop_w] = sample.image[top : top + crop_h, left : left + crop_w]
         target[:crop_h, :crop_w] = sample.target[top : top + crop_h, left : left + crop_w]
         return image, target
+
+
+def class_balanced_weights(codes: np.ndarray, balance: float) -> np.ndarray:
+    """Sampling weight of each annotated pixel (codes (P,)): count(its class) ** -balance.
+
+    ``balance`` 0 samples pixels uniformly (classes by area), 1 gives every class the same share, values in
+    between temper the imbalance (0.5: a class with 100x the pixels is drawn 10x as often).
+    """
+    if codes.size == 0:
+        return np.zeros(0)
+    _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    return counts[inverse].astype(np.float64) ** -float(balance)
 
 
 def _item(image: np.ndarray, target: np.ndarray, index: int, truth: np.ndarray | None = None) -> dict[str, Any]:

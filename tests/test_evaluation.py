@@ -85,7 +85,7 @@ def test_average_precision_and_fpr_by_hand() -> None:
 
 def test_evaluate_cli_report(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["demo", str(tmp_path / "demo"), "--epochs", "1"]).exit_code == 0
+    assert runner.invoke(app, ["demo", str(tmp_path / "demo"), "--steps", "20"]).exit_code == 0
     spec = tmp_path / "demo" / "data" / "demo.yaml"
     result = runner.invoke(
         app, ["evaluate", str(tmp_path / "demo" / "predictions"), "-s", str(spec), "-o", str(tmp_path / "report")]

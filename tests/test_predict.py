@@ -25,11 +25,11 @@ FRAME_FILES = {"labels.png", "labels.npy", "unknown.png", "areas.csv", "overlay.
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
-    """(model checkpoint, folder of test-surgery cubes) from a 1-epoch run on small synthetic scenes."""
+    """(model checkpoint, folder of test-surgery cubes) from a 4-step U-Net run on small synthetic scenes."""
     folder = tmp_path_factory.mktemp("demo")
     spec = generate_demo_data(folder / "data", surgeries=3, frames=3, shape=(40, 56), seed=4)
     config = TrainConfig(
-        epochs=1, batch_size=4, patch_size=32, patches_per_epoch=8, model_options={"width": 8, "depth": 2}
+        steps=4, validate_every=4, batch_size=4, patch_size=32, model="unet", model_options={"width": 8, "depth": 2}
     )
     train(spec, folder / "run", config)
     return folder / "run" / "checkpoints" / "best.json", folder / "data" / "cubes" / "surgery03"
@@ -216,12 +216,12 @@ def test_render_cli(trained, tmp_path: Path) -> None:
 
 
 def test_demo_command_end_to_end(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--epochs", "1"])
+    result = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--steps", "20"])
     assert result.exit_code == 0, result.output
     assert "summary:" in result.output
     panels = list((tmp_path / "demo" / "predictions").glob("*/panel.png"))
     assert len(panels) == 3 and (tmp_path / "demo" / "run" / "curves.png").is_file()
-    again = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--epochs", "1"])
+    again = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--steps", "20"])
     assert again.exit_code == 2 and "is not empty" in again.output
 
 

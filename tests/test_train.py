@@ -28,8 +28,12 @@ SMALL = {"width": 8, "depth": 2}
 
 
 def config(**changes) -> TrainConfig:
-    base = dict(epochs=2, batch_size=4, patch_size=24, patches_per_epoch=16, model_options=SMALL, learning_rate=3e-3)
+    """A short crop-trained U-Net run (``model="pixel"`` etc. switch to the pixel-batch path)."""
+    base = dict(steps=8, validate_every=4, batch_size=4, patch_size=24, model="unet", model_options=SMALL)
     return TrainConfig(**{**base, **changes})
+
+
+PIXEL = {"model": "spectral-spatial", "model_options": {"width": 16, "depth": 1}, "pixels_per_step": 64}
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +57,10 @@ def test_unet_any_size_and_factory_errors() -> None:
 
 def test_training_learns_and_checkpoints_reload_identically(spec_path: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    model = train(spec_path, run, config(epochs=6, patches_per_epoch=32))
+    model = train(spec_path, run, config(steps=24))
     with (run / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 6
+    assert len(rows) == 6 and [int(row["step"]) for row in rows] == [4, 8, 12, 16, 20, 24]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert (run / "curves.png").stat().st_size > 1000 and (run / "spec.yaml").is_file()
     reloaded, card = load_model(run / "checkpoints" / "last.json")
@@ -65,12 +69,12 @@ def test_training_learns_and_checkpoints_reload_identically(spec_path: Path, tmp
     image = torch.randn(1, 100, 32, 40)
     with torch.no_grad():
         assert torch.equal(model(image), reloaded(image))
-    assert card["epoch"] == 5 and card["model"]["in_channels"] == 100
+    assert card["round"] == 5 and card["step"] == 24 and card["model"]["in_channels"] == 100
     assert 0 < card["ood"]["threshold"] < 1 and card["ood"]["kept_fraction"] == 0.95
 
 
 def test_model_card_round_trip(spec_path: Path, tmp_path: Path) -> None:
-    train(spec_path, tmp_path / "run", config(epochs=1))
+    train(spec_path, tmp_path / "run", config(loss="tree-ce"))
     card = read_card(tmp_path / "run" / "checkpoints" / "best.json")
     tree = card_tree(card)
     assert tree.num_leaves == 14 and tree.index("vessel") == 21
@@ -79,36 +83,48 @@ def test_model_card_round_trip(spec_path: Path, tmp_path: Path) -> None:
     assert card["training"]["loss"] == "tree-ce" and "torch" in card["versions"]
     # weights are plain safetensors: readable without hsiseg, no pickle involved
     assert set(load_file(str(tmp_path / "run" / "checkpoints" / "best.safetensors"))) == set(
-        build_model("unet", 100, 14, **SMALL).state_dict()
+        build_model("unet", 100, 14, **SMALL).network.state_dict()
     )
 
 
-def test_resume_equals_uninterrupted(spec_path: Path, tmp_path: Path) -> None:
-    straight = state(train(spec_path, tmp_path / "straight", config(epochs=3)))
+class Interrupt:
+    """A reporter that stops training after round 1 (as a kill would), counting the steps it saw."""
 
-    class Interrupt:
-        def start(self, *args): ...
-        def step(self, *args): ...
-        def message(self, text): ...
-        def epoch_end(self, row):
-            if row["epoch"] == 1:
-                raise KeyboardInterrupt
+    def __init__(self) -> None:
+        self.steps: list[int] = []
 
+    def start(self, *args): ...
+    def message(self, text): ...
+    def step(self, step, *args):
+        self.steps.append(step)
+
+    def round_end(self, row):
+        if row["round"] == 1:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("changes", [{}, PIXEL], ids=["unet-crops", "spectral-spatial-pixels"])
+def test_resume_equals_uninterrupted(spec_path: Path, tmp_path: Path, changes: dict) -> None:
+    straight = state(train(spec_path, tmp_path / "straight", config(steps=11, **changes)))
+    interrupt = Interrupt()
     with pytest.raises(KeyboardInterrupt):
-        train(spec_path, tmp_path / "resumed", config(epochs=3), reporter=Interrupt())
-    resumed = state(train(spec_path, tmp_path / "resumed", resume=True))
+        train(spec_path, tmp_path / "resumed", config(steps=11, **changes), reporter=interrupt)
+    assert interrupt.steps == list(range(8))
+    counter = Interrupt()
+    resumed = state(train(spec_path, tmp_path / "resumed", resume=True, reporter=counter))
+    assert counter.steps == [8, 9, 10]  # the step budget (11) is honoured: a short last round
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
     with (tmp_path / "resumed" / "metrics.csv").open() as handle:
-        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
+        assert [row["step"] for row in csv.DictReader(handle)] == ["4", "8", "11"]
 
 
 DDP_WORKER = """
 import os
 from safetensors.torch import save_file
 from hsiseg.train import TrainConfig, train
-config = TrainConfig(epochs=1, batch_size=2, patch_size=24, patches_per_epoch=8, model_options={options})
+config = TrainConfig(steps=4, validate_every=4, batch_size=2, patch_size=24, model="unet", model_options={options})
 model = train("{spec}", "{run}", config)
 weights = {{k: v.contiguous() for k, v in model.state_dict().items()}}
 save_file(weights, "{out}/rank" + os.environ["RANK"] + ".safetensors")
@@ -144,14 +160,18 @@ def test_ddp_two_gloo_processes_agree(spec_path: Path, tmp_path: Path) -> None:
 
 def test_bad_inputs(spec_path: Path, tmp_path: Path) -> None:
     with pytest.raises(HsisegError, match=r"loss 'tree-ce' has no option\(s\) \['gamma'\]"):
-        train(spec_path, tmp_path / "a", config(loss_options={"gamma": 1}))
+        train(spec_path, tmp_path / "a", config(loss="tree-ce", loss_options={"gamma": 1}))
     with pytest.raises(HsisegError, match="unknown loss 'focal'"):
         train(spec_path, tmp_path / "b", config(loss="focal"))
-    with pytest.raises(HsisegError, match="non-finite loss .* patches from \\['surgery"):
-        train(spec_path, tmp_path / "c", config(learning_rate=1e30, epochs=3, patches_per_epoch=64))
-    train(spec_path, tmp_path / "d", config(epochs=1))
+    with pytest.raises(HsisegError, match="non-finite loss .* data from \\['surgery"):
+        train(spec_path, tmp_path / "c", config(learning_rate=1e30, steps=12))
+    with pytest.raises(HsisegError, match="training: steps must be > 0, got 0"):
+        train(spec_path, tmp_path / "e", config(steps=0))
+    with pytest.raises(HsisegError, match=r"training: validation_strokes must be in \(0, 1\)"):
+        train(spec_path, tmp_path / "e", config(validation_strokes=1.0))
+    train(spec_path, tmp_path / "d", config())
     with pytest.raises(HsisegError, match="holds a training run; pass --resume"):
-        train(spec_path, tmp_path / "d", config(epochs=1))
+        train(spec_path, tmp_path / "d", config())
     card_path = tmp_path / "d" / "checkpoints" / "last.json"
     card = json.loads(card_path.read_text())
     card["model"]["in_channels"] = 50
@@ -182,11 +202,70 @@ def test_split_without_annotations(spec_path: Path, tmp_path: Path) -> None:
 
 
 def test_train_cli_end_to_end(spec_path: Path, tmp_path: Path) -> None:
-    arguments = ["train", str(spec_path), "-o", str(tmp_path / "run"), "--epochs", "1", "--width", "8", "--depth", "2",
-                 "--patch-size", "24", "--patches-per-epoch", "8", "--batch-size", "4", "--loss", "tree-wasserstein",
-                 "--beta", "0.5", "--jsonl"]  # fmt: skip
+    arguments = ["train", str(spec_path), "-o", str(tmp_path / "run"), "--steps", "6", "--val-every", "3",
+                 "--model", "unet", "--width", "8", "--depth", "2", "--patch-size", "24", "--batch-size", "4",
+                 "--loss", "tree-wasserstein", "--beta", "0.5", "--jsonl"]  # fmt: skip
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
     row = json.loads(result.output.strip().splitlines()[-1])
-    assert row["epoch"] == 0 and 0 <= row["leaf_accuracy"] <= 1
+    assert row["round"] == 1 and row["step"] == 6 and 0 <= row["leaf_accuracy"] <= 1
     assert read_card(tmp_path / "run" / "checkpoints" / "best.json")["training"]["loss_options"] == {"beta": 0.5}
+
+
+def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
+    import imageio.v3 as imageio
+    import numpy as np
+
+    from hsiseg.annotations import UNLABELLED
+    from hsiseg.indian_pines import write_indian_pines
+    from hsiseg.spec import DataSpec
+    from hsiseg.train import build_training_data, final_checkpoint
+
+    spec_path = write_indian_pines(tmp_path / "pines", fraction=0.05)
+    run = tmp_path / "run"
+    settings = config(steps=6, validate_every=3, **PIXEL)
+    train(spec_path, run, settings)
+    record = json.loads((run / "validation_strokes.json").read_text())
+    strokes = record["samples"]["indian_pines"]
+    assert strokes and record["share"] == settings.validation_strokes
+    held = imageio.imread(run / "validation_strokes" / "indian_pines.png") > 0
+    assert held.sum() == sum(s["pixels"] for s in strokes)
+    spec = DataSpec.from_file(spec_path)
+    data = build_training_data(spec, settings, spec.fitted_preprocessing())
+    train_target = data.train_set.sample(0).target
+    validation_target = data.validation.sample(0).target
+    assert not ((train_target != UNLABELLED) & (validation_target != UNLABELLED)).any()
+    np.testing.assert_array_equal(validation_target != UNLABELLED, held)
+    assert final_checkpoint(run) == run / "checkpoints" / "final.json"
+    final = read_card(run / "checkpoints" / "final.json")
+    annotated = int((spec.read_annotation("indian_pines") != UNLABELLED).sum())
+    assert final["refit"]["annotated_pixels"] == annotated > int((train_target != UNLABELLED).sum())
+    assert final["ood"] == read_card(run / "checkpoints" / "best.json")["ood"]  # calibrated on held-out strokes
+
+
+def test_multi_image_specs_keep_their_validation_split(spec_path: Path, tmp_path: Path) -> None:
+    from hsiseg.train import final_checkpoint
+
+    train(spec_path, tmp_path / "run", config(steps=4, **PIXEL))
+    assert not (tmp_path / "run" / "validation_strokes.json").exists()
+    assert final_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoints" / "best.json"
+
+
+def test_pixel_batches_are_class_balanced(spec_path: Path) -> None:
+    import numpy as np
+
+    from hsiseg.data import SpecDataset
+    from hsiseg.pixel_batches import PixelBatches
+    from hsiseg.spec import DataSpec
+
+    source = SpecDataset(DataSpec.from_file(spec_path), "train", mode="patches")
+    counts = np.bincount(PixelBatches(source, 100, 1).codes)
+    present = counts > 0
+    for balance, spread in ((0.0, counts[present].max() / counts[present].min()), (1.0, 1.0)):
+        batches = PixelBatches(source, 4000, 3, class_balance=balance)
+        drawn = np.bincount(torch.cat([batches[i]["target"].ravel() for i in range(3)]).numpy(), minlength=len(counts))
+        ratio = drawn[present].max() / drawn[present].min()
+        assert 0.7 * spread < ratio < 1.5 * spread  # by area (balance 0) or every class equally (balance 1)
+        item = batches[0]
+        assert item["image"].shape == (source.num_bands, 1, 4000) and item["target"].shape == (1, 4000)
+        assert torch.equal(batches[0]["image"], item["image"])  # seeded by (seed, round, step)

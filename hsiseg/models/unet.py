@@ -4,7 +4,8 @@
   unmixing) before any spatial filtering.
 - Encoder/decoder: ``depth`` levels of two 3x3 convolutions with GroupNorm (stable with the small batches HSI
   training uses) and SiLU; max-pool down, bilinear up, skip connections.
-- Any input size: inputs are padded (reflect) to a multiple of 2^(depth-1) and the output is cropped back.
+- Input sizes: multiples of ``input_multiple`` = 2^(depth-1); ``build_model`` wraps the network in
+  :class:`~hsiseg.models.any_size.AnySize`, which pads any other size and crops back.
 
 Input (N, B, H, W) float, output (N, C, H, W) logits, one channel per leaf of the label tree.
 """
@@ -65,6 +66,7 @@ class SpectralUNet(nn.Module):
         if depth < 1 or width < 1 or in_channels < 1 or classes < 2:
             raise ValueError("SpectralUNet needs depth >= 1, width >= 1, in_channels >= 1 and classes >= 2")
         self.depth = depth
+        self.input_multiple = 2 ** (depth - 1)
         stem = stem_channels or width
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem, 1, bias=False),
@@ -88,12 +90,6 @@ class SpectralUNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        multiple = 2 ** (self.depth - 1)
-        pad_h, pad_w = (-height) % multiple, (-width) % multiple
-        if pad_h or pad_w:
-            mode = "reflect" if height > pad_h and width > pad_w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         x = self.stem(x)
         skips = []
         for k, block in enumerate(self.encoder):
@@ -105,4 +101,4 @@ class SpectralUNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
-        return self.head(x)[..., :height, :width]
+        return self.head(x)

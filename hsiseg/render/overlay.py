@@ -100,6 +100,7 @@ def save_panel(
     codes: np.ndarray,
     colours: np.ndarray,
     title: str = "",
+    left_title: str = "image",
 ) -> None:
     """Side-by-side panel PNG: image | overlay | legend of the classes present, with their area shares.
 
@@ -126,7 +127,7 @@ def save_panel(
     canvas.paste(Image.fromarray(image), (margin, margin + title_height))
     canvas.paste(Image.fromarray(overlaid), (2 * margin + width, margin + title_height))
     draw = ImageDraw.Draw(canvas)
-    draw.text((margin, margin), "image", fill="black", font=font)
+    draw.text((margin, margin), left_title, fill="black", font=font)
     draw.text((2 * margin + width, margin), title or "tissue map", fill="black", font=font)
     left = 3 * margin + 2 * width
     for index, (code, count) in enumerate(entries):
