@@ -81,6 +81,8 @@ def check(
     unannotated = [i for i, facts in report.samples.items() if facts.shape is not None and facts.annotated_pixels == 0]
     if unannotated:
         console.print(f"images without any annotation: {', '.join(unannotated)}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if report.problems:
         for problem in report.problems:
             typer.echo(f"problem: {problem}", err=True)

@@ -11,6 +11,7 @@ import numpy as np
 from hsiseg.annotations import UNLABELLED
 from hsiseg.errors import HsisegError
 from hsiseg.spec import DataSpec
+from hsiseg.strokes import stroke_counts
 
 
 @dataclass
@@ -20,6 +21,7 @@ class SampleReport:
     shape: tuple[int, int, int] | None = None
     annotated_pixels: int = 0
     label_counts: Counter = field(default_factory=Counter)
+    strokes: dict[int, int] = field(default_factory=dict)  # code -> number of strokes
 
 
 @dataclass
@@ -27,6 +29,7 @@ class CheckReport:
     """Problems found (empty = the spec is usable), per-sample facts and per-split totals."""
 
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # usable, but the user should know
     samples: dict[str, SampleReport] = field(default_factory=dict)
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -77,6 +80,7 @@ def check_spec(spec: DataSpec, fold: int = 0) -> CheckReport:
                     )
             elif kind == "annotation":
                 annotation = label_map
+                facts.strokes = stroke_counts(label_map)
                 labelled = label_map[label_map != UNLABELLED]
                 facts.annotated_pixels = int(labelled.size)
                 codes, counts = np.unique(labelled, return_counts=True)
@@ -101,4 +105,31 @@ def check_spec(spec: DataSpec, fold: int = 0) -> CheckReport:
             report.problems.append(f"split {name!r} (fold {fold}) is empty")
         elif name in ("train", "val") and pixels == 0:
             report.problems.append(f"split {name!r} (fold {fold}) has no annotated pixel")
+    report.warnings += validation_gaps(spec, splits, report.samples, fold)
     return report
+
+
+def validation_gaps(
+    spec: DataSpec, splits: dict[str, list[str]], samples: dict[str, SampleReport], fold: int
+) -> list[str]:
+    """Classes trained on but without held-out validation pixels: absent from the validation split, or (where
+    training and validation share images, see :mod:`hsiseg.strokes`) with a single stroke to train on."""
+    shared = set(splits["train"]) & set(splits["val"])
+    trained: Counter = Counter()
+    validated: set[int] = set()
+    for sample_id in splits["train"]:
+        for code, count in samples[sample_id].strokes.items() if sample_id in samples else ():
+            trained[code] += count
+    for sample_id in splits["val"]:
+        if sample_id in samples and sample_id not in shared:
+            validated.update(samples[sample_id].strokes)
+    gaps = []
+    for code, count in sorted(trained.items()):
+        name = spec.tree.node(code).name
+        if shared and code not in validated and count < 2:
+            gaps.append(f"class {name!r} has a single stroke (fold {fold}): it is kept for training, so no pixel "
+                        "of it is held out for validation; annotate a second stroke")  # fmt: skip
+        elif not shared and code not in validated:
+            gaps.append(f"class {name!r} has no annotated pixel in the validation split (fold {fold}): checkpoint "
+                        "choice and the unknown-tissue threshold cannot see it")  # fmt: skip
+    return gaps

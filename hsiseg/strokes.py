@@ -41,6 +41,14 @@ class StrokeSplit:
     held_out: list[Stroke]
 
 
+def stroke_counts(target: np.ndarray) -> dict[int, int]:
+    """Number of strokes (8-connected components) of each code in an (H, W) target."""
+    return {
+        int(code): ndimage.label(target == code, structure=EIGHT_CONNECTED)[1]
+        for code in np.unique(target[target != UNLABELLED])
+    }
+
+
 def hold_out_strokes(target: np.ndarray, share: float, seed: int, key: str = "") -> StrokeSplit:
     """Move ``share`` of each class's strokes (at least 1, at most n - 1 of n) to a validation target.
 

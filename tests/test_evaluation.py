@@ -113,3 +113,20 @@ def test_quick_experiment_end_to_end() -> None:
         assert 0 <= run["leaf_mean_dice"] <= 1 and 0 <= run["top_accuracy"] <= 1 and run["severity"] >= 0
     assert all(0 <= r["ood_auroc"] <= 1 for r in runs if r["data"] == "indian-pines")
     assert "| tree-ce |" in result["report"]
+
+
+def test_quick_quality_benchmark_end_to_end() -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tensorly")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import quality
+
+    result = quality.main(["--quick"])
+    runs = result["runs"]
+    assert {r["data"] for r in runs} == {"Indian Pines, 3% scribbles", "demo, held-out surgery (dense truth)"}
+    methods = {r["method"] for r in runs}
+    assert quality.BASELINE in methods and any(m.startswith("hsiseg default") for m in methods)
+    assert any(m.startswith("RandomForest") for m in methods) and any(m.startswith("MLP") for m in methods)
+    for run in runs:
+        assert 0 <= run["leaf_mean_dice"] <= 1 and 0 <= run["accuracy"] <= 1 and run["severity"] >= 0
+    assert "d leaf_mean_dice vs SVC" in result["report"]

@@ -9,7 +9,7 @@ import torch
 
 from hsiseg.io import Cube
 from hsiseg.models import build_model, pixelwise_training, unwrap
-from hsiseg.models.spectral_spatial import gaussian_blur
+from hsiseg.models.spectral_spatial import gaussian_blur, guided_average
 from hsiseg.predict.inference import Predictor
 from hsiseg.tree import LabelTree
 
@@ -17,10 +17,18 @@ MODELS = [
     ("unet", {"width": 8, "depth": 3}),
     ("pixel", {"width": 8}),
     ("spectral-spatial", {"width": 8}),
+    ("spectral-spatial", {"width": 8, "context": "gaussian", "sigma": 2.0}),
     ("spectral-spatial", {"width": 8, "context": "conv"}),
     ("spectral-spatial", {"width": 8, "context": "none"}),
 ]
-IDS = ["unet", "pixel", "spectral-spatial", "spectral-spatial-conv", "spectral-spatial-none"]
+IDS = [
+    "unet",
+    "pixel",
+    "spectral-spatial",
+    "spectral-spatial-gaussian",
+    "spectral-spatial-conv",
+    "spectral-spatial-none",
+]
 
 
 @pytest.mark.parametrize(("name", "options"), MODELS, ids=IDS)
@@ -76,9 +84,51 @@ def test_gaussian_blur_equals_brute_force() -> None:
     np.testing.assert_allclose(gaussian_blur(x, 1.5).numpy(), brute_force_blur(x.numpy(), 1.5), atol=1e-12)
 
 
-def test_gaussian_context_smooths_probabilities_and_keeps_the_energy() -> None:
+def brute_force_guided(p: np.ndarray, g: np.ndarray, sigma: float, tau: float) -> np.ndarray:
+    """The guided average of one image pixel by pixel: p (C, H, W), g (G, H, W)."""
+    radius = int(np.ceil(3 * sigma))
+    height, width = p.shape[1:]
+    differences = np.sort(((g[:, :, 1:] - g[:, :, :-1]) ** 2).sum(0).ravel())
+    scale = differences[(differences.size - 1) // 2] * tau**2  # the lower median, as torch.median
+    pad = ((0, 0), (radius, radius), (radius, radius))
+    padded_p, padded_g = np.pad(p, pad, mode="reflect"), np.pad(g, pad, mode="reflect")
+    out = np.zeros_like(p)
+    for i in range(height):
+        for j in range(width):
+            total, weights = np.zeros(p.shape[0]), 0.0
+            for di in range(-radius, radius + 1):
+                for dj in range(-radius, radius + 1):
+                    gi, gj = i + di + radius, j + dj + radius
+                    similarity = np.exp(-((padded_g[:, gi, gj] - g[:, i, j]) ** 2).sum() / (2 * scale))
+                    weight = np.exp(-(di * di + dj * dj) / (2 * sigma**2)) * similarity
+                    total += weight * padded_p[:, gi, gj]
+                    weights += weight
+            out[:, i, j] = total / weights
+    return out
+
+
+def test_guided_average_equals_brute_force_and_keeps_edges() -> None:
+    rng = np.random.default_rng(0)
+    guide = rng.normal(size=(2, 3, 9, 11))
+    probabilities = torch.softmax(torch.from_numpy(rng.normal(size=(2, 4, 9, 11))), 1)
+    result = guided_average(probabilities, torch.from_numpy(guide), 1.0, 2.0).numpy()
+    for n in range(2):
+        np.testing.assert_allclose(
+            result[n], brute_force_guided(probabilities[n].numpy(), guide[n], 1.0, 2.0), atol=1e-10
+        )
+    # two flat regions with a sharp boundary: the edge-aware average keeps it, a Gaussian blurs it
+    labels = np.zeros((1, 16, 16), dtype=np.int64)
+    labels[:, :, 8:] = 1
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(labels), 2).permute(0, 3, 1, 2).double()
+    noisy_guide = 10 * onehot + 0.1 * torch.from_numpy(rng.normal(size=onehot.shape))
+    kept = guided_average(onehot, noisy_guide, 2.0, 3.0)
+    assert (kept.argmax(1) == torch.from_numpy(labels)).all() and kept[:, 1, :, 7].max() < 1e-3
+    assert gaussian_blur(onehot, 2.0)[:, 1, :, 7].min() > 0.3
+
+
+def test_smoothing_contexts_average_probabilities_and_keep_the_energy() -> None:
     torch.manual_seed(0)
-    model = build_model("spectral-spatial", 6, 4, width=8, sigma=1.0)
+    model = build_model("spectral-spatial", 6, 4, width=8, context="gaussian", sigma=1.0)
     image = torch.randn(1, 6, 20, 24)
     model.eval()
     with torch.no_grad():
@@ -105,5 +155,5 @@ def test_model_option_errors() -> None:
 
     with pytest.raises(HsisegError, match="context must be one of"):
         build_model("spectral-spatial", 6, 4, context="huge")
-    with pytest.raises(HsisegError, match="sigma must be > 0"):
+    with pytest.raises(HsisegError, match="sigma and tau must be > 0"):
         build_model("spectral-spatial", 6, 4, sigma=0)

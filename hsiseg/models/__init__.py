@@ -3,9 +3,10 @@
 =======================  ===========================================================================
 name                     network
 =======================  ===========================================================================
-``spectral-spatial``     :class:`SpectralSpatialNet`: per-pixel spectral MLP + a named, small spatial
-                         context (``context="gaussian"`` default, ``conv``, ``none``); the default
-                         model (best measured on every benchmark data set, README)
+``spectral-spatial``     :class:`SpectralSpatialNet`: per-pixel spectral MLP + a named spatial context
+                         (``context="guided"``: edge-aware average of the probabilities, the default;
+                         ``gaussian``, ``conv``, ``none``); the default model (README, "Segmentation
+                         quality")
 ``pixel``                :class:`PixelNet`: per-pixel spectral MLP (1x1 convolutions), no spatial context
 ``unet``                 :class:`SpectralUNet`: spectral stem + U-Net (large receptive field; needs dense
                          or plentiful labels)
