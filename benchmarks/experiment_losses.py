@@ -7,10 +7,12 @@ Indian Pines (tensorly wheel): scribbles simulated on a share of the labelled pi
 budget; and a coarse-label regime at 3% where half of the strokes name only the parent node). Class
 "Stone-Steel-Towers" is held out of training in every run: its pixels measure unknown-tissue detection (OOD
 AUROC of max softmax, held-out pixels against the kept classes' pixels). Every loss trains the same network
-(spectral U-Net, width 16, depth 3) with the same optimiser, steps, patches and seeds; nothing is tuned per
-loss. Flat losses (ce, dice-ce) cannot use a parent-node scribble as a class, so in the coarse regime they drop
+with the same optimiser, steps, pixel batches and seeds; nothing is tuned per loss. Flat losses (ce, dice-ce)
+cannot use a parent-node scribble as a class, so in the coarse regime they drop
 those pixels (tree losses use them as partial labels). Metrics on the remaining labelled pixels (never
 scribbled): leaf mean Dice over kept classes, top-level accuracy, mistake severity (mean tree distance).
+
+Every loss trains hsiseg's default network and regime (``TrainConfig()``; see ``train_network``).
 
 Synthetic neurosurgical scenes: trained on the scribbles of the training surgeries, scored on the dense truth of
 the held-out surgery (every pixel has truth there).
@@ -36,10 +38,12 @@ from scipy.stats import t as student_t
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
+from hsiseg.data import Augmentation, class_balanced_weights
 from hsiseg.evaluation.scores import mistake_severity, ood_scores
 from hsiseg.losses import build_loss
 from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
-from hsiseg.models import build_model
+from hsiseg.models import build_model, unwrap
+from hsiseg.train import TrainConfig, warmup_cosine
 from hsiseg.tree import LabelTree
 
 LOSSES = {
@@ -54,39 +58,36 @@ FLAT = {"ce", "dice-ce"}
 HELD_OUT = "Stone-Steel-Towers"
 
 
-def train_network(image, scribbles, tree, loss_name, options, seed, steps, batch=8, patch=32, width=16, depth=3):
-    """Train on (B, H, W) ``image`` with (H, W) target codes; annotated-biased patches, flips and rotations."""
+def train_network(image, scribbles, tree, loss_name, options, seed, steps, pixels=512):
+    """Train hsiseg's default network (``TrainConfig()``: spectral-spatial, guided context) on (B, H, W)
+    ``image`` with (H, W) target codes: batches of annotated pixels drawn with class-balanced weights and
+    spectral augmentation, AdamW with warm-up and cosine decay, as ``hsiseg train`` does (without holding
+    strokes out: every scribble trains for the whole budget, as the refit does)."""
+    defaults = TrainConfig()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_model("unet", image.shape[0], tree.num_leaves, width=width, depth=depth)
+    model = build_model(defaults.model, image.shape[0], tree.num_leaves, **defaults.model_options)
     loss_fn = build_loss(loss_name, tree, **options)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    annotated = np.argwhere(scribbles != UNLABELLED)
-    if not len(annotated):
+    annotated = scribbles != UNLABELLED
+    if not annotated.any():
         raise ValueError("no annotated pixel to train on")
-    channels, height, width_px = image.shape
-    padded = np.pad(image, ((0, 0), (patch, patch), (patch, patch)), mode="reflect")
-    target = np.pad(scribbles, patch, constant_values=UNLABELLED)
+    spectra = np.ascontiguousarray(image[:, annotated].T)  # (P, B)
+    codes = scribbles[annotated].astype(np.int64)
+    unwrap(model).fit_input_statistics(torch.from_numpy(spectra))
+    weights = class_balanced_weights(codes, defaults.class_balance)
+    probabilities = weights / weights.sum()
+    augmentation = Augmentation(flips=False, rotations=False, noise=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=defaults.learning_rate, weight_decay=defaults.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, max(1, int(defaults.warmup * steps))))
     model.train()
     for _ in range(steps):
-        images, targets = [], []
-        for _ in range(batch):
-            row, column = annotated[rng.integers(len(annotated))] + patch + rng.integers(-patch // 3, patch // 3 + 1, 2)
-            top, left = row - patch // 2, column - patch // 2
-            x = padded[:, top : top + patch, left : left + patch]
-            y = target[top : top + patch, left : left + patch]
-            turns = int(rng.integers(4))
-            x, y = np.rot90(x, turns, axes=(1, 2)), np.rot90(y, turns)
-            if rng.random() < 0.5:
-                x, y = x[:, :, ::-1], y[:, ::-1]
-            images.append(np.ascontiguousarray(x))
-            targets.append(np.ascontiguousarray(y))
-        logits = model(torch.from_numpy(np.stack(images)))
-        loss = loss_fn(logits, torch.from_numpy(np.stack(targets)).long())
+        chosen = rng.choice(codes.size, size=pixels, p=probabilities)
+        batch, _ = augmentation(spectra[chosen][None], [], rng)  # (1, P, B)
+        logits = model(torch.from_numpy(np.ascontiguousarray(batch.transpose(2, 0, 1)))[None])
+        loss = loss_fn(logits, torch.from_numpy(codes[chosen])[None, None])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), defaults.grad_clip)
         optimizer.step()
         schedule.step()
     model.eval()
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 losses, few steps (smoke test)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=TrainConfig().steps)
     parser.add_argument("--output", type=Path, default=None, help="write every run's numbers as JSON")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.01, 0.03, 0.10], help="scribble budgets")

@@ -171,8 +171,8 @@ def demo(
     spec_path = generate_demo_data(output / "data")
     config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=min(steps, 100))
     console.print(
-        f"[bold]2/4[/] training the default network ({config.model}, loss {config.loss}) on the scribbles "
-        f"of 3 surgeries for {config.steps} steps"
+        f"[bold]2/4[/] training the default network ({config.model}, loss {config.loss}) for {config.steps} "
+        "steps on the scribbles of 2 surgeries, validating on a third, then refitting on all 3"
     )
     reporter = RichReporter()
     try:

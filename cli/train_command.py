@@ -68,7 +68,7 @@ class JsonLinesReporter:
 
 
 MODEL_HELP = (
-    "Network: spectral-spatial (default: per-pixel spectral MLP + Gaussian spatial context; best measured on "
+    "Network: spectral-spatial (default: per-pixel spectral MLP + edge-aware spatial context; best measured on "
     "sparse scribbles), pixel (no spatial context), unet (large receptive field: for dense or plentiful labels), "
     "or smp-<architecture>."
 )
@@ -90,13 +90,17 @@ def train_command(
     width: Annotated[int | None, typer.Option(help="Hidden channels (unet: of the first level).")] = None,
     depth: Annotated[int | None, typer.Option(help="Hidden layers (pixel, spectral-spatial) or U-Net levels.")] = None,
     context: Annotated[
-        str | None, typer.Option(help="spectral-spatial: spatial context gaussian, conv or none.")
+        str | None, typer.Option(help="spectral-spatial: spatial context guided (default), gaussian, conv or none.")
     ] = None,
-    sigma: Annotated[float | None, typer.Option(help="spectral-spatial: Gaussian context in pixels.")] = None,
+    sigma: Annotated[
+        float | None, typer.Option(help="spectral-spatial: spatial scale (pixels) of the guided or gaussian context.")
+    ] = None,
     model_option: Annotated[
         list[str] | None, typer.Option("--model-option", help="Any model option KEY=VALUE.")
     ] = None,
-    steps: Annotated[int, typer.Option(help="Optimiser steps in all.")] = DEFAULTS.steps,
+    steps: Annotated[
+        int | None, typer.Option(help=f"Optimiser steps in all [default: {DEFAULTS.steps}; with --resume: the run's]")
+    ] = None,
     val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = DEFAULTS.validate_every,
     batch_size: Annotated[int, typer.Option(help="Crops per step (unet, smp-*).")] = DEFAULTS.batch_size,
     patch_size: Annotated[int, typer.Option(help="Side of square training crops (unet, smp-*).")] = DEFAULTS.patch_size,
@@ -146,14 +150,15 @@ def train_command(
         if value is not None:
             model_options[key] = value
     config = TrainConfig(
-        loss=loss, loss_options=options, model=model, model_options=model_options, steps=steps,
+        loss=loss, loss_options=options, model=model, model_options=model_options,
+        steps=DEFAULTS.steps if steps is None else steps,
         validate_every=val_every, batch_size=batch_size, patch_size=patch_size, pixels_per_step=pixels_per_step,
         class_balance=class_balance, validation_strokes=validation_strokes, refit=refit, learning_rate=lr,
         fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
     )  # fmt: skip
     reporter = JsonLinesReporter() if jsonl else (None if quiet else RichReporter())
     try:
-        train(spec, output, config, resume=resume, reporter=reporter)
+        train(spec, output, config if steps is not None or not resume else None, resume=resume, reporter=reporter)
     finally:
         if isinstance(reporter, RichReporter):
             reporter.stop()

@@ -6,7 +6,7 @@ validation metrics, the calibrated unknown-tissue threshold, library versions). 
 safetensors only, so a checkpoint received from someone else cannot run code.
 
 A training state (for ``--resume``) adds ``NAME.state.safetensors`` (optimizer tensors, torch RNG) and
-``NAME.state.json`` (optimizer hyper-parameters, scheduler, epoch, numpy/python RNG). All files are written
+``NAME.state.json`` (optimizer hyper-parameters, scheduler, round, numpy/python RNG). All files are written
 atomically, the card last, so an interrupted save leaves the previous checkpoint readable.
 """
 
@@ -108,7 +108,7 @@ def card_tree(card: dict[str, Any]) -> LabelTree:
 def save_training_state(
     path_stem: Path, optimizer: torch.optim.Optimizer, scheduler: Any, extra: dict[str, Any]
 ) -> None:
-    """Optimizer tensors + torch RNG in safetensors; hyper-parameters, scheduler, epoch, numpy/python RNG in JSON."""
+    """Optimizer tensors + torch RNG in safetensors; hyper-parameters, scheduler, round, numpy/python RNG in JSON."""
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     optimizer_state = optimizer.state_dict()
     state_meta: dict[str, dict[str, Any]] = {}
@@ -137,7 +137,7 @@ def save_training_state(
 
 
 def load_training_state(path_stem: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore optimizer, scheduler and RNG states; returns the extra fields (epoch, best metric, ...)."""
+    """Restore optimizer, scheduler and RNG states; returns the extra fields (round, best metric, ...)."""
     meta_path = path_stem.with_suffix(".state.json")
     if not meta_path.is_file():
         raise HsisegError(f"{meta_path}: no training state to resume from")

@@ -99,6 +99,7 @@ class SpecDataset(Dataset):
     preprocessing: default: the spec's, with z-score statistics fitted on the fold's training split.
     targets: sample id -> (H, W) target replacing the spec's annotations (e.g. after a stroke hold-out).
     class_balance: exponent of the class-balanced choice of annotated patch centres (0: by area).
+    sample_ids: these samples instead of the split's (e.g. training and validation images together).
     """
 
     def __init__(
@@ -117,10 +118,11 @@ class SpecDataset(Dataset):
         on_load: Callable[[str], None] | None = None,
         targets: Mapping[str, np.ndarray] | None = None,
         class_balance: float = 0.0,
+        sample_ids: list[str] | None = None,
     ) -> None:
         self.spec = spec
         self.preprocessing = preprocessing if preprocessing is not None else spec.fitted_preprocessing(fold)
-        self.sample_ids = spec.split(split, fold)
+        self.sample_ids = list(sample_ids) if sample_ids is not None else spec.split(split, fold)
         if not self.sample_ids:
             raise HsisegError(f"{spec.path}: split {split!r} (fold {fold}) is empty")
         self.mode = mode

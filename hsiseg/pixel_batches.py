@@ -33,7 +33,7 @@ class PixelBatches(Dataset):
         source: SpecDataset,
         pixels_per_step: int,
         steps: int,
-        class_balance: float = 0.5,
+        class_balance: float = 1.0,
         augmentation: Augmentation | None = None,
         seed: int = 0,
     ) -> None:

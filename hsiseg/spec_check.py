@@ -112,24 +112,26 @@ def check_spec(spec: DataSpec, fold: int = 0) -> CheckReport:
 def validation_gaps(
     spec: DataSpec, splits: dict[str, list[str]], samples: dict[str, SampleReport], fold: int
 ) -> list[str]:
-    """Classes trained on but without held-out validation pixels: absent from the validation split, or (where
-    training and validation share images, see :mod:`hsiseg.strokes`) with a single stroke to train on."""
+    """Classes trained on but without held-out validation pixels. A class is validated when it is annotated in
+    a validation image that is not also a training image, or has >= 2 strokes in an image shared by both
+    splits (strokes are held out image by image, a class keeping its only stroke: :mod:`hsiseg.strokes`)."""
     shared = set(splits["train"]) & set(splits["val"])
-    trained: Counter = Counter()
+    trained: set[int] = set()
     validated: set[int] = set()
     for sample_id in splits["train"]:
-        for code, count in samples[sample_id].strokes.items() if sample_id in samples else ():
-            trained[code] += count
+        trained.update(samples[sample_id].strokes if sample_id in samples else ())
     for sample_id in splits["val"]:
-        if sample_id in samples and sample_id not in shared:
-            validated.update(samples[sample_id].strokes)
+        strokes = samples[sample_id].strokes if sample_id in samples else {}
+        validated.update(code for code, count in strokes.items() if sample_id not in shared or count >= 2)
     gaps = []
-    for code, count in sorted(trained.items()):
+    for code in sorted(trained - validated):
         name = spec.tree.node(code).name
-        if shared and code not in validated and count < 2:
-            gaps.append(f"class {name!r} has a single stroke (fold {fold}): it is kept for training, so no pixel "
-                        "of it is held out for validation; annotate a second stroke")  # fmt: skip
-        elif not shared and code not in validated:
-            gaps.append(f"class {name!r} has no annotated pixel in the validation split (fold {fold}): checkpoint "
-                        "choice and the unknown-tissue threshold cannot see it")  # fmt: skip
+        if shared:
+            why = "no image gives it two strokes to hold one out, nor has a validation-only image it"
+            gaps.append(
+                f"class {name!r} has no held-out validation pixel (fold {fold}): {why}; annotate a second stroke"
+            )
+        else:
+            why = "checkpoint choice and the unknown-tissue threshold cannot see it"
+            gaps.append(f"class {name!r} has no annotated pixel in the validation split (fold {fold}): {why}")
     return gaps

@@ -221,6 +221,23 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert "summary:" in result.output
     panels = list((tmp_path / "demo" / "predictions").glob("*/panel.png"))
     assert len(panels) == 3 and (tmp_path / "demo" / "run" / "curves.png").is_file()
+    assert len(list((tmp_path / "demo" / "predictions").glob("*/truth_vs_prediction.png"))) == 3
+    # the printed dense-truth score equals one counted here from the saved label maps
+    import re
+
+    from hsiseg.spec import DataSpec
+
+    spec = DataSpec.from_file(tmp_path / "demo" / "data" / "demo.yaml")
+    by_cube = {str(spec.resolve(spec.samples[i].cube)): i for i in spec.split("test")}
+    summary = json.loads((tmp_path / "demo" / "predictions" / "summary.json").read_text())
+    correct = total = 0
+    for row in summary:
+        labels = np.load(tmp_path / "demo" / "predictions" / row["frame"] / "labels.npy")
+        truth = spec.read_truth(by_cube[row["source"]])
+        correct, total = correct + int((labels == truth).sum()), total + truth.size
+    printed = re.search(r"held-out surgery, dense truth \((\d+) pixels\): leaf accuracy ([0-9.]+)", result.output)
+    assert printed and int(printed.group(1)) == total
+    assert float(printed.group(2)) == pytest.approx(correct / total, abs=5e-4)
     again = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--steps", "20"])
     assert again.exit_code == 2 and "is not empty" in again.output
 

@@ -148,3 +148,37 @@ def test_check_cli_ok(demo_folder: Path) -> None:
     result = CliRunner().invoke(app, ["check", str(demo_folder / "demo.yaml")])
     assert result.exit_code == 0, result.output
     assert "demo.yaml: ok" in result.output and "annotated pixels per class" in result.output
+
+
+def test_check_warns_about_classes_without_validation_pixels(demo_folder: Path, tmp_path: Path) -> None:
+    import imageio.v3 as imageio
+
+    from hsiseg.spec_check import validation_gaps
+
+    spec = DataSpec.from_file(demo_folder / "demo.yaml")
+    report = check_spec(spec)
+    trained = {spec.tree.node(c).name for i in spec.split("train") for c in report.samples[i].strokes}
+    validated = {spec.tree.node(c).name for i in spec.split("val") for c in report.samples[i].strokes}
+    expected = sorted(trained - validated)
+    gaps = validation_gaps(spec, spec.splits(0), report.samples, 0)
+    assert sorted(g.split("'")[1] for g in gaps) == expected
+    assert all("no annotated pixel in the validation split" in g for g in gaps)
+    # one scene for training and validation: a class with a single stroke cannot give one away
+    one = demo_folder / "scribbles" / "surgery01_frame00.png"
+    label = np.zeros(imageio.imread(one).shape, dtype=np.uint8)
+    label[2, 2:9] = 1  # one stroke of the first class
+    label[10, 2:9] = 2  # two strokes of the second
+    label[20, 2:9] = 2
+    imageio.imwrite(tmp_path / "one.png", label)
+
+    def edit(data):
+        data["samples"] = [dict(data["samples"][0], annotations=[str(tmp_path / "one.png")], truth=None)]
+        sample_id = data["samples"][0]["id"]
+        data["splits"] = {"train": [sample_id], "val": [sample_id], "same_scene_evaluation": True}
+
+    path = edited_spec(demo_folder, tmp_path, edit)
+    result = CliRunner().invoke(app, ["check", str(path)])
+    first = DataSpec.from_file(path).tree.node(0).name
+    assert result.exit_code == 0, result.output
+    assert f"warning: class '{first}' has no held-out validation pixel" in result.output
+    assert result.output.count("no held-out validation pixel") == 1

@@ -63,14 +63,20 @@ def test_training_learns_and_checkpoints_reload_identically(spec_path: Path, tmp
     assert len(rows) == 6 and [int(row["step"]) for row in rows] == [4, 8, 12, 16, 20, 24]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert (run / "curves.png").stat().st_size > 1000 and (run / "spec.yaml").is_file()
-    reloaded, card = load_model(run / "checkpoints" / "last.json")
+    from hsiseg.train import final_checkpoint
+
+    assert final_checkpoint(run) == run / "checkpoints" / "final.json"  # refit on train + val images
+    reloaded, card = load_model(final_checkpoint(run))  # the returned network
     model.eval()
     reloaded.eval()
     image = torch.randn(1, 100, 32, 40)
     with torch.no_grad():
         assert torch.equal(model(image), reloaded(image))
-    assert card["round"] == 5 and card["step"] == 24 and card["model"]["in_channels"] == 100
-    assert 0 < card["ood"]["threshold"] < 1 and card["ood"]["kept_fraction"] == 0.95
+    best = read_card(run / "checkpoints" / "best.json")
+    assert card["refit"]["steps"] == best["step"] and card["ood"] == best["ood"]
+    last = read_card(run / "checkpoints" / "last.json")
+    assert last["round"] == 5 and last["step"] == 24 and last["model"]["in_channels"] == 100
+    assert 0 < last["ood"]["threshold"] < 1 and last["ood"]["kept_fraction"] == 0.95
 
 
 def test_model_card_round_trip(spec_path: Path, tmp_path: Path) -> None:
@@ -112,7 +118,8 @@ def test_resume_equals_uninterrupted(spec_path: Path, tmp_path: Path, changes: d
     assert interrupt.steps == list(range(8))
     counter = Interrupt()
     resumed = state(train(spec_path, tmp_path / "resumed", resume=True, reporter=counter))
-    assert counter.steps == [8, 9, 10]  # the step budget (11) is honoured: a short last round
+    best_step = read_card(tmp_path / "resumed" / "checkpoints" / "best.json")["step"]
+    assert counter.steps == [8, 9, 10, *range(best_step)]  # budget (11) honoured: a short last round; then refit
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
@@ -170,7 +177,7 @@ def test_bad_inputs(spec_path: Path, tmp_path: Path) -> None:
     with pytest.raises(HsisegError, match=r"training: validation_strokes must be in \(0, 1\)"):
         train(spec_path, tmp_path / "e", config(validation_strokes=1.0))
     train(spec_path, tmp_path / "d", config())
-    with pytest.raises(HsisegError, match="holds a training run; pass --resume"):
+    with pytest.raises(HsisegError, match="holds a training run; resume it"):
         train(spec_path, tmp_path / "d", config())
     card_path = tmp_path / "d" / "checkpoints" / "last.json"
     card = json.loads(card_path.read_text())
@@ -207,7 +214,7 @@ def test_train_cli_end_to_end(spec_path: Path, tmp_path: Path) -> None:
                  "--loss", "tree-wasserstein", "--beta", "0.5", "--jsonl"]  # fmt: skip
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
-    row = json.loads(result.output.strip().splitlines()[-1])
+    row = [json.loads(line) for line in result.output.strip().splitlines() if '"round"' in line][-1]
     assert row["round"] == 1 and row["step"] == 6 and 0 <= row["leaf_accuracy"] <= 1
     assert read_card(tmp_path / "run" / "checkpoints" / "best.json")["training"]["loss_options"] == {"beta": 0.5}
 
@@ -248,7 +255,11 @@ def test_multi_image_specs_keep_their_validation_split(spec_path: Path, tmp_path
 
     train(spec_path, tmp_path / "run", config(steps=4, **PIXEL))
     assert not (tmp_path / "run" / "validation_strokes.json").exists()
-    assert final_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoints" / "best.json"
+    final = read_card(final_checkpoint(tmp_path / "run"))
+    spec = yaml.safe_load(spec_path.read_text())
+    assert final["refit"]["annotated_pixels"] > 0 and spec["splits"]  # refit on train + val images
+    train(spec_path, tmp_path / "no-refit", config(steps=4, refit=False, **PIXEL))
+    assert final_checkpoint(tmp_path / "no-refit") == tmp_path / "no-refit" / "checkpoints" / "best.json"
 
 
 def test_pixel_batches_are_class_balanced(spec_path: Path) -> None:
@@ -269,3 +280,26 @@ def test_pixel_batches_are_class_balanced(spec_path: Path) -> None:
         item = batches[0]
         assert item["image"].shape == (source.num_bands, 1, 4000) and item["target"].shape == (1, 4000)
         assert torch.equal(batches[0]["image"], item["image"])  # seeded by (seed, round, step)
+
+
+@pytest.mark.parametrize("changes", [{}, PIXEL], ids=["unet-crops", "spectral-spatial-pixels"])
+def test_training_and_validation_on_odd_image_sizes(tmp_path: Path, changes: dict) -> None:
+    odd = generate_demo_data(tmp_path / "odd", surgeries=3, frames=1, shape=(33, 47), seed=5)
+    model = train(odd, tmp_path / "run", config(steps=4, patch_size=32, **changes))
+    with (tmp_path / "run" / "metrics.csv").open() as handle:
+        assert 0 <= float(list(csv.DictReader(handle))[-1]["leaf_accuracy"]) <= 1
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 100, 33, 47)).shape == (1, 14, 33, 47)
+
+
+def test_cli_resume_keeps_the_runs_budget_unless_told(spec_path: Path, tmp_path: Path) -> None:
+    base = ["train", str(spec_path), "-o", str(tmp_path / "run"), "--model", "pixel", "--width", "8",
+            "--pixels-per-step", "32", "--val-every", "3", "--jsonl"]  # fmt: skip
+    assert CliRunner().invoke(app, [*base, "--steps", "3"]).exit_code == 0
+    again = CliRunner().invoke(app, [*base, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert read_card(tmp_path / "run" / "checkpoints" / "last.json")["step"] == 3  # not the default budget
+    longer = CliRunner().invoke(app, [*base, "--resume", "--steps", "6"])
+    assert longer.exit_code == 0, longer.output
+    assert [json.loads(line) for line in longer.output.splitlines() if '"round"' in line][-1]["step"] == 6
