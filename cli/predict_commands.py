@@ -43,7 +43,10 @@ def run_prediction(
 
 @reports_errors
 def predict(
-    model: Annotated[Path, typer.Argument(help="Model checkpoint: RUN/checkpoints/final.json (refit on all scribbles), else best.json.")],
+    model: Annotated[
+        Path,
+        typer.Argument(help="Model checkpoint: RUN/checkpoints/final.json (refit on all scribbles), else best.json."),
+    ],
     inputs: Annotated[
         list[Path] | None, typer.Argument(help="Cube files, folders (recursive) or quoted globs.")
     ] = None,
