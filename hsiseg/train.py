@@ -140,17 +140,23 @@ class SilentReporter:
 
 @dataclass
 class TrainingData:
-    """What training reads: the stream of steps, the training split itself, the validation images, and the
-    strokes held out of training for validation (per sample id; empty when the splits share no image)."""
+    """What training reads: the stream of steps, the training split itself, the validation images (None for
+    the refit, which validates nothing), and the strokes held out of training for validation (per sample id;
+    empty when the splits share no image)."""
 
     steps: Dataset
     train_set: SpecDataset
-    validation: SpecDataset
+    validation: SpecDataset | None
     held_out: dict[str, list[Stroke]]
 
     def validation_pixels(self) -> int:
         """Annotated pixels in the validation images."""
-        return sum(int((self.validation.sample(i).target != UNLABELLED).sum()) for i in range(len(self.validation)))
+        return annotated_pixels(self.validation) if self.validation is not None else 0
+
+
+def annotated_pixels(dataset: SpecDataset) -> int:
+    """Annotated pixels of every sample of ``dataset``."""
+    return sum(int((dataset.sample(i).target != UNLABELLED).sum()) for i in range(len(dataset.sample_ids)))
 
 
 @dataclass
@@ -229,7 +235,8 @@ def train(
         data.steps = pixel_steps(data.train_set, config, world.world_size)
         if not resume:
             fit_input_statistics(model, data.steps)
-    if not data.validation_pixels():
+    validation_pixels = data.validation_pixels()
+    if not validation_pixels:
         reporter.message(
             "no annotated validation pixel: the best checkpoint is the last one and no unknown-tissue threshold "
             "is calibrated (annotate more strokes, or give the spec a validation split)"
@@ -271,7 +278,7 @@ def train(
         shared = [best]
         dist.broadcast_object_list(shared, src=0)
         best = shared[0]
-    if config.refit and data.validation_pixels():
+    if config.refit and validation_pixels:
         model = refit(spec, config, preprocessing, int(best["step"]), device, world, checkpoints, reporter)
     if world.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
@@ -304,10 +311,7 @@ def refit(
     TrainingStep.create(model, data, refit_config, device, world).run_round(0, reporter)
     if world.main:
         card = read_card(checkpoints / "best.json")
-        annotated = sum(
-            int((data.train_set.sample(i).target != UNLABELLED).sum()) for i in range(len(data.train_set.sample_ids))
-        )
-        card["refit"] = {"steps": steps, "annotated_pixels": annotated}
+        card["refit"] = {"steps": steps, "annotated_pixels": annotated_pixels(data.train_set)}
         card = {k: v for k, v in card.items() if k not in ("format", "versions")}
         save_model(checkpoints / "final", model, card)
     return model
@@ -360,13 +364,15 @@ def build_training_data(
         augmentation=Augmentation(), seed=config.seed, preprocessing=preprocessing, targets=train_targets,
         class_balance=config.class_balance, sample_ids=list(dict.fromkeys(train_ids + val_ids)) if final else None,
     )  # fmt: skip
+    if final:
+        return TrainingData(train_set, train_set, None, held_out)
     validation = SpecDataset(spec, "val", config.fold, "full", preprocessing=preprocessing, targets=val_targets)
     return TrainingData(train_set, train_set, validation, held_out)
 
 
 def pixel_steps(train_set: SpecDataset, config: TrainConfig, world_size: int = 1) -> PixelBatches:
     """Steps of annotated pixels (for networks trained pixel by pixel), with spectral augmentation only."""
-    spectral_only = Augmentation(flips=False, rotations=False, noise=0.01)
+    spectral_only = Augmentation(flips=False, rotations=False)
     per_round = config.validate_every * world_size
     return PixelBatches(train_set, config.pixels_per_step, per_round, config.class_balance, spectral_only, config.seed)
 
