@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hsiseg.card import ModelCard, NetworkConfig, OodCalibration, OodSettings
 from hsiseg.checkpoint import load_model, save_model
 from hsiseg.io import Cube, read_cube, write_cube
 from hsiseg.models import build_model
@@ -38,12 +39,14 @@ def make_inputs(folder: Path, cubes: int, height: int, width: int) -> tuple[Path
     wavelengths = np.linspace(500, 1000, 100)
     torch.manual_seed(0)
     model = build_model("unet", 100, tree.num_leaves, width=32, depth=4)
-    card = {
-        "model": {"name": "unet", "in_channels": 100, "classes": tree.num_leaves, "options": {"width": 32, "depth": 4}},
-        "label_tree": tree.to_dict(),
-        "preprocessing": Preprocessing(wavelengths=wavelengths.tolist(), normalization="l1").model_dump(),
-        "ood": {"score": "max_softmax", "threshold": 0.1},
-    }
+    calibration = OodCalibration(threshold=0.1, keep=0.95, method="held-out", held_out_pixels=1, training_keep=1,
+                                 training_offset=0)  # fmt: skip
+    card = ModelCard.create(
+        tree,
+        model=NetworkConfig(name="unet", in_channels=100, classes=tree.num_leaves, options={"width": 32, "depth": 4}),
+        preprocessing=Preprocessing(wavelengths=wavelengths.tolist(), normalization="l1"), trained_classes=tree.leaves,
+        ood=OodSettings(default="max_softmax", scores={"max_softmax": calibration}),
+    )  # fmt: skip
     save_model(folder / "model", model, card)
     rng = np.random.default_rng(0)
     paths = []

@@ -42,7 +42,6 @@ import torch
 from scipy.stats import t as student_t
 
 from hsiseg.annotations import UNLABELLED
-from hsiseg.checkpoint import load_model
 from hsiseg.evaluation.scores import mistake_severity
 from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.predict.inference import Predictor
@@ -82,8 +81,7 @@ def hsiseg_methods(steps: int | None) -> dict[str, TrainConfig]:
 def run_hsiseg(data: DataSet, config: TrainConfig, seed: int, folder: Path) -> dict[str, np.ndarray]:
     run = folder / f"run-{time.perf_counter_ns()}"
     train(data.spec.path, run, replace(config, seed=seed, device="cpu"))
-    model, card = load_model(final_checkpoint(run))
-    predictor = Predictor(model, card)
+    predictor = Predictor.from_checkpoint(final_checkpoint(run))
     return {i: predictor.predict(data.spec.read_cube(i)).labels for i in data.test_ids}
 
 

@@ -1,9 +1,10 @@
-"""Checkpoints without pickle: weights in safetensors, everything else in a JSON model card.
+"""Checkpoints without pickle: weights in safetensors, everything else in a typed JSON model card.
 
-A model checkpoint is two files, ``NAME.safetensors`` (weights) and ``NAME.json`` (the model card: label
-tree, network config, the preprocessing with the wavelength grid the network expects, training arguments,
-validation metrics, the calibrated unknown-tissue threshold, library versions). Loading reads JSON and
-safetensors only, so a checkpoint received from someone else cannot run code.
+A model checkpoint is two files, ``NAME.safetensors`` (the network's weights and the fitted unknown-tissue
+scores as ``ood.<score>.<tensor>``; metadata: the label tree's hash) and ``NAME.json`` (the
+:class:`~hsiseg.card.ModelCard`). Loading reads JSON and safetensors only, so a checkpoint received from
+someone else cannot run code, and checks the card against the weights (tree hash, every tensor's shape):
+a mismatch is one clear error naming the file and the field, never a "size mismatch" traceback.
 
 A training state (for ``--resume``) adds ``NAME.state.safetensors`` (optimizer tensors, torch RNG) and
 ``NAME.state.json`` (optimizer hyper-parameters, scheduler, round, numpy/python RNG). All files are written
@@ -13,33 +14,23 @@ atomically, the card last, so an interrupted save leaves the previous checkpoint
 from __future__ import annotations
 
 import json
-import platform
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hsiseg.card import ModelCard
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path
 from hsiseg.models import build_model, unwrap
-from hsiseg.tree import LabelTree
+from hsiseg.ood import OodScore, build_score
 
-CARD_FORMAT = 1
-
-
-def versions() -> dict[str, str]:
-    from hsiseg import __version__
-
-    return {
-        "hsiseg": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
+OOD_PREFIX = "ood."
 
 
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -47,59 +38,90 @@ def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().contiguous() for key, value in network.state_dict().items()}
 
 
-def save_model(path_stem: Path, model: nn.Module, card: dict[str, Any]) -> None:
-    """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically (weights first, card last)."""
+def save_model(
+    path_stem: Path, model: nn.Module, card: ModelCard, ood_scores: dict[str, OodScore] | None = None
+) -> None:
+    """Write ``<stem>.safetensors`` (weights + fitted OOD scores) and ``<stem>.json`` atomically, card last."""
+    tensors = _state_dict(model)
+    for name, score in (ood_scores or {}).items():
+        tensors |= {f"{OOD_PREFIX}{name}.{key}": value.contiguous() for key, value in score.state_dict().items()}
     with atomic_path(path_stem.with_suffix(".safetensors")) as temporary:
-        save_file(_state_dict(model), str(temporary))
-    full_card = {"format": CARD_FORMAT, "versions": versions(), **card}
+        save_file(tensors, str(temporary), metadata={"tree_hash": card.tree_hash})
     with atomic_path(path_stem.with_suffix(".json")) as temporary:
-        temporary.write_text(json.dumps(full_card, indent=2, default=_json_default))
+        temporary.write_text(card.to_json())
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
-    """The model card of a checkpoint (``.json``, or the ``.safetensors`` beside it)."""
-    path = Path(path)
-    card_path = path.with_suffix(".json")
+def read_card(path: str | Path) -> ModelCard:
+    """The model card of a checkpoint (``.json``, or the ``.safetensors`` beside it), validated."""
+    card_path = Path(path).with_suffix(".json")
     if not card_path.is_file():
         raise HsisegError(f"{card_path}: model card not found (a checkpoint is NAME.json + NAME.safetensors)")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise HsisegError(f"{card_path}: not a model card (not UTF-8 text)") from None
     except json.JSONDecodeError as error:
         raise HsisegError(f"{card_path}: line {error.lineno}: not a valid model card ({error.msg})") from None
-    if not isinstance(card, dict) or "model" not in card or "label_tree" not in card:
-        raise HsisegError(f"{card_path}: not an hsiseg model card (no 'model' or 'label_tree')")
-    if int(card.get("format", 0)) > CARD_FORMAT:
-        made_by = card.get("versions", {}).get("hsiseg", "a newer hsiseg")
-        raise HsisegError(
-            f"{card_path}: model card format {card['format']} was written by hsiseg {made_by}; upgrade hsiseg"
-        )
-    return card
+    return ModelCard.parse(data, str(card_path))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the network from its card and load its weights (safetensors, never pickle)."""
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Rebuild the network from its card and load its weights (safetensors, never pickle), after checking
+    that they belong together."""
     path = Path(path)
     card = read_card(path)
-    config = card["model"]
-    model = build_model(config["name"], config["in_channels"], config["classes"], **config.get("options", {}))
+    config = card.model
+    model = build_model(config.name, config.in_channels, config.classes, **config.options)
     weights_path = path.with_suffix(".safetensors")
-    if not weights_path.is_file():
-        raise HsisegError(f"{weights_path}: weights not found beside the model card")
-    try:
-        weights = load_file(str(weights_path), device=str(device))
-    except Exception as error:  # safetensors raises its own error types for damaged files
-        raise HsisegError(f"{weights_path}: unreadable weights ({error})") from None
-    missing, unexpected = unwrap(model).load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise HsisegError(
-            f"{weights_path}: weights do not match the card's network "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    weights = {k: v for k, v in _read_weights(weights_path, card).items() if not k.startswith(OOD_PREFIX)}
+    _check_shapes(weights_path, unwrap(model).state_dict(), weights)
+    unwrap(model).load_state_dict(weights)
     return model.to(device), card
 
 
-def card_tree(card: dict[str, Any]) -> LabelTree:
-    return LabelTree.from_dict(card["label_tree"], source="model card")
+def load_ood_scores(path: str | Path, card: ModelCard) -> dict[str, OodScore]:
+    """The calibrated unknown-tissue scores of a checkpoint, with what the feature scores learnt."""
+    weights_path = Path(path).with_suffix(".safetensors")
+    tensors = _read_weights(weights_path, card)
+    scores = {}
+    for name, calibration in card.ood.scores.items():
+        score = build_score(name, **calibration.options)
+        prefix = f"{OOD_PREFIX}{name}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if set(state) != set(score.state_dict()):
+            raise HsisegError(f"{weights_path}: OOD score {name!r} is calibrated in the card but its fitted "
+                              f"tensors are missing (have {sorted(state)}); retrain the model")  # fmt: skip
+        score.load_state_dict(state)
+        scores[name] = score
+    return scores
+
+
+def _read_weights(weights_path: Path, card: ModelCard) -> dict[str, torch.Tensor]:
+    if not weights_path.is_file():
+        raise HsisegError(f"{weights_path}: weights not found beside the model card")
+    try:
+        with safe_open(str(weights_path), "pt") as handle:
+            stored_hash = (handle.metadata() or {}).get("tree_hash")
+        weights = load_file(str(weights_path))
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise HsisegError(f"{weights_path}: unreadable weights ({error})") from None
+    if stored_hash is not None and stored_hash != card.tree_hash:
+        raise HsisegError(f"{weights_path}: trained with another label tree than its model card's "
+                          "(field 'tree_hash' differs); pair the card with its own weights")  # fmt: skip
+    return weights
+
+
+def _check_shapes(weights_path: Path, expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise HsisegError(f"{weights_path}: weights do not match the card's network (field 'model'): "
+                          f"missing {missing[:3]}, unexpected {unexpected[:3]}")  # fmt: skip
+    for key, value in expected.items():
+        if tuple(weights[key].shape) != tuple(value.shape):
+            raise HsisegError(
+                f"{weights_path}: tensor {key} has shape {tuple(weights[key].shape)}, the card's network (field "
+                f"'model': in_channels, classes, options) expects {tuple(value.shape)}"
+            )
 
 
 # --- training state ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ has dense ground truth (else all -100).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -145,6 +146,12 @@ class SpecDataset(Dataset):
             annotated = sum(int((s.target != UNLABELLED).sum()) for s in self._memory.values())
             if mode == "patches" and annotated == 0:
                 raise HsisegError(f"{spec.path}: split {split!r} (fold {fold}) has no annotated pixel to train on")
+
+    def whole_images(self) -> SpecDataset:
+        """The same samples and targets as one full-image item each (shares the loaded samples)."""
+        view = copy.copy(self)
+        view.mode = "full"
+        return view
 
     # --- loading -----------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.writers import write_label_image
+from hsiseg.card import ModelCard, NetworkConfig, OodSettings, Refit
 from hsiseg.checkpoint import load_model, load_training_state, read_card, save_model, save_training_state
 from hsiseg.data import Augmentation, SpecDataset
 from hsiseg.errors import HsisegError
@@ -60,6 +61,8 @@ from hsiseg.io.atomic import atomic_path
 from hsiseg.losses import build_loss
 from hsiseg.metrics import annotated_metrics
 from hsiseg.models import DEFAULT_MODEL, build_model, pixelwise_training, unwrap
+from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OodScore, build_score
+from hsiseg.ood.calibration import PixelOutputs, annotated_outputs, calibrate, fit_scores, transfer
 from hsiseg.pixel_batches import PixelBatches
 from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
@@ -94,7 +97,9 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     workers: int = 0
-    ood_keep: float = 0.95
+    ood_scores: list[str] = field(default_factory=lambda: list(DEFAULT_SCORES))  # fitted and calibrated
+    ood_score: str = DEFAULT_SCORE  # the card's default unknown-tissue score
+    ood_keep: float = 0.95  # share of held-out known pixels each threshold keeps
 
     def check(self) -> None:
         """Raise :class:`HsisegError` naming the first parameter out of range."""
@@ -106,6 +111,10 @@ class TrainConfig:
             raise HsisegError(f"training: validation_strokes must be in (0, 1), got {self.validation_strokes}")
         if self.class_balance < 0 or not 0 <= self.warmup < 1 or not 0 < self.ood_keep <= 1:
             raise HsisegError("training: need class_balance >= 0, 0 <= warmup < 1 and 0 < ood_keep <= 1")
+        for name in self.ood_scores:
+            build_score(name)
+        if self.ood_score not in self.ood_scores:
+            raise HsisegError(f"training: ood_score {self.ood_score!r} is not among ood_scores {self.ood_scores}")
 
     @property
     def rounds(self) -> int:
@@ -140,12 +149,14 @@ class SilentReporter:
 
 @dataclass
 class TrainingData:
-    """What training reads: the stream of steps, the training split itself, the validation images (None for
-    the refit, which validates nothing), and the strokes held out of training for validation (per sample id;
-    empty when the splits share no image)."""
+    """What training reads: the stream of steps, the training split itself, its whole images with the training
+    targets (to fit the unknown-tissue scores), the validation images (None for the refit, which validates
+    nothing), and the strokes held out of training for validation (per sample id; empty when the splits share
+    no image)."""
 
     steps: Dataset
     train_set: SpecDataset
+    train_images: SpecDataset
     validation: SpecDataset | None
     held_out: dict[str, list[Stroke]]
 
@@ -253,14 +264,15 @@ def train(
     elif world.main:
         _prepare_run_dir(run_dir, Path(spec_path), config)
         write_held_out_strokes(run_dir, data, tree, config)
-    card_base = _card_base(config, spec_path, tree, preprocessing, data.train_set.num_bands)
+    card_base = _card_base(config, spec_path, tree, preprocessing, model, data.train_images)
     reporter.start(config.steps, first_round * config.validate_every)
     for round_index in range(first_round, config.rounds):
         started = time.perf_counter()
         train_loss = step.run_round(round_index, reporter)
         seconds = time.perf_counter() - started
         if world.main:
-            metrics, ood = validate(model, data.validation, tree, device, step.autocast_dtype, config.ood_keep)
+            validation = annotated_outputs(model, data.validation, device, step.autocast_dtype)
+            metrics = annotated_metrics(validation.logits.argmax(1).numpy(), validation.targets.numpy(), tree)
             done = round_index * config.validate_every + config.steps_in_round(round_index)
             row = {"round": round_index, "step": done, "train_loss": train_loss, **metrics,
                    "lr": step.scheduler.get_last_lr()[0], "seconds": seconds}  # fmt: skip
@@ -268,8 +280,14 @@ def train(
             improved = not math.isnan(metrics["mean_dice"]) and metrics["mean_dice"] > best["dice"]
             if improved:
                 best = {"dice": metrics["mean_dice"], "step": done}
-            card = {**card_base, "round": round_index, "step": done, "metrics": metrics, "ood": ood}
-            _save_checkpoints(checkpoints, model, card, step, {"round": round_index, "best": best}, improved)
+            card = card_base.model_copy(update={"round": round_index, "step": done, "metrics": metrics})
+            if improved or not (checkpoints / "best.json").is_file():
+                best_card, scores = _with_ood(card, model, data, validation, config, device, step.autocast_dtype)
+                checkpoints.mkdir(parents=True, exist_ok=True)
+                save_model(checkpoints / "best", model, best_card, scores)
+            save_model(checkpoints / "last", model, card)
+            save_training_state(checkpoints / "last", step.optimizer, step.scheduler,
+                                {"round": round_index, "best": best})  # fmt: skip
             _write_history(run_dir, history)
             reporter.round_end(row)
         if world.world_size > 1:
@@ -310,10 +328,16 @@ def refit(
     reporter.start(steps, 0)
     TrainingStep.create(model, data, refit_config, device, world).run_round(0, reporter)
     if world.main:
-        card = read_card(checkpoints / "best.json")
-        card["refit"] = {"steps": steps, "annotated_pixels": annotated_pixels(data.train_set)}
-        card = {k: v for k, v in card.items() if k not in ("format", "versions")}
-        save_model(checkpoints / "final", model, card)
+        best = read_card(checkpoints / "best.json")
+        training = annotated_outputs(model, data.train_images, device)
+        scores = fit_scores(list(best.ood.scores), training, spec.tree.num_leaves)
+        calibrations = transfer(scores, best.ood.scores, training)
+        card = best.model_copy(update={
+            "refit": Refit(steps=steps, annotated_pixels=int(training.targets.numel())),
+            "trained_classes": _trained_classes([training.targets.numpy()], spec.tree),
+            "ood": OodSettings(default=_default_score(config, calibrations), scores=calibrations),
+        })  # fmt: skip
+        save_model(checkpoints / "final", model, ModelCard.model_validate(card.model_dump()), scores)
     return model
 
 
@@ -341,8 +365,8 @@ def _build_network(config: TrainConfig, bands: int, classes: int, resume_from: P
         return build_model(config.model, bands, classes, **config.model_options)
     last = resume_from / "checkpoints" / "last.json"
     card = read_card(last)
-    if card["model"]["in_channels"] != bands:
-        raise HsisegError(f"{last}: the network takes {card['model']['in_channels']} bands, the data has {bands}")
+    if card.model.in_channels != bands:
+        raise HsisegError(f"{last}: the network takes {card.model.in_channels} bands, the data has {bands}")
     return load_model(last)[0]
 
 
@@ -365,9 +389,9 @@ def build_training_data(
         class_balance=config.class_balance, sample_ids=list(dict.fromkeys(train_ids + val_ids)) if final else None,
     )  # fmt: skip
     if final:
-        return TrainingData(train_set, train_set, None, held_out)
+        return TrainingData(train_set, train_set, train_set.whole_images(), None, held_out)
     validation = SpecDataset(spec, "val", config.fold, "full", preprocessing=preprocessing, targets=val_targets)
-    return TrainingData(train_set, train_set, validation, held_out)
+    return TrainingData(train_set, train_set, train_set.whole_images(), validation, held_out)
 
 
 def pixel_steps(train_set: SpecDataset, config: TrainConfig, world_size: int = 1) -> PixelBatches:
@@ -390,22 +414,44 @@ def _distributed(network: nn.Module, world: Distributed, device: torch.device) -
     return nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _card_base(config, spec_path, tree, preprocessing, bands: int) -> dict[str, Any]:
-    return {
-        "model": {"name": config.model, "in_channels": bands, "classes": tree.num_leaves,
-                  "options": config.model_options},
-        "label_tree": tree.to_dict(),
-        "preprocessing": preprocessing.model_dump(),
-        "training": {**asdict(config), "spec": str(spec_path)},
-    }  # fmt: skip
+def _card_base(config, spec_path, tree, preprocessing, model: nn.Module, train_images: SpecDataset) -> ModelCard:
+    """The card every checkpoint of this run shares (round, metrics and OOD calibration are added per round)."""
+    network = NetworkConfig(
+        name=config.model,
+        in_channels=train_images.num_bands,
+        classes=tree.num_leaves,
+        options=config.model_options,
+        input_multiple=getattr(model, "input_multiple", 1),
+    )
+    targets = [train_images.sample(i).target for i in range(len(train_images.sample_ids))]
+    return ModelCard.create(tree, model=network, preprocessing=preprocessing, training={**asdict(config),
+                            "spec": str(spec_path)}, trained_classes=_trained_classes(targets, tree))  # fmt: skip
 
 
-def _save_checkpoints(checkpoints: Path, model, card, step: TrainingStep, state: dict[str, Any], improved: bool):
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    save_model(checkpoints / "last", model, card)
-    save_training_state(checkpoints / "last", step.optimizer, step.scheduler, state)
-    if improved or not (checkpoints / "best.json").is_file():
-        save_model(checkpoints / "best", model, card)
+def _with_ood(
+    card: ModelCard, model, data: TrainingData, validation: PixelOutputs, config: TrainConfig, device, autocast_dtype
+) -> tuple[ModelCard, dict[str, OodScore]]:
+    """The card with every unknown-tissue score fitted on the training pixels and calibrated on the held-out
+    validation pixels (:mod:`hsiseg.ood.calibration`), and the fitted scores."""
+    training = annotated_outputs(model, data.train_images, device, autocast_dtype)
+    scores = fit_scores(config.ood_scores, training, card.model.classes)
+    calibrations = calibrate(scores, validation, training, config.ood_keep)
+    ood = OodSettings(default=_default_score(config, calibrations), scores=calibrations)
+    return card.model_copy(update={"ood": ood}), {name: scores[name] for name in calibrations}
+
+
+def _default_score(config: TrainConfig, calibrations: dict) -> str | None:
+    """``config.ood_score`` when it could be calibrated (feature scores need a network with features), else the
+    first calibrated score."""
+    if config.ood_score in calibrations:
+        return config.ood_score
+    return next(iter(calibrations), None)
+
+
+def _trained_classes(targets: list[np.ndarray], tree) -> list[str]:
+    """Leaves with annotated pixels in the target maps."""
+    codes = np.unique(np.concatenate([t.ravel() for t in targets]))
+    return [tree.leaves[c] for c in codes if 0 <= c < tree.num_leaves]
 
 
 @dataclass
@@ -497,37 +543,6 @@ class TrainingStep:
             ) from None
         self.scheduler.step()
         return float(loss.item())
-
-
-@torch.no_grad()
-def validate(
-    model, dataset: SpecDataset, tree, device, autocast_dtype, keep: float
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics on the annotated pixels of full validation images, and the unknown-tissue threshold that keeps
-    ``keep`` of those pixels (max softmax probability)."""
-    model.eval()
-    predictions, targets, confidences = [], [], []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        image = item["image"][None].to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(image)
-        probabilities = torch.softmax(logits.float(), 1)[0]
-        confidence, prediction = probabilities.max(0)
-        target = item["target"].numpy()
-        predictions.append(prediction.cpu().numpy().ravel())
-        targets.append(target.ravel())
-        confidences.append(confidence.cpu().numpy().ravel()[target.ravel() != -100])
-    model.train()
-    metrics = annotated_metrics(np.concatenate(predictions), np.concatenate(targets), tree)
-    scores = np.concatenate(confidences)
-    threshold = float(np.quantile(scores, 1 - keep)) if scores.size else 0.0
-    return metrics, {
-        "score": "max_softmax",
-        "threshold": threshold,
-        "kept_fraction": keep,
-        "calibration_pixels": int(scores.size),
-    }
 
 
 def _autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:

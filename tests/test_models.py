@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from hsiseg.card import ModelCard, NetworkConfig
 from hsiseg.io import Cube
 from hsiseg.models import build_model, pixelwise_training, unwrap
 from hsiseg.models.spectral_spatial import gaussian_blur, guided_average
 from hsiseg.predict.inference import Predictor
+from hsiseg.spectral import Preprocessing
 from hsiseg.tree import LabelTree
 
 MODELS = [
@@ -50,11 +52,8 @@ def test_every_model_any_size_forward_and_training_step(name: str, options: dict
 def test_every_model_tiled_prediction_on_odd_sizes(name: str, options: dict) -> None:
     tree = LabelTree.from_dict({"children": [{"name": "a", "children": ["a1", "a2"]}, "b", "c"]})
     model = build_model(name, 6, tree.num_leaves, **options)
-    card = {
-        "model": {"name": name, "in_channels": 6, "classes": tree.num_leaves, "options": options},
-        "label_tree": tree.to_dict(),
-        "preprocessing": {},
-    }
+    network = NetworkConfig(name=name, in_channels=6, classes=tree.num_leaves, options=options)
+    card = ModelCard.create(tree, model=network, preprocessing=Preprocessing(), trained_classes=tree.leaves)
     cube = Cube(np.random.default_rng(0).random((97, 131, 6), dtype=np.float32), np.arange(6) * 10.0 + 500)
     tiled = Predictor(model, card, tile=48, overlap=0.25).predict(cube)
     whole = Predictor(model, card, tile=256).predict(cube)

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from hsiseg import HsisegError
-from hsiseg.checkpoint import card_tree, load_model, read_card
+from hsiseg.checkpoint import load_model, read_card
 from hsiseg.models import build_model
+from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import generate_demo_data
 from hsiseg.train import TrainConfig, train
@@ -73,24 +74,29 @@ def test_training_learns_and_checkpoints_reload_identically(spec_path: Path, tmp
     with torch.no_grad():
         assert torch.equal(model(image), reloaded(image))
     best = read_card(run / "checkpoints" / "best.json")
-    assert card["refit"]["steps"] == best["step"] and card["ood"] == best["ood"]
+    assert card.refit.steps == best.step and set(card.ood.scores) == set(best.ood.scores) == set(DEFAULT_SCORES)
+    assert {c.method for c in card.ood.scores.values()} == {"transferred"} and card.ood.default == best.ood.default
     last = read_card(run / "checkpoints" / "last.json")
-    assert last["round"] == 5 and last["step"] == 24 and last["model"]["in_channels"] == 100
-    assert 0 < last["ood"]["threshold"] < 1 and last["ood"]["kept_fraction"] == 0.95
+    assert last.round == 5 and last.step == 24 and last.model.in_channels == 100
+    assert not last.ood.scores  # the best and final checkpoints carry the calibrations
+    softmax = best.ood.scores["max_softmax"]
+    assert 0 < softmax.threshold < 1 and softmax.keep == 0.95 and softmax.method == "held-out"
 
 
 def test_model_card_round_trip(spec_path: Path, tmp_path: Path) -> None:
     train(spec_path, tmp_path / "run", config(loss="tree-ce"))
     card = read_card(tmp_path / "run" / "checkpoints" / "best.json")
-    tree = card_tree(card)
+    tree = card.tree
     assert tree.num_leaves == 14 and tree.index("vessel") == 21
-    preprocessing = Preprocessing.model_validate(card["preprocessing"])
-    assert preprocessing.normalization == "l1" and len(preprocessing.wavelengths) == 100
-    assert card["training"]["loss"] == "tree-ce" and "torch" in card["versions"]
+    assert isinstance(card.preprocessing, Preprocessing)
+    assert card.preprocessing.normalization == "l1" and len(card.preprocessing.wavelengths) == 100
+    assert card.training["loss"] == "tree-ce" and "torch" in card.versions and card.model.input_multiple == 2
     # weights are plain safetensors: readable without hsiseg, no pickle involved
-    assert set(load_file(str(tmp_path / "run" / "checkpoints" / "best.safetensors"))) == set(
-        build_model("unet", 100, 14, **SMALL).network.state_dict()
-    )
+    weights = load_file(str(tmp_path / "run" / "checkpoints" / "best.safetensors"))
+    network = {k for k in weights if not k.startswith("ood.")}
+    assert network == set(build_model("unet", 100, 14, **SMALL).network.state_dict())
+    assert {k for k in weights if k.startswith("ood.")} == {"ood.knn.bank", "ood.mahalanobis.means",
+                                                           "ood.mahalanobis.whitening"}  # fmt: skip
 
 
 class Interrupt:
@@ -118,7 +124,7 @@ def test_resume_equals_uninterrupted(spec_path: Path, tmp_path: Path, changes: d
     assert interrupt.steps == list(range(8))
     counter = Interrupt()
     resumed = state(train(spec_path, tmp_path / "resumed", resume=True, reporter=counter))
-    best_step = read_card(tmp_path / "resumed" / "checkpoints" / "best.json")["step"]
+    best_step = read_card(tmp_path / "resumed" / "checkpoints" / "best.json").step
     assert counter.steps == [8, 9, 10, *range(best_step)]  # budget (11) honoured: a short last round; then refit
     assert straight.keys() == resumed.keys()
     for key in straight:
@@ -216,7 +222,7 @@ def test_train_cli_end_to_end(spec_path: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     row = [json.loads(line) for line in result.output.strip().splitlines() if '"round"' in line][-1]
     assert row["round"] == 1 and row["step"] == 6 and 0 <= row["leaf_accuracy"] <= 1
-    assert read_card(tmp_path / "run" / "checkpoints" / "best.json")["training"]["loss_options"] == {"beta": 0.5}
+    assert read_card(tmp_path / "run" / "checkpoints" / "best.json").training["loss_options"] == {"beta": 0.5}
 
 
 def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
@@ -246,8 +252,12 @@ def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
     assert final_checkpoint(run) == run / "checkpoints" / "final.json"
     final = read_card(run / "checkpoints" / "final.json")
     annotated = int((spec.read_annotation("indian_pines") != UNLABELLED).sum())
-    assert final["refit"]["annotated_pixels"] == annotated > int((train_target != UNLABELLED).sum())
-    assert final["ood"] == read_card(run / "checkpoints" / "best.json")["ood"]  # calibrated on held-out strokes
+    assert final.refit.annotated_pixels == annotated > int((train_target != UNLABELLED).sum())
+    best = read_card(run / "checkpoints" / "best.json").ood.scores
+    for name, calibration in final.ood.scores.items():  # held-out strokes calibrated best; final inherits its keep
+        assert best[name].method == "held-out" and best[name].held_out_pixels == int(held.sum())
+        assert calibration.method == "transferred" and calibration.training_offset == best[name].training_offset
+        assert calibration.threshold != best[name].threshold  # the final network's own scale
 
 
 def test_multi_image_specs_keep_their_validation_split(spec_path: Path, tmp_path: Path) -> None:
@@ -257,7 +267,7 @@ def test_multi_image_specs_keep_their_validation_split(spec_path: Path, tmp_path
     assert not (tmp_path / "run" / "validation_strokes.json").exists()
     final = read_card(final_checkpoint(tmp_path / "run"))
     spec = yaml.safe_load(spec_path.read_text())
-    assert final["refit"]["annotated_pixels"] > 0 and spec["splits"]  # refit on train + val images
+    assert final.refit.annotated_pixels > 0 and spec["splits"]  # refit on train + val images
     train(spec_path, tmp_path / "no-refit", config(steps=4, refit=False, **PIXEL))
     assert final_checkpoint(tmp_path / "no-refit") == tmp_path / "no-refit" / "checkpoints" / "best.json"
 
@@ -299,7 +309,7 @@ def test_cli_resume_keeps_the_runs_budget_unless_told(spec_path: Path, tmp_path:
     assert CliRunner().invoke(app, [*base, "--steps", "3"]).exit_code == 0
     again = CliRunner().invoke(app, [*base, "--resume"])
     assert again.exit_code == 0, again.output
-    assert read_card(tmp_path / "run" / "checkpoints" / "last.json")["step"] == 3  # not the default budget
+    assert read_card(tmp_path / "run" / "checkpoints" / "last.json").step == 3  # not the default budget
     longer = CliRunner().invoke(app, [*base, "--resume", "--steps", "6"])
     assert longer.exit_code == 0, longer.output
     assert [json.loads(line) for line in longer.output.splitlines() if '"round"' in line][-1]["step"] == 6

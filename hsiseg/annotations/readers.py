@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from hsiseg.errors import HsisegError
+from hsiseg.labels import UNLABELLED
 from hsiseg.tree import LabelTree
-
-UNLABELLED = -100
 
 
 def load_image(path: Path) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.arrays import read_mat, read_npy, read_npz
 from hsiseg.io.atomic import atomic_path
-from hsiseg.io.cube import Cube, check_wavelengths
+from hsiseg.io.cube import Cube, check_wavelengths, invalid_pixels
 from hsiseg.io.envi import read_envi, write_envi
 from hsiseg.io.hdf5 import read_hdf5, write_hdf5
 from hsiseg.io.tivita import read_tivita, read_tivita_rgb, write_tivita
@@ -39,6 +39,7 @@ __all__ = [
     "CUBE_EXTENSIONS",
     "READERS",
     "Cube",
+    "invalid_pixels",
     "atomic_path",
     "check_wavelengths",
     "detect_format",
@@ -175,5 +176,6 @@ def _handle_nonfinite(cube: Cube, rule: str, path: Path) -> None:
     if rule == "error":
         raise HsisegError(f"{path}: {count} NaN/Inf values; read with nonfinite='zero' to set them to 0")
     cube.data[bad] = 0.0
+    cube.repaired = bad.any(axis=-1) if cube.repaired is None else cube.repaired | bad.any(axis=-1)
     cube.meta["nonfinite_set_to_zero"] = count
     warnings.warn(f"{path}: {count} NaN/Inf values set to 0", HsisegWarning, stacklevel=2)

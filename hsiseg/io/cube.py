@@ -19,12 +19,16 @@ class Cube:
     ----------
     data: (H, W, B) float32 array (reflectance unless ``meta`` says otherwise).
     wavelengths: (B,) float64 band centres in nm, strictly increasing.
-    meta: JSON-serialisable metadata (reader, source file, camera fields, ...).
+    meta: JSON-serialisable metadata (reader, source file, camera fields, ...; ``saturation``: the value at
+        or above which the sensor was saturated, when the reader knows it).
+    repaired: (H, W) bool or None: pixels whose spectrum the reader had to repair (non-finite values set to 0);
+        they carry no usable spectrum (see :func:`invalid_pixels`).
     """
 
     data: np.ndarray
     wavelengths: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    repaired: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         source = self.meta.get("source", "cube")
@@ -50,6 +54,20 @@ class Cube:
             f"Cube({h} x {w} x {b} bands, {self.wavelengths[0]:g}-{self.wavelengths[-1]:g} nm, "
             f"source={self.meta.get('source', '?')!r})"
         )
+
+
+def invalid_pixels(cube: Cube) -> np.ndarray:
+    """(H, W) bool: pixels without a usable spectrum: a non-finite value in any band (also when the reader
+    repaired it), every band zero, or (where the reader knows the sensor's ``saturation`` value) any band at or
+    above saturation."""
+    data = cube.data
+    invalid = ~np.isfinite(data).all(axis=-1) | ~(data != 0).any(axis=-1)
+    if cube.repaired is not None:
+        invalid |= cube.repaired
+    saturation = cube.meta.get("saturation")
+    if saturation is not None:
+        invalid |= (data >= float(saturation)).any(axis=-1)
+    return invalid
 
 
 def check_wavelengths(wavelengths: Any, num_bands: int, source: str | Path) -> np.ndarray:

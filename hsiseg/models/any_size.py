@@ -27,11 +27,28 @@ class AnySize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
+        return self.network(self._pad(x))[..., :height, :width]
+
+    @property
+    def has_features(self) -> bool:
+        """Whether the network can also return its penultimate features (``forward_features``)."""
+        return hasattr(self.network, "forward_features")
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, C, H, W) and penultimate features (N, F, H, W), both cropped back to the input size."""
+        if not self.has_features:
+            raise ValueError(f"{type(self.network).__name__} does not expose its penultimate features")
+        height, width = x.shape[-2:]
+        logits, features = self.network.forward_features(self._pad(x))
+        return logits[..., :height, :width], features[..., :height, :width]
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
         pad_h, pad_w = (-height) % self.input_multiple, (-width) % self.input_multiple
         if pad_h or pad_w:
             mode = "reflect" if height > pad_h and width > pad_w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return self.network(x)[..., :height, :width]
+        return x
 
 
 def unwrap(model: nn.Module) -> nn.Module:

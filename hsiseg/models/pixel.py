@@ -72,3 +72,8 @@ class PixelNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, C, H, W) and the penultimate features (N, width, H, W) they are computed from."""
+        features = self.features(x)
+        return self.head(features), features

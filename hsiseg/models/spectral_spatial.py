@@ -138,12 +138,17 @@ class SpectralSpatialNet(nn.Module):
         return self.context != "conv"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, C, H, W) with the context applied, and the per-pixel penultimate features (N, width, H, W)
+        of the spectral part (before any spatial averaging)."""
         features = self.spectral.features(x)
         if self.context == "conv":
             features = features + self.spatial(features)
         logits = self.spectral.head(features)
         if self.context not in ("guided", "gaussian") or self.training:
-            return logits
+            return logits, features
         logits32 = logits.float()
         probabilities = torch.softmax(logits32, 1)
         if self.context == "guided":
@@ -151,4 +156,4 @@ class SpectralSpatialNet(nn.Module):
         else:
             averaged = gaussian_blur(probabilities, self.sigma)
         partition = torch.logsumexp(logits32, 1, keepdim=True)
-        return (torch.log(averaged.clamp_min(1e-30)) + partition).to(logits.dtype)
+        return (torch.log(averaged.clamp_min(1e-30)) + partition).to(logits.dtype), features

@@ -90,6 +90,10 @@ class SpectralUNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, C, H, W) and the last decoder features (N, width, H, W) the classifier reads."""
         x = self.stem(x)
         skips = []
         for k, block in enumerate(self.encoder):
@@ -101,4 +105,4 @@ class SpectralUNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
-        return self.head(x)
+        return self.head(x), x

@@ -1,10 +1,9 @@
 """Prediction: one cube (:mod:`hsiseg.predict.inference`) and whole recordings (:mod:`hsiseg.predict.batch`)."""
 
 from hsiseg.predict.batch import FrameResult, PredictOptions, plan_frames, predict_batch
-from hsiseg.predict.inference import OOD_SCORES, Prediction, Predictor, confident_nodes, level_labels
+from hsiseg.predict.inference import Prediction, Predictor, confident_nodes, level_labels
 
 __all__ = [
-    "OOD_SCORES",
     "FrameResult",
     "PredictOptions",
     "Prediction",

@@ -1,11 +1,15 @@
 """Batch prediction of whole recorded surgeries: many frames in, maps and overlays out.
 
 For every input cube, ``OUT/<frame>/`` receives ``labels.png`` (indexed PNG with the tree palette; value =
-leaf code + 1, 0 = unknown), ``labels.npy`` (int16 raw leaf codes, before the unknown mask), ``unknown.png``,
-``areas.csv`` (pixels, percent and mean confidence per class), ``overlay.png`` and ``panel.png`` (image |
-overlay | legend), optionally ``probabilities.h5`` (float16), ``labels_level<d>.png`` and
-``confident.png``/``.npy`` (hierarchical decoding), and last ``done.json``. ``OUT/args.json`` records the
-run's arguments and ``OUT/summary.{csv,json}`` every frame's status.
+leaf code + 1, 0 = unknown or invalid), ``labels.npy`` (int16 raw leaf codes, before the unknown and invalid
+masks), ``unknown.png`` and ``invalid.png`` (masks; invalid = no usable spectrum, never tissue, never unknown),
+``ood_score.npy`` (float32 map of the unknown-tissue score in use), ``areas.csv`` (pixels, percent and mean
+confidence per class, unknown and invalid), ``overlay.png`` and ``panel.png`` (image | overlay | legend),
+optionally ``probabilities.h5`` (float16 probabilities and every calibrated OOD score's map under
+``scores/<name>``, so any score can be evaluated later), ``labels_level<d>.png`` and ``confident.png``/``.npy``
+(hierarchical decoding), and last ``done.json``. ``OUT/args.json`` records the run's arguments (with the OOD
+score and threshold in use) and ``OUT/summary.{csv,json}`` every frame's status; a frame with more than
+:data:`MOSTLY_INVALID` invalid pixels is flagged there.
 
 Reading and preprocessing the next cube overlap with inference (a prefetch thread) and writing overlaps with
 the next frame (a writer thread); at most two frames are in memory, however long the recording.
@@ -28,13 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from hsiseg.checkpoint import load_model
 from hsiseg.errors import HsisegError
 from hsiseg.io import read_cube
 from hsiseg.io.atomic import atomic_path
 from hsiseg.io.batch import expand_inputs
+from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.predict.inference import Prediction, Predictor, confident_nodes, level_labels
 from hsiseg.render import node_colours, overlay, rgb, save_indexed_png, save_panel, save_png
+
+MOSTLY_INVALID = 0.5  # share of invalid pixels above which a frame is flagged in the summary
 
 
 @dataclass
@@ -69,8 +75,10 @@ class FrameResult:
     status: str  # done, skipped, failed
     seconds: float = 0.0
     unknown_percent: float = 0.0
+    invalid_percent: float = 0.0
     main_class: str = ""
     error: str = ""
+    warning: str = ""
 
 
 def plan_frames(inputs: Iterable[str | Path], output: Path, options: PredictOptions) -> list[tuple[str, Path]]:
@@ -107,10 +115,10 @@ def predict_batch(
     """Predict every input frame into ``output`` (see module docstring); returns one result per frame."""
     options = options or PredictOptions()
     output = Path(output)
-    model, card = load_model(model_path, options.device)
-    predictor = Predictor(
-        model, card, options.device, options.tile, options.overlap, options.batch_size, options.flip_tta,
-        options.ood_score, options.ood_threshold,
+    predictor = Predictor.from_checkpoint(
+        model_path, options.device, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size,
+        flip_tta=options.flip_tta, ood_score=options.ood_score, ood_threshold=options.ood_threshold,
+        all_scores=options.save_probabilities,
     )  # fmt: skip
     if options.level is not None and not 1 <= options.level <= predictor.tree.depth:
         raise HsisegError(f"--level must be in 1..{predictor.tree.depth} for this model's tree, got {options.level}")
@@ -125,7 +133,16 @@ def predict_batch(
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "args.json") as temporary:
         temporary.write_text(
-            json.dumps({"model": str(model_path), "inputs": [str(i) for i in inputs], **asdict(options)}, indent=2)
+            json.dumps(
+                {
+                    "model": str(model_path),
+                    "inputs": [str(i) for i in inputs],
+                    **asdict(options),
+                    "ood_score_used": predictor.ood_score,
+                    "ood_threshold_used": predictor.ood_threshold,
+                },
+                indent=2,
+            )  # fmt: skip
         )
 
     if on_start is not None:
@@ -218,7 +235,10 @@ def _summarise(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
     labels = prediction.labels_with_unknown()
     known = labels[labels >= 0]
     main = predictor.tree.leaves[int(np.bincount(known).argmax())] if known.size else ""
-    return {"unknown_percent": float(100 * prediction.unknown.mean()), "main_class": main}
+    invalid = float(prediction.invalid.mean())
+    warning = f"mostly invalid: {invalid:.0%} of pixels have no usable spectrum" if invalid > MOSTLY_INVALID else ""
+    return {"unknown_percent": float(100 * prediction.unknown.mean()), "invalid_percent": 100 * invalid,
+            "main_class": main, "warning": warning}  # fmt: skip
 
 
 def _write_frame(
@@ -243,6 +263,9 @@ def _write_outputs(
     with atomic_path(folder / "labels.npy") as temporary, open(temporary, "wb") as handle:
         np.save(handle, prediction.labels.astype(np.int16))  # raw leaf codes; unknown.png says which are unknown
     save_png(folder / "unknown.png", (prediction.unknown * 255).astype(np.uint8))
+    save_png(folder / "invalid.png", (prediction.invalid * 255).astype(np.uint8))
+    with atomic_path(folder / "ood_score.npy") as temporary, open(temporary, "wb") as handle:
+        np.save(handle, prediction.score.astype(np.float32))
     _write_areas(folder / "areas.csv", labels, prediction, tree)
     image = rgb(cube.data, cube.wavelengths, options.rgb_method)
     overlaid = overlay(image, labels, colours, options.opacity, options.contours)
@@ -263,7 +286,8 @@ def _write_outputs(
         )
     if options.confidence is not None:
         confident = confident_nodes(prediction.probabilities, tree, options.confidence)
-        confident = np.where(prediction.unknown, -1, confident)
+        confident = np.where(prediction.unknown, UNKNOWN, confident)
+        confident = np.where(prediction.invalid, INVALID, confident)
         with atomic_path(folder / "confident.npy") as temporary, open(temporary, "wb") as handle:
             np.save(handle, confident.astype(np.int16))
         save_png(folder / "confident.png", overlay(image, confident, colours, options.opacity))
@@ -272,6 +296,8 @@ def _write_outputs(
 
         with atomic_path(folder / "probabilities.h5") as temporary, h5py.File(temporary, "w") as handle:
             handle.create_dataset("probabilities", data=prediction.probabilities.astype(np.float16), compression="gzip")
+            for score_name, values in prediction.scores.items():
+                handle.create_dataset(f"scores/{score_name}", data=values.astype(np.float32), compression="gzip")
             handle.attrs["classes"] = json.dumps(list(tree.leaves))
     with atomic_path(folder / "done.json") as temporary:  # last: marks the frame complete for --continue
         temporary.write_text(json.dumps({"frame": name, "source": str(source), **summary}))
@@ -282,12 +308,12 @@ def _write_areas(path: Path, labels: np.ndarray, prediction: Prediction, tree) -
     writer = csv.writer(buffer)
     writer.writerow(["class", "pixels", "percent", "mean_confidence"])
     total = labels.size
-    bins = (labels + 1).ravel()  # 0 = unknown, code + 1 otherwise: one pass for all classes
-    counts = np.bincount(bins, minlength=tree.num_leaves + 1)
-    confidence_sums = np.bincount(bins, weights=prediction.confidence.ravel(), minlength=tree.num_leaves + 1)
+    bins = (labels - INVALID).ravel()  # 0 = invalid, 1 = unknown, code + 2 otherwise: one pass for all classes
+    counts = np.bincount(bins, minlength=tree.num_leaves + 2)
+    confidence_sums = np.bincount(bins, weights=prediction.confidence.ravel(), minlength=tree.num_leaves + 2)
     for index, count in enumerate(counts):
         if count:
-            name = "unknown" if index == 0 else tree.leaves[index - 1]
+            name = ("invalid", "unknown")[index] if index < 2 else tree.leaves[index - 2]
             writer.writerow([name, int(count), f"{100 * count / total:.3f}", f"{confidence_sums[index] / count:.4f}"])
     with atomic_path(path) as temporary:
         temporary.write_text(buffer.getvalue())

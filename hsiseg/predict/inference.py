@@ -1,15 +1,18 @@
 """Inference for one cube: preprocessing from the model card, sliding-window prediction with smooth blending,
-unknown-tissue scores and hierarchical decoding.
+unknown-tissue scores, invalid pixels and hierarchical decoding.
 
 - The model card's :class:`~hsiseg.spectral.Preprocessing` is reapplied, including resampling onto the
   wavelength grid the network was trained on (a cube from another camera is resampled; a cube whose bands
   cannot be matched at all is an error).
-- Sliding windows of ``tile`` pixels overlapping by ``overlap``, batched; each window's probabilities are
-  weighted by a separable cosine ramp (1 in the middle, small at the borders) before averaging, so window
-  seams do not show. Optional flip test-time augmentation averages 4 flips.
-- Unknown tissue: per-pixel OOD score from the logits (``max_softmax``, ``max_logit`` or ``energy`` =
-  -logsumexp(z)); a pixel is unknown when it is less confident than the threshold calibrated at training
-  time (stored in the card) or given by the user.
+- Sliding windows of ``tile`` pixels overlapping by ``overlap``, batched; each window's logits (and features,
+  when a feature-space score needs them) are weighted by a separable cosine ramp (1 in the middle, small at the
+  borders) before averaging, so window seams do not show. Optional flip test-time augmentation averages 4 flips.
+- Invalid pixels (:func:`~hsiseg.io.invalid_pixels`: non-finite, all-zero or saturated spectra) are never
+  tissue and never unknown: their network input is set to 0 and they get their own mask.
+- Unknown tissue: the per-pixel score ``ood_score`` (:mod:`hsiseg.ood`; default: the card's) below its
+  threshold calibrated at training time (stored in the card), or below ``ood_threshold`` when given. A score
+  the model has no calibration for is an error (unless a threshold is given for a logit score).
+  ``all_scores=True`` also computes every other calibrated score's map (saved with the probabilities).
 - Hierarchical decoding (METHOD.md section 5): ``level=d`` reports each pixel's depth-d ancestor;
   ``confidence=T`` descends from the root to the most probable child while that child's marginal
   probability stays >= T and reports the deepest such node.
@@ -17,19 +20,22 @@ unknown-tissue scores and hierarchical decoding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from hsiseg.card import ModelCard
+from hsiseg.checkpoint import load_model, load_ood_scores
 from hsiseg.errors import HsisegError
-from hsiseg.io import Cube
-from hsiseg.spectral import Preprocessing
+from hsiseg.io import Cube, invalid_pixels
+from hsiseg.labels import INVALID, UNKNOWN
+from hsiseg.ood import OodScore, build_score, image_score
+from hsiseg.ood.calibration import forward_features
 from hsiseg.tree import LabelTree
-
-OOD_SCORES = ("max_softmax", "max_logit", "energy")
 
 
 @dataclass
@@ -37,22 +43,26 @@ class Prediction:
     """Per-pixel results for one cube (H, W)."""
 
     probabilities: np.ndarray  # (C, H, W) float32
-    labels: np.ndarray  # (H, W) int32 leaf codes
-    score: np.ndarray  # (H, W) float32 OOD score, higher = more like a trained class
-    unknown: np.ndarray  # (H, W) bool
+    labels: np.ndarray  # (H, W) int32 leaf codes (of every pixel, before the unknown and invalid masks)
+    score: np.ndarray  # (H, W) float32 OOD score in use, higher = more like a trained class
+    unknown: np.ndarray  # (H, W) bool: valid pixels scoring below the threshold
+    invalid: np.ndarray  # (H, W) bool: no usable spectrum
     confidence: np.ndarray  # (H, W) float32 probability of the predicted leaf
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # every computed score's (H, W) map
 
     def labels_with_unknown(self) -> np.ndarray:
-        return np.where(self.unknown, -1, self.labels).astype(np.int32)
+        """(H, W) int32: leaf codes, :data:`UNKNOWN` (-1) and :data:`INVALID` (-2)."""
+        labels = np.where(self.unknown, UNKNOWN, self.labels)
+        return np.where(self.invalid, INVALID, labels).astype(np.int32)
 
 
 class Predictor:
-    """A loaded network and its model card, ready to predict cubes."""
+    """A loaded network, its model card and its fitted unknown-tissue scores, ready to predict cubes."""
 
     def __init__(
         self,
         model: nn.Module,
-        card: dict[str, Any],
+        card: ModelCard,
         device: str | torch.device = "cpu",
         tile: int = 256,
         overlap: float = 0.25,
@@ -60,26 +70,54 @@ class Predictor:
         flip_tta: bool = False,
         ood_score: str | None = None,
         ood_threshold: float | None = None,
+        scores: dict[str, OodScore] | None = None,
+        all_scores: bool = False,
     ) -> None:
         self.model = model.to(device).eval()
         self.card = card
         self.device = torch.device(device)
-        self.tree = LabelTree.from_dict(card["label_tree"], source="model card")
-        self.preprocessing = Preprocessing.model_validate(card["preprocessing"])
-        self.in_channels = int(card["model"]["in_channels"])
+        self.tree = card.tree
+        self.preprocessing = card.preprocessing
+        self.in_channels = card.model.in_channels
         if not 0 <= overlap < 1 or tile < 16:
             raise HsisegError(f"prediction: need tile >= 16 and 0 <= overlap < 1, got {tile}, {overlap}")
         self.tile, self.overlap, self.batch_size, self.flip_tta = tile, overlap, batch_size, flip_tta
-        calibrated = card.get("ood", {})
-        self.ood_score = ood_score or calibrated.get("score", "max_softmax")
-        if self.ood_score not in OOD_SCORES:
-            raise HsisegError(f"prediction: unknown OOD score {self.ood_score!r}; choose one of {OOD_SCORES}")
-        if ood_threshold is None and self.ood_score == calibrated.get("score"):
-            ood_threshold = calibrated.get("threshold")
-        self.ood_threshold = ood_threshold  # None: no pixel is declared unknown
+        self.scores = dict(scores or {})
+        self.ood_score, self.ood_threshold = self._choose_score(ood_score, ood_threshold)
+        self.computed = list(self.scores) if all_scores else [self.ood_score] if self.ood_score else []
+        self.needs_features = any(self.scores[name].needs_features for name in self.computed)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
+        """A predictor for the checkpoint ``path`` (its network, card and fitted OOD scores); ``options`` are
+        the constructor's."""
+        model, card = load_model(path, device)
+        return cls(model, card, device, scores=load_ood_scores(path, card), **options)
+
+    def _choose_score(self, name: str | None, threshold: float | None) -> tuple[str | None, float | None]:
+        """The score in use and its threshold (see module docstring); None, None: no pixel is unknown."""
+        name = name or self.card.ood.default
+        if name is None:
+            if threshold is not None:
+                raise HsisegError("prediction: this model has no calibrated OOD score; name one with ood_score")
+            return None, None
+        calibration = self.card.ood.scores.get(name)
+        if name not in self.scores:
+            score = build_score(name, **(calibration.options if calibration else {}))  # unknown names: an error
+            if score.needs_features and calibration is not None:
+                raise HsisegError(f"prediction: OOD score {name!r} needs what it learnt in training; load the "
+                                  "model with Predictor.from_checkpoint")  # fmt: skip
+            self.scores[name] = score
+        if calibration is None and (threshold is None or self.scores[name].needs_features):
+            raise HsisegError(
+                f"prediction: OOD score {name!r} is not calibrated for this model (calibrated: "
+                f"{sorted(self.card.ood.scores) or 'none'}); choose one of those, or give ood_threshold "
+                "for a logit score"
+            )
+        return name, calibration.threshold if threshold is None else threshold
 
     def prepare(self, cube: Cube) -> torch.Tensor:
-        """(B', H, W) float32 network input from a cube, with the card's preprocessing."""
+        """(B', H, W) float32 network input from a cube, with the card's preprocessing (invalid pixels: 0)."""
         grid = self.preprocessing.wavelengths
         if grid is not None:
             low, high = cube.wavelengths.min(), cube.wavelengths.max()
@@ -90,62 +128,86 @@ class Predictor:
                     f"{source}: its bands ({low:g}-{high:g} nm) cover only {overlap:.0%} of the model's wavelength "
                     f"grid ({min(grid):g}-{max(grid):g} nm); this model cannot read it"
                 )
-        data, _ = self.preprocessing.apply(cube.data, cube.wavelengths)
+        data, _ = self.preprocessing.apply(np.nan_to_num(cube.data, nan=0.0, posinf=0.0, neginf=0.0),
+                                           cube.wavelengths)  # fmt: skip
         if data.shape[-1] != self.in_channels:
             source = cube.meta.get("source", "cube")
             raise HsisegError(
                 f"{source}: {data.shape[-1]} bands after preprocessing, the model takes {self.in_channels}"
             )
+        data[invalid_pixels(cube)] = 0.0
         # (B, H, W) view of the (H, W, B) array: channels-last strides, which convolutions take without a copy
         return torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1)
 
     @torch.no_grad()
-    def logits(self, image: torch.Tensor) -> torch.Tensor:
-        """(C, H, W) float32 logits of a (B, H, W) image by blended sliding windows (see module docstring)."""
+    def outputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(C, H, W) logits and, when a computed score needs them, (F, H, W) penultimate features of a
+        (B, H, W) image, by blended sliding windows (see module docstring)."""
         _, height, width = image.shape
         if height <= self.tile and width <= self.tile:
-            return self._forward(image[None].to(self.device))[0].float().cpu()
+            logits, features = self._forward(image[None].to(self.device))
+            return logits[0].float().cpu(), features[0].float().cpu() if features is not None else None
         starts_y = _starts(height, self.tile, self.overlap)
         starts_x = _starts(width, self.tile, self.overlap)
         tile_h, tile_w = min(self.tile, height), min(self.tile, width)
         ramp = torch.from_numpy(np.outer(_ramp(tile_h), _ramp(tile_w))).float()
-        total = torch.zeros((self.tree.num_leaves, height, width))
+        totals: list[torch.Tensor | None] = [None, None]
         weight = torch.zeros((height, width))
         windows = [(y, x) for y in starts_y for x in starts_x]
         for first in range(0, len(windows), self.batch_size):
             batch = windows[first : first + self.batch_size]
             crops = torch.stack([image[:, y : y + tile_h, x : x + tile_w] for y, x in batch]).to(self.device)
-            outputs = self._forward(crops).float().cpu()
-            for (y, x), output in zip(batch, outputs, strict=True):
-                total[:, y : y + tile_h, x : x + tile_w] += output * ramp
+            for index, output in enumerate(self._forward(crops)):
+                if output is None:
+                    continue
+                output = output.float().cpu()
+                if totals[index] is None:
+                    totals[index] = torch.zeros((output.shape[1], height, width))
+                for (y, x), window in zip(batch, output, strict=True):
+                    totals[index][:, y : y + tile_h, x : x + tile_w] += window * ramp
+            for y, x in batch:
                 weight[y : y + tile_h, x : x + tile_w] += ramp
-        return total / weight
+        logits, features = totals
+        return logits / weight, features / weight if features is not None else None
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """(C, H, W) float32 logits of a (B, H, W) image (see :meth:`outputs`)."""
+        return self.outputs(image)[0]
+
+    def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return forward_features(self.model, batch) if self.needs_features else (self.model(batch), None)
+
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and features of a batch; with ``flip_tta``, the mean over 4 flips (each flipped back)."""
         if not self.flip_tta:
-            return self.model(batch)
-        outputs = [self.model(batch), self.model(batch.flip(-1)).flip(-1)]
-        outputs += [self.model(batch.flip(-2)).flip(-2), self.model(batch.flip(-1, -2)).flip(-1, -2)]
-        return torch.stack(outputs).mean(0)
+            return self._run(batch)
+        logits, features = [], []
+        for dims in [(-1,), (-2,), (-1, -2)]:
+            flipped_logits, flipped_features = self._run(batch.flip(dims))
+            logits.append(flipped_logits.flip(dims))
+            features.append(flipped_features.flip(dims) if flipped_features is not None else None)
+        plain_logits, plain_features = self._run(batch)
+        mean_logits = torch.stack([plain_logits, *logits]).mean(0)
+        if plain_features is None:
+            return mean_logits, None
+        return mean_logits, torch.stack([plain_features, *features]).mean(0)
 
     def predict(self, cube: Cube, prepared: torch.Tensor | None = None) -> Prediction:
-        """Leaf map, probabilities, OOD score and unknown mask of one cube (``prepared``: its network input,
-        when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
-        logits = self.logits(self.prepare(cube) if prepared is None else prepared)
+        """Leaf map, probabilities, OOD scores, unknown and invalid masks of one cube (``prepared``: its network
+        input, when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
+        logits, features = self.outputs(self.prepare(cube) if prepared is None else prepared)
         probabilities = torch.softmax(logits, 0)
         confidence, labels = probabilities.max(0)
-        if self.ood_score == "max_softmax":
-            score = confidence
-        elif self.ood_score == "max_logit":
-            score = logits.max(0).values
+        invalid = invalid_pixels(cube)
+        maps = {name: image_score(self.scores[name], logits, features).numpy() for name in self.computed}
+        if self.ood_score is None:
+            score, unknown = confidence.numpy(), np.zeros(invalid.shape, dtype=bool)
         else:
-            score = torch.logsumexp(logits, 0)  # negative energy: higher = more in-distribution
-        unknown = (
-            score < self.ood_threshold if self.ood_threshold is not None else torch.zeros_like(labels, dtype=torch.bool)
-        )
-        return Prediction(
-            probabilities.numpy(), labels.numpy().astype(np.int32), score.numpy(), unknown.numpy(), confidence.numpy()
-        )
+            score = maps[self.ood_score]
+            unknown = (score < self.ood_threshold) & ~invalid
+        return Prediction(probabilities.numpy(), labels.numpy().astype(np.int32), score, unknown, invalid,
+                          confidence.numpy(), maps)  # fmt: skip
 
 
 def level_labels(labels: np.ndarray, tree: LabelTree, depth: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 Palette: each top-level family gets a hue (its ``color`` from the tree file when given, else evenly spaced
 hues); nodes inside a family are shades of that hue, so an overlay reads at every tree level. A ``color``
 given to any node in the tree file wins. Unknown pixels (out of distribution) are drawn with black and white
-diagonal stripes, which no class colour resembles.
+diagonal stripes and invalid pixels (no usable spectrum) with a grey checkerboard, which no class colour
+resembles.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from hsiseg.io.atomic import atomic_path
+from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.tree import LabelTree
 
-UNKNOWN = -1
 UNKNOWN_NAME = "unknown"
+INVALID_NAME = "invalid (no usable spectrum)"
 
 
 def node_colours(tree: LabelTree) -> np.ndarray:
@@ -47,10 +49,17 @@ def stripes(shape: tuple[int, int], period: int = 6) -> np.ndarray:
     return np.repeat((((rows + columns) // (period // 2)) % 2).astype(float)[..., None], 3, axis=2)
 
 
+def checkerboard(shape: tuple[int, int], period: int = 4) -> np.ndarray:
+    """(H, W, 3) float grey checkerboard (0.35 / 0.65)."""
+    rows, columns = np.mgrid[: shape[0], : shape[1]]
+    squares = ((rows // period + columns // period) % 2).astype(float)
+    return np.repeat((0.35 + 0.3 * squares)[..., None], 3, axis=2)
+
+
 def overlay(
     image: np.ndarray, codes: np.ndarray, colours: np.ndarray, opacity: float = 0.5, contours: bool = False
 ) -> np.ndarray:
-    """Label map ``codes`` (H, W; -1 = unknown, -100 = nothing) over ``image`` (H, W, 3) uint8 -> uint8.
+    """Label map ``codes`` (H, W; -1 = unknown, -2 = invalid, -100 = nothing) over ``image`` (H, W, 3) uint8 -> uint8.
 
     ``contours=True`` draws only region outlines (2 px), leaving the tissue visible.
     """
@@ -60,7 +69,9 @@ def overlay(
     layer[valid] = colours[codes[valid]]
     unknown = codes == UNKNOWN
     layer[unknown] = stripes(codes.shape)[unknown]
-    painted = valid | unknown
+    invalid = codes == INVALID
+    layer[invalid] = checkerboard(codes.shape)[invalid]
+    painted = valid | unknown | invalid
     if contours:
         from skimage.segmentation import find_boundaries
 
@@ -105,7 +116,7 @@ def save_panel(
     """Side-by-side panel PNG: image | overlay | legend of the classes present, with their area shares.
 
     Drawn with Pillow (about 10x faster than a matplotlib figure, which matters for recordings of hundreds of
-    frames); ``codes`` may hold leaf or internal-node codes, -1 for unknown.
+    frames); ``codes`` may hold leaf or internal-node codes, -1 for unknown, -2 for invalid.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -133,10 +144,10 @@ def save_panel(
     for index, (code, count) in enumerate(entries):
         top = margin + title_height + index * row
         box = (left, top + 3, left + 22, top + 17)
-        if code == UNKNOWN:
-            swatch = (stripes((14, 22), period=4) * 255).astype(np.uint8)
-            canvas.paste(Image.fromarray(swatch), box[:2])
-            name = UNKNOWN_NAME
+        if code in (UNKNOWN, INVALID):
+            pattern = stripes((14, 22), period=4) if code == UNKNOWN else checkerboard((14, 22), period=4)
+            canvas.paste(Image.fromarray((pattern * 255).astype(np.uint8)), box[:2])
+            name = UNKNOWN_NAME if code == UNKNOWN else INVALID_NAME
         else:
             draw.rectangle(box, fill=tuple(int(round(255 * c)) for c in colours[code]))
             name = tree.node(code).name

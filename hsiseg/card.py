@@ -1,0 +1,169 @@
+"""The model card: the one typed contract between training, checkpoints and prediction.
+
+A checkpoint is ``NAME.safetensors`` (weights, plus the fitted unknown-tissue scores as ``ood.<score>.<tensor>``)
+and ``NAME.json``, a :class:`ModelCard`: the network (name, options, band and class counts, input-size
+multiple), the label tree and its hash (also in the safetensors metadata, so a card cannot be paired with
+another run's weights unnoticed), the preprocessing with the wavelength grid the network expects, the
+leaves that had training pixels, the held-out validation metrics, the calibrated unknown-tissue thresholds
+of every score, the training arguments and the library versions.
+
+Every field is validated when a card is read; a hand-edited or mismatched card gives one
+:class:`~hsiseg.errors.HsisegError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hsiseg.errors import HsisegError
+from hsiseg.spectral import Preprocessing
+from hsiseg.tree import LabelTree
+
+CARD_FORMAT = 2
+
+
+def versions() -> dict[str, str]:
+    """Versions of hsiseg and of the libraries that shape its numbers."""
+    from hsiseg import __version__
+
+    return {
+        "hsiseg": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def tree_hash(tree: dict[str, Any]) -> str:
+    """sha256 of the label tree's canonical JSON (sorted keys): names, order, weights, colours."""
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NetworkConfig(_Strict):
+    """How to rebuild the network: ``build_model(name, in_channels, classes, **options)``."""
+
+    name: str
+    in_channels: int = Field(ge=1, description="spectral bands after preprocessing")
+    classes: int = Field(ge=2, description="output channels = leaves of the label tree")
+    options: dict[str, Any] = Field(default_factory=dict)
+    input_multiple: int = Field(1, ge=1, description="inputs are padded to a multiple of this (AnySize)")
+
+
+class OodCalibration(_Strict):
+    """The threshold of one unknown-tissue score: pixels scoring below it are unknown.
+
+    ``held-out``: the (1 - keep) quantile of the score on held-out annotated pixels (never training pixels).
+    ``transferred`` (a refit model, which trained on every annotated pixel): the validated model's threshold
+    lay ``training_offset`` interquartile ranges from the median of its training pixels' scores; the refit
+    model's threshold lies as far from the median of its own training pixels' scores.
+    """
+
+    options: dict[str, Any] = Field(default_factory=dict)
+    threshold: float
+    keep: float = Field(gt=0, le=1, description="share of held-out known pixels kept (not unknown)")
+    method: Literal["held-out", "transferred"]
+    held_out_pixels: int = Field(ge=1)
+    training_keep: float = Field(ge=0, le=1, description="share of training pixels kept at the threshold")
+    training_offset: float = Field(description="(threshold - median) / IQR of the training pixels' scores")
+
+
+class OodSettings(_Strict):
+    default: str | None = None
+    scores: dict[str, OodCalibration] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_is_calibrated(self) -> OodSettings:
+        if self.default is not None and self.default not in self.scores:
+            raise ValueError(f"default score {self.default!r} has no calibration (calibrated: {sorted(self.scores)})")
+        return self
+
+
+class Refit(_Strict):
+    steps: int = Field(ge=1)
+    annotated_pixels: int = Field(ge=0)
+
+
+class ModelCard(_Strict):
+    """Everything about a trained network except its weights (see module docstring)."""
+
+    format: int = CARD_FORMAT
+    versions: dict[str, str] = Field(default_factory=versions)
+    model: NetworkConfig
+    label_tree: dict[str, Any]
+    tree_hash: str
+    trained_classes: list[str] = Field(description="leaves with annotated training pixels")
+    preprocessing: Preprocessing
+    training: dict[str, Any] = Field(default_factory=dict)
+    round: int | None = None
+    step: int | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    refit: Refit | None = None
+    ood: OodSettings = Field(default_factory=OodSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.tree_hash != tree_hash(self.label_tree):
+            raise ValueError("tree_hash does not match label_tree (the tree was edited after training)")
+        leaves = self.tree.leaves
+        if self.model.classes != len(leaves):
+            raise ValueError(f"model.classes is {self.model.classes}, the label tree has {len(leaves)} leaves")
+        unknown = sorted(set(self.trained_classes) - set(leaves))
+        if unknown:
+            raise ValueError(f"trained_classes names {unknown}, which are not leaves of the label tree")
+        return self
+
+    @cached_property
+    def tree(self) -> LabelTree:
+        return LabelTree.from_dict(self.label_tree, source="model card label_tree")
+
+    @classmethod
+    def create(cls, tree: LabelTree, **fields: Any) -> ModelCard:
+        """A card for ``tree`` (its dict form and hash filled in)."""
+        label_tree = tree.to_dict()
+        return cls(label_tree=label_tree, tree_hash=tree_hash(label_tree), **fields)
+
+    @classmethod
+    def parse(cls, data: Any, source: str) -> ModelCard:
+        """Validate a card's JSON data; any problem is one :class:`HsisegError` naming ``source`` and the field."""
+        if not isinstance(data, dict) or "model" not in data or "label_tree" not in data:
+            raise HsisegError(f"{source}: not an hsiseg model card (no 'model' or 'label_tree')")
+        if isinstance(data.get("format"), int) and data["format"] > CARD_FORMAT:
+            made_by = data.get("versions", {}).get("hsiseg", "a newer hsiseg")
+            raise HsisegError(f"{source}: model card format {data['format']} was written by hsiseg {made_by}; "
+                              "upgrade hsiseg")  # fmt: skip
+        if data.get("format") == 1:
+            data = _from_format_1(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(map(str, first["loc"])) or "card"
+            raise HsisegError(f"{source}: field {field!r}: {first['msg']} (fix or retrain the model)") from None
+        except HsisegError as error:  # the label tree itself is malformed
+            raise HsisegError(f"{source}: field 'label_tree': {error}") from None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """hsiseg 0.1 cards: the tree hash and trained classes were not recorded, one max-softmax threshold."""
+    data = {k: v for k, v in data.items() if k not in ("ood", "format")}
+    if isinstance(data.get("label_tree"), dict):
+        data["tree_hash"] = tree_hash(data["label_tree"])
+        with contextlib.suppress(HsisegError):  # a malformed tree is reported by the validation
+            data.setdefault("trained_classes", LabelTree.from_dict(data["label_tree"]).leaves)
+    return {**data, "format": CARD_FORMAT}
