@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.cube_commands import ReaderOptions, parse_options
 from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
 from hsiseg.errors import HsisegError
+from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
 
 
@@ -60,7 +61,7 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
     tta: Annotated[bool, typer.Option("--tta", help="Average 4 flips (test-time augmentation).")] = False,
     ood_score: Annotated[
-        str | None, typer.Option(help="max_softmax, max_logit or energy (default: the card's).")
+        str | None, typer.Option(help=f"Unknown-tissue score: {', '.join(DEFAULT_SCORES)} (default: the card's).")
     ] = None,
     ood_threshold: Annotated[
         float | None, typer.Option(help="Override the calibrated unknown-tissue threshold.")
@@ -234,4 +235,9 @@ def evaluate(
             f"level {level}: accuracy {numbers['accuracy']:.3f}, balanced {numbers['balanced_accuracy']:.3f}, "
             f"mean Dice {numbers['mean_dice']:.3f}"
         )
+    ood = summary["unknown_tissue"]
+    typer.echo(f"predicted unknown {ood['unknown_share']:.1%}, invalid {ood['invalid_share']:.1%} of scored pixels")
+    for name, numbers in ood.get("scores", {}).items():
+        figures = f"AUROC {numbers['auroc']:.3f}, AUPR {numbers['aupr']:.3f}, FPR@95%TPR {numbers['fpr_at_95_tpr']:.3f}"
+        typer.echo(f"unknown tissue ({', '.join(ood['held_out_classes'])} never trained on), {name}: {figures}")
     typer.echo(f"mistake severity {summary['severity']['mean_distance']:.3f}; report: {output / 'report.md'}")

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.cube_commands import parse_options
 from cli.errors import reports_errors
+from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.train import TrainConfig, final_checkpoint, train
 
 DEFAULTS = TrainConfig()
@@ -120,6 +121,15 @@ def train_command(
     refit: Annotated[
         bool, typer.Option(help="After validating on held-out strokes, train the final model on all strokes.")
     ] = DEFAULTS.refit,
+    ood_score: Annotated[
+        str,
+        typer.Option(
+            help=f"Default unknown-tissue score of the model card (all of {', '.join(DEFAULT_SCORES)} are calibrated)."
+        ),
+    ] = DEFAULTS.ood_score,  # fmt: skip
+    ood_keep: Annotated[
+        float, typer.Option(help="Share of held-out annotated pixels every OOD threshold keeps as known.")
+    ] = DEFAULTS.ood_keep,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = DEFAULTS.learning_rate,
     fold: Annotated[int, typer.Option(help="Which fold of the spec's splits.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -154,6 +164,7 @@ def train_command(
         steps=DEFAULTS.steps if steps is None else steps,
         validate_every=val_every, batch_size=batch_size, patch_size=patch_size, pixels_per_step=pixels_per_step,
         class_balance=class_balance, validation_strokes=validation_strokes, refit=refit, learning_rate=lr,
+        ood_score=ood_score, ood_keep=ood_keep,
         fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
     )  # fmt: skip
     reporter = JsonLinesReporter() if jsonl else (None if quiet else RichReporter())

@@ -66,9 +66,9 @@ class OodCalibration(_Strict):
     """The threshold of one unknown-tissue score: pixels scoring below it are unknown.
 
     ``held-out``: the (1 - keep) quantile of the score on held-out annotated pixels (never training pixels).
-    ``transferred`` (a refit model, which trained on every annotated pixel): the validated model's threshold
-    lay ``training_offset`` interquartile ranges from the median of its training pixels' scores; the refit
-    model's threshold lies as far from the median of its own training pixels' scores.
+    ``transferred`` (a refit network, which trained on every annotated pixel): the threshold that flags the
+    same share of a fixed sample of the training images' pixels as the validated network's threshold flagged
+    (``reference_share``; :mod:`hsiseg.ood.calibration`).
     """
 
     options: dict[str, Any] = Field(default_factory=dict)
@@ -76,8 +76,7 @@ class OodCalibration(_Strict):
     keep: float = Field(gt=0, le=1, description="share of held-out known pixels kept (not unknown)")
     method: Literal["held-out", "transferred"]
     held_out_pixels: int = Field(ge=1)
-    training_keep: float = Field(ge=0, le=1, description="share of training pixels kept at the threshold")
-    training_offset: float = Field(description="(threshold - median) / IQR of the training pixels' scores")
+    reference_share: float = Field(ge=0, le=1, description="share of the transfer sample below the threshold")
 
 
 class OodSettings(_Strict):
@@ -150,8 +149,10 @@ class ModelCard(_Strict):
             return cls.model_validate(data)
         except ValidationError as error:
             first = error.errors()[0]
-            field = ".".join(map(str, first["loc"])) or "card"
-            raise HsisegError(f"{source}: field {field!r}: {first['msg']} (fix or retrain the model)") from None
+            field = ".".join(map(str, first["loc"]))
+            where = f"field {field!r}: " if field else ""  # a check across fields names them in its message
+            message = first["msg"].removeprefix("Value error, ")
+            raise HsisegError(f"{source}: {where}{message} (fix the card or retrain the model)") from None
         except HsisegError as error:  # the label tree itself is malformed
             raise HsisegError(f"{source}: field 'label_tree': {error}") from None
 

@@ -71,7 +71,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     path = Path(path)
     card = read_card(path)
     config = card.model
-    model = build_model(config.name, config.in_channels, config.classes, **config.options)
+    try:
+        model = build_model(config.name, config.in_channels, config.classes, **config.options)
+    except HsisegError as error:
+        raise HsisegError(f"{path.with_suffix('.json')}: field 'model': {error}") from None
     weights_path = path.with_suffix(".safetensors")
     weights = {k: v for k, v in _read_weights(weights_path, card).items() if not k.startswith(OOD_PREFIX)}
     _check_shapes(weights_path, unwrap(model).state_dict(), weights)

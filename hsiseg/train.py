@@ -62,7 +62,15 @@ from hsiseg.losses import build_loss
 from hsiseg.metrics import annotated_metrics
 from hsiseg.models import DEFAULT_MODEL, build_model, pixelwise_training, unwrap
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OodScore, build_score
-from hsiseg.ood.calibration import PixelOutputs, annotated_outputs, calibrate, fit_scores, transfer
+from hsiseg.ood.calibration import (
+    annotated,
+    annotated_outputs,
+    calibrate,
+    fit_scores,
+    map_values,
+    reference_sample,
+    transfer,
+)
 from hsiseg.pixel_batches import PixelBatches
 from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
@@ -282,7 +290,7 @@ def train(
                 best = {"dice": metrics["mean_dice"], "step": done}
             card = card_base.model_copy(update={"round": round_index, "step": done, "metrics": metrics})
             if improved or not (checkpoints / "best.json").is_file():
-                best_card, scores = _with_ood(card, model, data, validation, config, device, step.autocast_dtype)
+                best_card, scores = _with_ood(card, model, data, config, device, step.autocast_dtype)
                 checkpoints.mkdir(parents=True, exist_ok=True)
                 save_model(checkpoints / "best", model, best_card, scores)
             save_model(checkpoints / "last", model, card)
@@ -331,7 +339,8 @@ def refit(
         best = read_card(checkpoints / "best.json")
         training = annotated_outputs(model, data.train_images, device)
         scores = fit_scores(list(best.ood.scores), training, spec.tree.num_leaves)
-        calibrations = transfer(scores, best.ood.scores, training)
+        calibrations = transfer(best.ood.scores, map_values(model, scores, [data.train_images], reference_sample,
+                                                            device))  # fmt: skip
         card = best.model_copy(update={
             "refit": Refit(steps=steps, annotated_pixels=int(training.targets.numel())),
             "trained_classes": _trained_classes([training.targets.numpy()], spec.tree),
@@ -429,13 +438,16 @@ def _card_base(config, spec_path, tree, preprocessing, model: nn.Module, train_i
 
 
 def _with_ood(
-    card: ModelCard, model, data: TrainingData, validation: PixelOutputs, config: TrainConfig, device, autocast_dtype
+    card: ModelCard, model, data: TrainingData, config: TrainConfig, device, autocast_dtype
 ) -> tuple[ModelCard, dict[str, OodScore]]:
     """The card with every unknown-tissue score fitted on the training pixels and calibrated on the held-out
     validation pixels (:mod:`hsiseg.ood.calibration`), and the fitted scores."""
     training = annotated_outputs(model, data.train_images, device, autocast_dtype)
     scores = fit_scores(config.ood_scores, training, card.model.classes)
-    calibrations = calibrate(scores, validation, training, config.ood_keep)
+    held_out = map_values(model, scores, [data.validation], annotated, device, autocast_dtype)
+    reference = map_values(model, scores, [data.train_images, data.validation], reference_sample, device,
+                           autocast_dtype)  # fmt: skip
+    calibrations = calibrate(scores, held_out, reference, config.ood_keep)
     ood = OodSettings(default=_default_score(config, calibrations), scores=calibrations)
     return card.model_copy(update={"ood": ood}), {name: scores[name] for name in calibrations}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -130,3 +131,52 @@ def test_quick_quality_benchmark_end_to_end() -> None:
     for run in runs:
         assert 0 <= run["leaf_mean_dice"] <= 1 and 0 <= run["accuracy"] <= 1 and run["severity"] >= 0
     assert "d leaf_mean_dice vs SVC" in result["report"]
+
+
+def test_evaluate_reports_unknown_tissue_for_classes_never_trained_on(tmp_path: Path) -> None:
+    """The OOD-SEG protocol in hsiseg evaluate: AUROC of the saved score map equals counting ordered pairs."""
+    import imageio.v3 as imageio
+
+    from hsiseg.spec import DataSpec
+    from hsiseg.synthetic.dataset import generate_demo_data
+    from hsiseg.train import TrainConfig, final_checkpoint, train
+
+    spec_path = generate_demo_data(tmp_path / "data", surgeries=3, frames=1, shape=(40, 56), seed=5)
+    train(spec_path, tmp_path / "run", TrainConfig(steps=4, validate_every=2, model="pixel",
+                                                   model_options={"width": 8}, pixels_per_step=64))  # fmt: skip
+    spec = DataSpec.from_file(spec_path)
+    cube = spec.resolve(spec.samples[spec.split("test")[0]].cube)
+    runner = CliRunner()
+    out = tmp_path / "predictions"
+    assert (
+        runner.invoke(app, ["predict", str(final_checkpoint(tmp_path / "run")), str(cube), "-o", str(out)]).exit_code
+        == 0
+    )
+    arguments = json.loads((out / "args.json").read_text())
+    truth = spec.read_truth(spec.split("test")[0])
+    present = [spec.tree.leaves[c] for c in np.unique(truth) if 0 <= c < spec.tree.num_leaves]
+    known = [name for name in present if name in arguments["trained_classes"]]
+    assert len(known) >= 2
+    dropped = known[0]
+    arguments["trained_classes"].remove(dropped)  # as if the model had never seen it
+    (out / "args.json").write_text(json.dumps(arguments))
+    result = runner.invoke(app, ["evaluate", str(out), "-s", str(spec_path), "-o", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())["unknown_tissue"]
+    trained = [spec.tree.index(name) for name in arguments["trained_classes"]]
+    unseen = (truth >= 0) & (truth < spec.tree.num_leaves) & ~np.isin(truth, trained)
+    assert dropped in summary["held_out_classes"]
+    assert summary["held_out_classes"] == sorted({spec.tree.leaves[c] for c in np.unique(truth[unseen])})
+    frame = out / json.loads((out / "summary.json").read_text())[0]["frame"]
+    score = np.load(frame / "ood_score.npy")
+    valid = ~(imageio.imread(frame / "invalid.png") > 0) & (truth >= 0) & (truth < spec.tree.num_leaves)
+    positive, negative = score[valid & unseen], score[valid & ~unseen]
+    pairs = (positive[:, None] < negative[None]).mean() + 0.5 * (positive[:, None] == negative[None]).mean()
+    used = arguments["ood_score_used"]
+    assert summary["scores"][used]["auroc"] == pytest.approx(pairs)
+    unknown = imageio.imread(frame / "unknown.png") > 0
+    assert summary["unknown_share"] == pytest.approx(unknown[truth >= 0].mean())
+    assert (
+        f"{used}: AUROC {pairs:.3f}" in result.output
+        and "## Unknown tissue" in (tmp_path / "report" / "report.md").read_text()
+    )

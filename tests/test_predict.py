@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from hsiseg import HsisegError
-from hsiseg.checkpoint import load_model
+from hsiseg.checkpoint import load_model, read_card
 from hsiseg.io import Cube, write_cube
 from hsiseg.predict import PredictOptions, Predictor, confident_nodes, level_labels, plan_frames, predict_batch
 from hsiseg.render import cie_rgb, false_colour, node_colours, rgb, window_rgb
@@ -287,3 +287,65 @@ def test_tta_contours_and_thresholds_from_the_cli(trained, tmp_path: Path) -> No
     assert not (unknown > 0).any()
     bad = runner.invoke(app, [*base, "-o", str(tmp_path / "c"), "--ood-score", "entropy"])
     assert bad.exit_code == 2 and "unknown OOD score 'entropy'" in bad.output
+
+
+def test_invalid_pixels_are_never_tissue_nor_unknown(trained, tmp_path: Path) -> None:
+    """Non-finite, all-zero and saturated spectra get the invalid mask in every output; an all-zero or all-NaN
+    frame is reported as mostly invalid."""
+    import csv
+
+    import imageio.v3 as imageio
+
+    from hsiseg.io import read_cube
+    from hsiseg.labels import INVALID
+
+    model_path, cubes = trained
+    cube = read_cube(sorted(cubes.glob("*.dat"))[0])
+    data = cube.data.copy()
+    data[:5] = 0.0  # all-zero rows
+    data[5:8, :10, 3] = np.nan  # one band missing
+    data[8:10] = 7.0  # saturated (meta below)
+    frames = tmp_path / "frames"
+    write_cube(frames / "mixed_SpecCube.dat", Cube(data, cube.wavelengths))
+    write_cube(frames / "zeros_SpecCube.dat", Cube(np.zeros_like(data), cube.wavelengths))
+    write_cube(frames / "nans_SpecCube.dat", Cube(np.full_like(data, np.nan), cube.wavelengths))
+    expected = np.zeros(data.shape[:2], dtype=bool)
+    expected[:5], expected[5:8, :10] = True, True
+    predictor = Predictor.from_checkpoint(model_path, ood_threshold=-1e9)
+    direct = predictor.predict(Cube(data, cube.wavelengths, {"saturation": 6.5}))
+    saturated = np.zeros_like(expected)
+    saturated[8:10] = True
+    np.testing.assert_array_equal(direct.invalid, expected | saturated)
+    assert not direct.unknown.any() and (direct.labels_with_unknown()[direct.invalid] == INVALID).all()
+    results = predict_batch(model_path, [frames], tmp_path / "out")
+    by_frame = {r.frame: r for r in results}
+    assert [r.status for r in results] == ["done"] * 3
+    mixed = tmp_path / "out" / "mixed_SpecCube"
+    invalid = imageio.imread(mixed / "invalid.png") > 0
+    np.testing.assert_array_equal(invalid, expected)  # the reader repaired the NaNs: still invalid
+    assert not (imageio.imread(mixed / "unknown.png") > 0)[invalid].any()
+    assert (imageio.imread(mixed / "labels.png")[invalid] == 0).all()
+    with (mixed / "areas.csv").open() as handle:
+        areas = {row["class"]: int(row["pixels"]) for row in csv.DictReader(handle)}
+    assert areas["invalid"] == expected.sum()
+    assert by_frame["mixed_SpecCube"].warning == "" and by_frame["mixed_SpecCube"].invalid_percent > 0
+    for name in ("zeros_SpecCube", "nans_SpecCube"):
+        result = by_frame[name]
+        assert result.invalid_percent == 100.0 and result.main_class == "" and result.unknown_percent == 0.0
+        assert result.warning.startswith("mostly invalid: 100%")
+    summary = {row["frame"]: row for row in json.loads((tmp_path / "out" / "summary.json").read_text())}
+    assert summary["zeros_SpecCube"]["warning"].startswith("mostly invalid")
+
+
+def test_uncalibrated_scores_are_refused(trained) -> None:
+    model_path, _ = trained
+    model, card = load_model(model_path)
+    card = card.model_copy(update={"ood": card.ood.model_copy(update={"scores": {}, "default": None})})
+    with pytest.raises(HsisegError, match="OOD score 'energy' is not calibrated for this model"):
+        Predictor(model, card, ood_score="energy")
+    with pytest.raises(HsisegError, match="OOD score 'knn' is not calibrated"):
+        Predictor(model, card, ood_score="knn", ood_threshold=-1.0)  # a feature score needs its fit
+    assert Predictor(model, card, ood_score="energy", ood_threshold=2.0).ood_threshold == 2.0
+    assert Predictor(model, card).ood_score is None  # nothing calibrated: no pixel is unknown
+    calibrated = Predictor.from_checkpoint(model_path, ood_score="energy")
+    assert calibrated.ood_threshold == read_card(model_path).ood.scores["energy"].threshold

@@ -5,9 +5,16 @@ from; ``<frame>/labels.npy`` holds the raw leaf codes). Truth is the spec's dens
 (``--against truth``) or its sparse annotations (``--against annotations``); only pixels with truth count.
 Partial labels (internal nodes) in the truth are scored only at the tree levels where they are defined.
 
-The report folder receives ``report.md`` (summary per tree level, per-class table, mistake severity, per
-image and per subject means), ``classes_level<d>.csv``, ``per_image.csv``, ``confusion_level<d>.png``
-(rows = truth, ordered by the tree, family boundaries drawn) and ``dice_level<d>.png`` (per-class bars).
+The report folder receives ``report.md`` (summary per tree level, per-class table, mistake severity, unknown
+tissue, per image and per subject means), ``classes_level<d>.csv``, ``per_image.csv``,
+``confusion_level<d>.png`` (rows = truth, ordered by the tree, family boundaries drawn) and
+``dice_level<d>.png`` (per-class bars).
+
+Unknown tissue (OOD-SEG protocol): the shares of scored pixels predicted unknown and invalid are always
+reported. When the truth holds classes the model never trained on (leaves missing from the card's
+``trained_classes``, recorded by ``hsiseg predict`` in ``args.json``), their pixels are positives and the
+trained classes' pixels negatives, and every OOD score the prediction kept (``ood_score.npy``: the score in
+use; ``probabilities.h5``: every calibrated score) gets AUROC, AUPR and FPR at 95% TPR.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hsiseg.errors import HsisegError
-from hsiseg.evaluation.scores import class_scores, level_confusion, mistake_severity, summary_scores
+from hsiseg.evaluation.scores import class_scores, level_confusion, mistake_severity, ood_scores, summary_scores
 from hsiseg.io.atomic import atomic_path
 from hsiseg.spec import DataSpec
 from hsiseg.tree import LabelTree
@@ -33,6 +40,10 @@ class Evaluation:
     prediction: np.ndarray  # (P,) leaf codes of all scored pixels
     truth: np.ndarray  # (P,) truth codes (-100 = none)
     per_image: list[dict[str, object]] = field(default_factory=list)
+    unknown: np.ndarray | None = None  # (P,) bool: predicted unknown
+    invalid: np.ndarray | None = None  # (P,) bool: no usable spectrum
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # OOD score name -> (P,) values
+    trained_classes: list[str] | None = None  # leaves the model trained on (None: not recorded)
 
 
 def collect(predictions: Path, spec: DataSpec, split: str | None = None, against: str = "truth") -> Evaluation:
@@ -41,6 +52,9 @@ def collect(predictions: Path, spec: DataSpec, split: str | None = None, against
     if not summary_path.is_file():
         raise HsisegError(f"{predictions}: no summary.json; pass the output folder of hsiseg predict")
     frames = [row for row in json.loads(summary_path.read_text()) if row["status"] != "failed"]
+    arguments = _read_json(predictions / "args.json")
+    masks: dict[str, list[np.ndarray]] = {"unknown": [], "invalid": []}
+    scores: dict[str, list[np.ndarray]] = {}
     by_cube = {spec.resolve(sample.cube).resolve(): sample_id for sample_id, sample in spec.samples.items()}
     allowed = set(spec.split(split)) if split else set(spec.samples)
     predicted, truths, per_image = [], [], []
@@ -64,6 +78,11 @@ def collect(predictions: Path, spec: DataSpec, split: str | None = None, against
         keep = truth != -100
         predicted.append(labels[keep])
         truths.append(truth[keep].astype(np.int64))
+        frame = predictions / row["frame"]
+        for name in masks:
+            masks[name].append(_read_mask(frame / f"{name}.png", labels.shape)[keep])
+        for name, values in _read_scores(frame, arguments.get("ood_score_used")).items():
+            scores.setdefault(name, []).append(values[keep])
         confusion, _ = level_confusion(labels[keep], truth[keep].astype(np.int64), spec.tree, spec.tree.depth)
         per_image.append(
             {
@@ -75,7 +94,72 @@ def collect(predictions: Path, spec: DataSpec, split: str | None = None, against
         )
     if not predicted:
         raise HsisegError(f"{predictions}: no predicted frame matches a sample of {spec.path} (split {split or 'all'})")
-    return Evaluation(spec.tree, np.concatenate(predicted), np.concatenate(truths), per_image)
+    complete = {name: np.concatenate(parts) for name, parts in scores.items() if len(parts) == len(predicted)}
+    return Evaluation(
+        spec.tree, np.concatenate(predicted), np.concatenate(truths), per_image,
+        np.concatenate(masks["unknown"]), np.concatenate(masks["invalid"]), complete,
+        arguments.get("trained_classes"),
+    )  # fmt: skip
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A saved 0/255 mask PNG as bool (all False when the frame has none: older outputs)."""
+    if not path.is_file():
+        return np.zeros(shape, dtype=bool)
+    import imageio.v3 as imageio
+
+    mask = imageio.imread(path) > 0
+    if mask.shape != shape:
+        raise HsisegError(f"{path}: shape {mask.shape} differs from the frame's labels {shape}")
+    return mask
+
+
+def _read_scores(frame: Path, used: str | None) -> dict[str, np.ndarray]:
+    """Every OOD score map a frame kept: ``probabilities.h5`` (``scores/<name>``), else ``ood_score.npy``."""
+    probabilities = frame / "probabilities.h5"
+    if probabilities.is_file():
+        import h5py
+
+        with h5py.File(probabilities, "r") as handle:
+            if "scores" in handle:
+                return {name: handle["scores"][name][()] for name in handle["scores"]}
+    score = frame / "ood_score.npy"
+    if used and score.is_file():
+        return {used: np.load(score, allow_pickle=False)}
+    return {}
+
+
+def unknown_tissue(evaluation: Evaluation) -> dict[str, object]:
+    """Shares of scored pixels predicted unknown and invalid; with classes the model never trained on in the
+    truth, AUROC / AUPR / FPR@95%TPR of every kept OOD score (held-out classes = positives)."""
+    tree, truth = evaluation.tree, evaluation.truth
+    result: dict[str, object] = {
+        "unknown_share": float(evaluation.unknown.mean()) if evaluation.unknown is not None else float("nan"),
+        "invalid_share": float(evaluation.invalid.mean()) if evaluation.invalid is not None else float("nan"),
+    }
+    if evaluation.trained_classes is None:
+        return result
+    trained = [tree.index(name) for name in evaluation.trained_classes if name in tree]
+    leaf = (truth >= 0) & (truth < tree.num_leaves)
+    unseen = leaf & ~np.isin(truth, trained)
+    valid = ~evaluation.invalid if evaluation.invalid is not None else np.ones_like(leaf)
+    positives, negatives = unseen & valid, leaf & ~unseen & valid
+    result["held_out_classes"] = sorted({tree.leaves[c] for c in np.unique(truth[unseen])})
+    if positives.any() and negatives.any():
+        result["scores"] = {
+            name: ood_scores(values[negatives], values[positives]) for name, values in evaluation.scores.items()
+        }
+        if evaluation.unknown is not None:
+            result["unknown_caught"] = float(evaluation.unknown[positives].mean())
+            result["known_flagged"] = float(evaluation.unknown[negatives].mean())
+    return result
 
 
 def write_report(evaluation: Evaluation, output: Path) -> dict[str, object]:
@@ -116,6 +200,9 @@ def write_report(evaluation: Evaluation, output: Path) -> dict[str, object]:
     mean, errors = severity["mean_distance"], severity["mean_distance_of_errors"]
     lines += [f"mean over pixels: {mean:.3f}; over errors only: {errors:.3f}\n"]
     lines += ["| distance | pixels |", "|---|---|"] + [f"| {d} | {n} |" for d, n in severity["histogram"].items()]
+    ood = unknown_tissue(evaluation)
+    summary["unknown_tissue"] = ood
+    lines += _unknown_tissue_lines(ood)
     lines += ["\n## Per image\n", "| sample | subject | pixels | accuracy | mean Dice |", "|---|---|---|---|---|"]
     lines += [
         f"| {r['sample']} | {r['subject']} | {r['pixels']} | {r['accuracy']:.3f} | {r['mean_dice']:.3f} |"
@@ -139,6 +226,21 @@ def write_report(evaluation: Evaluation, output: Path) -> dict[str, object]:
     with atomic_path(output / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _unknown_tissue_lines(ood: dict[str, object]) -> list[str]:
+    lines = ["\n## Unknown tissue\n", f"scored pixels predicted unknown: {_fmt(ood['unknown_share'])}; invalid "
+             f"(no usable spectrum): {_fmt(ood['invalid_share'])}\n"]  # fmt: skip
+    if ood.get("held_out_classes"):
+        lines += [f"classes in the truth that the model never trained on: {', '.join(ood['held_out_classes'])}\n"]
+    if "unknown_caught" in ood:
+        lines += [f"at the threshold used: {_fmt(ood['unknown_caught'])} of their pixels flagged unknown, "
+                  f"{_fmt(ood['known_flagged'])} of the trained classes' pixels\n"]  # fmt: skip
+    if ood.get("scores"):
+        lines += ["| OOD score | AUROC | AUPR | FPR at 95% TPR |", "|---|---|---|---|"]
+        lines += [f"| {name} | {_fmt(v['auroc'])} | {_fmt(v['aupr'])} | {_fmt(v['fpr_at_95_tpr'])} |"
+                  for name, v in ood["scores"].items()]  # fmt: skip
+    return lines
 
 
 def _truth_at(truth: np.ndarray, tree: LabelTree, depth: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from hsiseg.errors import HsisegError
@@ -50,6 +51,7 @@ __all__ = [
     "SpectralUNet",
     "build_model",
     "pixelwise_training",
+    "smooth_maps",
     "unwrap",
 ]
 
@@ -77,6 +79,15 @@ def build_model(name: str, in_channels: int, classes: int, **options: Any) -> An
 def pixelwise_training(model: nn.Module) -> bool:
     """Whether the network sees one pixel at a time while training (then it trains on annotated pixels)."""
     return bool(getattr(unwrap(model), "pixelwise_training", False))
+
+
+def smooth_maps(model: nn.Module, maps: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+    """Per-pixel maps (N, K, H, W) averaged with the network's parameter-free spatial context, if it has one
+    (``spectral-spatial`` with ``guided`` or ``gaussian``), guided by its penultimate ``features``."""
+    network = unwrap(model)
+    if features is None or not hasattr(network, "smooth_maps"):
+        return maps
+    return network.smooth_maps(maps, features)
 
 
 def _build_smp(architecture: str, in_channels: int, classes: int, options: dict[str, Any]) -> nn.Module:

@@ -140,6 +140,16 @@ class SpectralSpatialNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[0]
 
+    def smooth_maps(self, maps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Per-pixel maps (N, K, H, W), e.g. unknown-tissue scores, averaged by the parameter-free context
+        exactly as the class probabilities are (the guide: the logits of ``features`` (N, F, H, W));
+        unchanged for the ``conv`` and ``none`` contexts."""
+        if self.context == "guided":
+            return guided_average(maps.float(), self.spectral.head(features).float(), self.sigma, self.tau)
+        if self.context == "gaussian":
+            return gaussian_blur(maps.float(), self.sigma)
+        return maps
+
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, C, H, W) with the context applied, and the per-pixel penultimate features (N, width, H, W)
         of the spectral part (before any spatial averaging)."""

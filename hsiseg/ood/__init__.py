@@ -4,52 +4,83 @@ Every score maps a pixel's network output to a number, **higher = more like the 
 is *unknown* when its score is below the threshold calibrated for that score on held-out annotated pixels
 (:mod:`hsiseg.ood.calibration`).
 
-================  =================================================================  ==========================
-name              score (z: logits, f: penultimate features)                          paper
-================  =================================================================  ==========================
-``max_softmax``   max_c softmax(z)_c                                                  Hendrycks & Gimpel, 2017
-``max_logit``     max_c z_c                                                           Hendrycks et al., 2022
-``energy``        T logsumexp(z / T) (negative free energy; option ``temperature``)   Liu et al., 2020
-``mahalanobis``   -min_c (f - mu_c)^T S^-1 (f - mu_c), class means and one shared     Lee et al., 2018
-                  covariance S fitted on annotated training pixels
-``knn``           -|| u - u_(k) ||: distance of the unit-normalised feature u to its  Sun et al., 2022
-                  k-th nearest unit-normalised training feature (option ``k``)
-================  =================================================================  ==========================
+========================  ==========================================================  =========================
+name                      score (z: logits, f: penultimate features, x: input)          paper
+========================  ==========================================================  =========================
+``max_softmax``           max_c softmax(z)_c                                            Hendrycks & Gimpel, 2017
+``max_logit``             max_c z_c                                                     Hendrycks et al., 2022
+``energy``                T logsumexp(z / T), negative free energy (``temperature``)    Liu et al., 2020
+``mahalanobis``           -min_c (f - mu_c)^T S^-1 (f - mu_c), class means and one      Lee et al., 2018
+                          shared covariance S of the annotated training pixels
+``knn``                   -|| u - u_(k) ||: distance of the unit-normalised feature u   Sun et al., 2022
+                          to its k-th nearest unit-normalised training feature (``k``)
+``spectral_mahalanobis``  ``mahalanobis`` on the network's input spectra x (after the   Lee et al., 2018
+                          card's preprocessing) instead of its features
+========================  ==========================================================  =========================
 
-The feature-space scores are *fitted* (:meth:`OodScore.fit`) on the annotated training pixels; what they
-learn is a few tensors stored with the network's weights (``ood.<name>.<tensor>`` in the safetensors file).
-A new score is one class with ``@register``: a name, ``needs_features``, ``__call__`` and, if it learns
-something, ``fit``/``state_dict``/``load_state_dict``.
-
-Shapes: scores take pixel-major ``logits`` (P, C) and ``features`` (P, F) and return (P,) float32.
+The fitted scores learn from the annotated training pixels (:meth:`OodScore.fit`); what they learn is a few
+tensors stored with the network's weights (``ood.<name>.<tensor>`` in the safetensors file). A network with
+a parameter-free spatial context (the default ``spectral-spatial`` network) averages score maps with the same
+context it applies to its class probabilities (:func:`hsiseg.models.smooth_maps`), so calibration and
+prediction see the same maps. A new score is one class with ``@register``: a name, the ``space`` it reads,
+``__call__`` and, if it learns something, ``fit``/``state_dict``/``load_state_dict``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from hsiseg.errors import HsisegError
 
-OOD_SCORES: dict[str, type[OodScore]] = {}
+Space = Literal["logits", "features", "inputs"]
+
+
+@dataclass
+class PixelOutputs:
+    """What a network gives for P pixels (pixel-major)."""
+
+    logits: torch.Tensor  # (P, C) float32
+    features: torch.Tensor | None  # (P, F) penultimate features; None for networks without them
+    inputs: torch.Tensor | None  # (P, B) network input spectra
+    targets: torch.Tensor | None = None  # (P,) int64 target codes, where known (training pixels)
+
+    def leaf_pixels(self, num_leaves: int) -> PixelOutputs:
+        """The pixels whose target is a leaf (partial labels left out)."""
+        keep = self.targets < num_leaves
+        return PixelOutputs(*(None if t is None else t[keep] for t in (self.logits, self.features, self.inputs,
+                                                                          self.targets)))  # fmt: skip
+
+    def space(self, name: Space, score: str) -> torch.Tensor:
+        """(P, D) float32 values of one space; a clear error when the network does not provide it."""
+        values = getattr(self, name)
+        if values is None:
+            raise HsisegError(f"OOD score {score!r} needs the network's {name}; this network has none")
+        return values.float()
 
 
 class OodScore:
     """One unknown-tissue score (see module docstring). Options are constructor keyword arguments."""
 
     name: ClassVar[str]
-    needs_features: ClassVar[bool] = False
+    space: ClassVar[Space] = "logits"
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the score learns from training pixels (then it needs :meth:`fit` or a loaded state)."""
+        return bool(self.state_dict())
 
     def options(self) -> dict[str, Any]:
         """The constructor options, as stored in the model card."""
         return {}
 
-    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Learn from the annotated training pixels: ``features`` (P, F), leaf codes ``labels`` (P,)."""
+    def fit(self, training: PixelOutputs) -> None:
+        """Learn from the leaf-labelled training pixels (``training.targets``: their leaf codes)."""
 
-    def __call__(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        """(P,) scores of (P, C) logits and (P, F) features; higher = more in-distribution."""
+    def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        """(P,) scores; higher = more in-distribution."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -58,6 +89,9 @@ class OodScore:
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`fit` learnt."""
+
+
+OOD_SCORES: dict[str, type[OodScore]] = {}
 
 
 def register(cls: type[OodScore]) -> type[OodScore]:
@@ -76,16 +110,8 @@ def build_score(name: str, **options: Any) -> OodScore:
         raise HsisegError(f"OOD score {name!r}: {error}") from None
 
 
-def image_score(score: OodScore, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-    """(H, W) score map of one image's (C, H, W) logits and (F, H, W) features."""
-    height, width = logits.shape[-2:]
-    pixel_logits = logits.reshape(logits.shape[0], -1).T
-    pixel_features = features.reshape(features.shape[0], -1).T if features is not None else None
-    return score(pixel_logits, pixel_features).reshape(height, width)
-
-
 from hsiseg.ood import feature_scores, logit_scores  # noqa: E402, F401  - registers the built-in scores
 
-DEFAULT_SCORE = "knn"  # best measured (README, "Unknown tissue")
-DEFAULT_SCORES = ("max_softmax", "max_logit", "energy", "mahalanobis", "knn")
-__all__ = ["DEFAULT_SCORE", "DEFAULT_SCORES", "OOD_SCORES", "OodScore", "build_score", "image_score", "register"]
+DEFAULT_SCORE = "mahalanobis"  # best measured (README, "Unknown tissue")
+DEFAULT_SCORES = ("max_softmax", "max_logit", "energy", "mahalanobis", "knn", "spectral_mahalanobis")
+__all__ = ["DEFAULT_SCORE", "DEFAULT_SCORES", "OOD_SCORES", "OodScore", "PixelOutputs", "build_score", "register"]

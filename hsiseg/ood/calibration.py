@@ -1,21 +1,23 @@
 """Fitting and calibrating the unknown-tissue scores of a trained network.
 
-- :func:`annotated_outputs`: the network's logits and penultimate features at the annotated pixels of whole
-  images (what prediction sees: the spatial context included).
-- :func:`fit_scores`: every requested score, the feature-space ones fitted on the *training* pixels.
-- :func:`calibrate`: each score's threshold is the ``(1 - keep)`` quantile of its values on *held-out*
+- :func:`network_outputs` / :func:`annotated_outputs`: logits, penultimate features and input spectra of whole
+  images (what prediction sees: the spatial context included), and of their annotated pixels.
+- :func:`fit_scores`: every requested score, the fitted ones on the *training* pixels.
+- :func:`score_maps`: the (H, W) map of every score for one image, averaged with the network's spatial
+  context where it has a parameter-free one (prediction uses the same function).
+- :func:`calibrate`: each score's threshold is the ``(1 - keep)`` quantile of its map values on *held-out*
   annotated pixels (validation strokes or the validation split; never training pixels), so ``keep`` of the
-  known tissue is kept. Also recorded: the share of training pixels the threshold keeps.
-- :func:`transfer`: a refit network has trained on every annotated pixel, so none is held out. The validated
-  network's threshold is expressed in robust units of its own training pixels' scores (offset from their
-  median in interquartile ranges); the refit network's threshold lies at the same offset from its training
-  pixels' median. The train-versus-held-out gap measured on the validated network carries over, also when the
-  threshold lies below every training pixel (as for ``knn``, whose bank holds training pixels).
+  known tissue is kept.
+- :func:`transfer`: a refit network has trained on every annotated pixel, so none is held out. Its threshold
+  is set so that it flags the same share of a fixed sample of the training images' pixels (annotated or
+  not: the tissue of the scene, which neither network was fitted to) as the validated network's threshold
+  flagged (:func:`reference_values`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -23,109 +25,147 @@ from torch import nn
 
 from hsiseg.card import OodCalibration
 from hsiseg.labels import UNLABELLED
-from hsiseg.models import AnySize
-from hsiseg.ood import OodScore, build_score
+from hsiseg.models import AnySize, smooth_maps
+from hsiseg.ood import OodScore, PixelOutputs, build_score
+
+REFERENCE_PIXELS = 4096  # pixels per image in the transfer sample
 
 
-@dataclass
-class PixelOutputs:
-    """Network outputs at P annotated pixels."""
-
-    logits: torch.Tensor  # (P, C) float32
-    features: torch.Tensor | None  # (P, F) float32, None for networks without penultimate features
-    targets: torch.Tensor  # (P,) int64 target codes (leaves, or internal nodes for partial labels)
-
-    def leaf_pixels(self, num_leaves: int) -> PixelOutputs:
-        keep = self.targets < num_leaves
-        features = self.features[keep] if self.features is not None else None
-        return PixelOutputs(self.logits[keep], features, self.targets[keep])
-
-
-def forward_features(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def network_outputs(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits (N, C, H, W) and penultimate features (N, F, H, W) or None, of a model built by ``build_model``."""
     if isinstance(model, AnySize) and model.has_features:
         return model.forward_features(images)
     return model(images), None
 
 
+def pixel_outputs(logits: torch.Tensor, features: torch.Tensor | None, inputs: torch.Tensor) -> PixelOutputs:
+    """Pixel-major outputs of one image: (C, H, W) logits, (F, H, W) features, (B, H, W) inputs."""
+
+    def flat(values: torch.Tensor | None) -> torch.Tensor | None:
+        return None if values is None else values.reshape(values.shape[0], -1).T.float()
+
+    return PixelOutputs(flat(logits), flat(features), flat(inputs))
+
+
 @torch.no_grad()
-def annotated_outputs(model: nn.Module, dataset, device: torch.device, autocast_dtype=None) -> PixelOutputs:
-    """Logits, features and targets at the annotated pixels of every image of a full-image ``dataset``
-    (:class:`~hsiseg.data.SpecDataset` in ``full`` mode), the model in ``eval()`` mode."""
+def score_maps(
+    model: nn.Module, scores: dict[str, OodScore], outputs: PixelOutputs, features: torch.Tensor | None, shape
+) -> dict[str, torch.Tensor]:
+    """(H, W) map of every score of one image's pixel ``outputs``, with the network's spatial context
+    (:func:`hsiseg.models.smooth_maps`, guided by the image's (F, H, W) ``features``)."""
+    if not scores:
+        return {}
+    maps = torch.stack([score(outputs).reshape(shape) for score in scores.values()])[None]
+    maps = smooth_maps(model, maps, None if features is None else features[None].float())[0]
+    return dict(zip(scores, maps, strict=True))
+
+
+def _images(model: nn.Module, datasets: Iterable, device: torch.device, autocast_dtype=None):
+    """(sample id, target (H, W), logits, features, inputs) of every image of full-image datasets, each
+    sample id once, in eval mode."""
+    seen = set()
     was_training = model.training
     model.eval()
-    logits, features, targets = [], [], []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            image_logits, image_features = forward_features(model, item["image"][None].to(device))
-        target = item["target"].flatten()
-        keep = target != UNLABELLED
-        logits.append(image_logits[0].flatten(1).T[keep.to(device)].float().cpu())
-        if image_features is not None:
-            features.append(image_features[0].flatten(1).T[keep.to(device)].float().cpu())
-        targets.append(target[keep].long())
+    with torch.no_grad():
+        for dataset in datasets:
+            for index in range(len(dataset)):
+                sample_id = dataset.sample_ids[index]
+                if sample_id in seen:
+                    continue
+                seen.add(sample_id)
+                item = dataset[index]
+                image = item["image"][None].to(device)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    logits, features = network_outputs(model, image)
+                features = None if features is None else features[0].float().cpu()
+                yield sample_id, item["target"], logits[0].float().cpu(), features, item["image"]
     model.train(was_training)
-    return PixelOutputs(torch.cat(logits), torch.cat(features) if features else None, torch.cat(targets))
+
+
+def annotated_outputs(model: nn.Module, dataset, device: torch.device, autocast_dtype=None) -> PixelOutputs:
+    """Logits, features, inputs and targets at the annotated pixels of every image of a full-image ``dataset``
+    (:class:`~hsiseg.data.SpecDataset` in ``full`` mode)."""
+    parts = []
+    for _, target, logits, features, inputs in _images(model, [dataset], device, autocast_dtype):
+        keep = target.flatten() != UNLABELLED
+        outputs = pixel_outputs(logits, features, inputs)
+        parts.append([None if t is None else t[keep] for t in (outputs.logits, outputs.features, outputs.inputs)]
+                     + [target.flatten()[keep].long()])  # fmt: skip
+    return PixelOutputs(*(None if parts[0][i] is None else torch.cat([p[i] for p in parts]) for i in range(4)))
+
+
+def map_values(
+    model: nn.Module,
+    scores: dict[str, OodScore],
+    datasets: Iterable,
+    pick: Callable,
+    device: torch.device,
+    autocast_dtype=None,
+) -> dict[str, np.ndarray]:
+    """Every score's map values at the pixels ``pick(sample_id, target)`` chooses ((H, W) bool) of every image
+    of full-image ``datasets`` (each sample once)."""  # fmt: skip
+    values: dict[str, list[np.ndarray]] = {name: [] for name in scores}
+    for sample_id, target, logits, features, inputs in _images(model, datasets, device, autocast_dtype):
+        maps = score_maps(model, scores, pixel_outputs(logits, features, inputs), features, target.shape)
+        chosen = pick(sample_id, target)
+        for name, score_map in maps.items():
+            values[name].append(score_map.numpy()[chosen].astype(np.float64))
+    return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in values.items()}
+
+
+def annotated(sample_id: str, target: torch.Tensor) -> np.ndarray:
+    """Pick the annotated pixels."""
+    return (target != UNLABELLED).numpy()
+
+
+def reference_sample(sample_id: str, target: torch.Tensor) -> np.ndarray:
+    """Pick a fixed sample of :data:`REFERENCE_PIXELS` pixels of an image, the same for every network."""
+    height, width = target.shape
+    rng = np.random.default_rng(zlib.crc32(sample_id.encode()))
+    chosen = np.zeros(height * width, dtype=bool)
+    chosen[rng.choice(height * width, min(REFERENCE_PIXELS, height * width), replace=False)] = True
+    return chosen.reshape(height, width)
 
 
 def fit_scores(names: list[str], training: PixelOutputs, num_leaves: int) -> dict[str, OodScore]:
-    """The scores ``names`` (with default options), fitted on the leaf-labelled training pixels; feature scores
-    are left out when the network has no features or there is no leaf pixel."""
+    """The scores ``names`` (with default options), fitted on the leaf-labelled training pixels; scores in a
+    space the network does not provide (features of an smp network) and fitted scores without a leaf pixel
+    are left out."""
     leaves = training.leaf_pixels(num_leaves)
     scores = {}
     for name in names:
         score = build_score(name)
-        if score.needs_features:
-            if leaves.features is None or not leaves.targets.numel():
-                continue
-            score.fit(leaves.features, leaves.targets)
+        if getattr(leaves, score.space) is None or (score.fitted and not leaves.targets.numel()):
+            continue
+        if score.fitted:
+            score.fit(leaves)
         scores[name] = score
     return scores
 
 
-def _values(score: OodScore, outputs: PixelOutputs) -> np.ndarray:
-    return score(outputs.logits, outputs.features).numpy().astype(np.float64)
-
-
 def calibrate(
-    scores: dict[str, OodScore], held_out: PixelOutputs, training: PixelOutputs, keep: float
+    scores: dict[str, OodScore], held_out: dict[str, np.ndarray], reference: dict[str, np.ndarray], keep: float
 ) -> dict[str, OodCalibration]:
-    """Thresholds that keep ``keep`` of the held-out pixels, for every score (none without held-out pixels)."""
-    if not held_out.targets.numel():
-        return {}
+    """Thresholds that keep ``keep`` of the ``held_out`` pixels' values, for every score (none without held-out
+    pixels); ``reference``: the score's values on the transfer sample (:func:`reference_sample`)."""
     calibrations = {}
     for name, score in scores.items():
-        threshold = float(np.quantile(_values(score, held_out), 1 - keep))
-        values = _values(score, training) if training.targets.numel() else _values(score, held_out)
+        if not held_out[name].size:
+            continue
+        threshold = float(np.quantile(held_out[name], 1 - keep))
         calibrations[name] = OodCalibration(
             options=score.options(), threshold=threshold, keep=keep, method="held-out",
-            held_out_pixels=int(held_out.targets.numel()), training_keep=float((values >= threshold).mean()),
-            training_offset=(threshold - np.median(values)) / _spread(values),
+            held_out_pixels=int(held_out[name].size), reference_share=float((reference[name] < threshold).mean()),
         )  # fmt: skip
     return calibrations
 
 
-def transfer(
-    scores: dict[str, OodScore], calibrations: dict[str, OodCalibration], training: PixelOutputs
-) -> dict[str, OodCalibration]:
-    """Thresholds for a refit network at the validated network's ``training_offset`` from the median of its own
-    training pixels' scores (see module docstring); scores without a validated calibration are left out."""
+def transfer(calibrations: dict[str, OodCalibration], reference: dict[str, np.ndarray]) -> dict[str, OodCalibration]:
+    """Thresholds for a refit network that flag the validated network's ``reference_share`` of the transfer
+    sample (see module docstring); scores without a validated calibration are left out."""
     transferred = {}
-    for name, score in scores.items():
-        if name not in calibrations or not training.targets.numel():
-            continue
-        validated = calibrations[name]
-        values = _values(score, training)
-        threshold = float(np.median(values) + validated.training_offset * _spread(values))
-        kept = float((values >= threshold).mean())
-        transferred[name] = validated.model_copy(
-            update={"threshold": threshold, "method": "transferred", "training_keep": kept}
-        )
+    for name, values in reference.items():
+        if name in calibrations and values.size:
+            threshold = float(np.quantile(values, calibrations[name].reference_share))
+            transferred[name] = calibrations[name].model_copy(update={"threshold": threshold, "method": "transferred"})
     return transferred
-
-
-def _spread(values: np.ndarray) -> float:
-    """Interquartile range (a small positive number when the scores are constant)."""
-    low, high = np.quantile(values, [0.25, 0.75])
-    return float(max(high - low, 1e-12 * max(1.0, abs(high))))

@@ -1,4 +1,5 @@
-"""Scores in the network's penultimate feature space, fitted on the annotated training pixels."""
+"""Scores that learn the annotated training pixels: in the network's penultimate feature space, or in its
+input space (the preprocessed spectra)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,13 @@ from typing import Any
 
 import torch
 
-from hsiseg.errors import HsisegError
-from hsiseg.ood import OodScore, register
+from hsiseg.ood import OodScore, PixelOutputs, register
 
 CHUNK = 4096  # pixels per distance block: bounds memory at CHUNK x (classes or bank) floats
 
 
-def _require(features: torch.Tensor | None, name: str) -> torch.Tensor:
-    if features is None:
-        raise HsisegError(f"OOD score {name!r} needs the network's penultimate features; this network has none")
-    return features.float()
-
-
-def _min_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1) -> torch.Tensor:
-    """(P,) Euclidean distance of each of ``points`` (P, F) to its k-th nearest row of ``references`` (R, F)."""
+def _kth_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """(P,) Euclidean distance of each of ``points`` (P, D) to its k-th nearest row of ``references`` (R, D)."""
     out = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
     for start in range(0, points.shape[0], CHUNK):
         block = torch.cdist(points[start : start + CHUNK], references)
@@ -30,39 +24,39 @@ def _min_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1) ->
 @register
 class Mahalanobis(OodScore):
     """-min_c (f - mu_c)^T S^-1 (f - mu_c) with class means mu_c and a shared covariance S (Lee et al., "A simple
-    unified framework for detecting out-of-distribution samples and adversarial attacks", NeurIPS 2018).
-    ``shrinkage``: S is (1 - s) S + s (trace(S) / F) I, so few pixels or correlated features stay invertible."""
+    unified framework for detecting out-of-distribution samples and adversarial attacks", NeurIPS 2018), on
+    the penultimate features. ``shrinkage`` s: S is (1 - s) S + s (trace(S) / D) I, so few pixels or correlated
+    dimensions stay invertible."""
 
     name = "mahalanobis"
-    needs_features = True
+    space = "features"
 
-    def __init__(self, shrinkage: float = 0.01) -> None:
+    def __init__(self, shrinkage: float = 0.1) -> None:
         if not 0 <= shrinkage <= 1:
             raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage}")
         self.shrinkage = float(shrinkage)
-        self.means = torch.zeros(0, 0)  # (K, F): means of the classes seen in training
-        self.whitening = torch.zeros(0, 0)  # (F, F): W with W W^T = S^-1
+        self.means = torch.zeros(0, 0)  # (K, D): means of the classes seen in training
+        self.whitening = torch.zeros(0, 0)  # (D, D): W with W W^T = S^-1
 
     def options(self) -> dict[str, Any]:
         return {"shrinkage": self.shrinkage}
 
-    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        features = features.double()
+    def fit(self, training: PixelOutputs) -> None:
+        values, labels = training.space(self.space, self.name).double(), training.targets
         classes = labels.unique()
-        means = torch.stack([features[labels == c].mean(0) for c in classes])
-        centred = features - means[torch.searchsorted(classes, labels)]
-        covariance = centred.T @ centred / max(1, features.shape[0] - len(classes))
+        means = torch.stack([values[labels == c].mean(0) for c in classes])
+        centred = values - means[torch.searchsorted(classes, labels)]
+        covariance = centred.T @ centred / max(1, values.shape[0] - len(classes))
         dims = covariance.shape[0]
         covariance = (1 - self.shrinkage) * covariance + self.shrinkage * covariance.trace() / dims * torch.eye(dims)
         precision = torch.linalg.inv(covariance)
         self.means = means.float()
         self.whitening = torch.linalg.cholesky((precision + precision.T) / 2).float()
 
-    def __call__(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        features = _require(features, self.name)
-        whitening = self.whitening.to(features.device)
-        distance = _min_distance(features @ whitening, self.means.to(features.device) @ whitening)
-        return -distance.square()
+    def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        values = outputs.space(self.space, self.name)
+        whitening = self.whitening.to(values.device)
+        return -_kth_distance(values @ whitening, self.means.to(values.device) @ whitening).square()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"means": self.means, "whitening": self.whitening}
@@ -72,40 +66,47 @@ class Mahalanobis(OodScore):
 
 
 @register
+class SpectralMahalanobis(Mahalanobis):
+    """:class:`Mahalanobis` on the network's input spectra (after the model card's preprocessing)."""
+
+    name = "spectral_mahalanobis"
+    space = "inputs"
+
+
+@register
 class NearestNeighbours(OodScore):
     """-|| u - u_(k) || for unit-normalised features u and a bank of unit-normalised training features (Sun et
     al., "Out-of-distribution detection with deep nearest neighbors", ICML 2022). The bank holds at most
     ``bank_size`` training pixels, drawn evenly across classes (seeded), so rare classes are represented."""
 
     name = "knn"
-    needs_features = True
+    space = "features"
 
     def __init__(self, k: int = 10, bank_size: int = 4096, seed: int = 0) -> None:
         if k < 1 or bank_size < 1:
             raise ValueError(f"need k >= 1 and bank_size >= 1, got {k} and {bank_size}")
         self.k, self.bank_size, self.seed = int(k), int(bank_size), int(seed)
-        self.bank = torch.zeros(0, 0)  # (R, F) unit vectors
+        self.bank = torch.zeros(0, 0)  # (R, D) unit vectors
 
     def options(self) -> dict[str, Any]:
         return {"k": self.k, "bank_size": self.bank_size, "seed": self.seed}
 
-    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def fit(self, training: PixelOutputs) -> None:
+        values, labels = training.space(self.space, self.name), training.targets
         generator = torch.Generator().manual_seed(self.seed)
-        classes = labels.unique()
-        chosen = []
-        remaining = self.bank_size
-        for position, code in enumerate(sorted(classes.tolist(), key=lambda c: int((labels == c).sum()))):
+        classes = sorted(labels.unique().tolist(), key=lambda c: int((labels == c).sum()))
+        chosen, remaining = [], self.bank_size
+        for position, code in enumerate(classes):  # small classes first; what they leave goes to the others
             members = torch.nonzero(labels == code).flatten()
-            share = remaining // (len(classes) - position)  # small classes first; what they leave goes on
+            share = remaining // (len(classes) - position)
             take = members[torch.randperm(members.numel(), generator=generator)[:share]]
             chosen.append(take)
             remaining -= take.numel()
-        self.bank = _unit(features[torch.cat(chosen).sort().values].float())
+        self.bank = _unit(values[torch.cat(chosen).sort().values])
 
-    def __call__(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        features = _require(features, self.name)
-        k = min(self.k, self.bank.shape[0])
-        return -_min_distance(_unit(features), self.bank.to(features.device), k)
+    def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        values = outputs.space(self.space, self.name)
+        return -_kth_distance(_unit(values), self.bank.to(values.device), min(self.k, self.bank.shape[0]))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"bank": self.bank}
@@ -114,5 +115,5 @@ class NearestNeighbours(OodScore):
         self.bank = tensors["bank"].float()
 
 
-def _unit(features: torch.Tensor) -> torch.Tensor:
-    return features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+def _unit(values: torch.Tensor) -> torch.Tensor:
+    return values / values.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from hsiseg.ood import OodScore, register
+from hsiseg.ood import OodScore, PixelOutputs, register
 
 
 @register
@@ -15,8 +15,8 @@ class MaxSoftmax(OodScore):
 
     name = "max_softmax"
 
-    def __call__(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        return torch.softmax(logits.float(), 1).max(1).values
+    def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        return torch.softmax(outputs.logits.float(), 1).max(1).values
 
 
 @register
@@ -25,8 +25,8 @@ class MaxLogit(OodScore):
 
     name = "max_logit"
 
-    def __call__(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        return logits.float().max(1).values
+    def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        return outputs.logits.float().max(1).values
 
 
 @register
@@ -44,5 +44,5 @@ class Energy(OodScore):
     def options(self) -> dict[str, Any]:
         return {"temperature": self.temperature}
 
-    def __call__(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        return self.temperature * torch.logsumexp(logits.float() / self.temperature, 1)
+    def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        return self.temperature * torch.logsumexp(outputs.logits.float() / self.temperature, 1)

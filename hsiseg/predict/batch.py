@@ -140,9 +140,10 @@ def predict_batch(
                     **asdict(options),
                     "ood_score_used": predictor.ood_score,
                     "ood_threshold_used": predictor.ood_threshold,
+                    "trained_classes": predictor.card.trained_classes,
                 },
                 indent=2,
-            )  # fmt: skip
+            )
         )
 
     if on_start is not None:

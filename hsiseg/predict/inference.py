@@ -33,8 +33,9 @@ from hsiseg.checkpoint import load_model, load_ood_scores
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, invalid_pixels
 from hsiseg.labels import INVALID, UNKNOWN
-from hsiseg.ood import OodScore, build_score, image_score
-from hsiseg.ood.calibration import forward_features
+from hsiseg.models import AnySize
+from hsiseg.ood import OodScore, build_score
+from hsiseg.ood.calibration import network_outputs, pixel_outputs, score_maps
 from hsiseg.tree import LabelTree
 
 
@@ -85,7 +86,8 @@ class Predictor:
         self.scores = dict(scores or {})
         self.ood_score, self.ood_threshold = self._choose_score(ood_score, ood_threshold)
         self.computed = list(self.scores) if all_scores else [self.ood_score] if self.ood_score else []
-        self.needs_features = any(self.scores[name].needs_features for name in self.computed)
+        has_features = isinstance(self.model, AnySize) and self.model.has_features
+        self.needs_features = bool(self.computed) and has_features  # feature scores and the context's guide
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
@@ -104,11 +106,11 @@ class Predictor:
         calibration = self.card.ood.scores.get(name)
         if name not in self.scores:
             score = build_score(name, **(calibration.options if calibration else {}))  # unknown names: an error
-            if score.needs_features and calibration is not None:
+            if score.fitted and calibration is not None:
                 raise HsisegError(f"prediction: OOD score {name!r} needs what it learnt in training; load the "
                                   "model with Predictor.from_checkpoint")  # fmt: skip
             self.scores[name] = score
-        if calibration is None and (threshold is None or self.scores[name].needs_features):
+        if calibration is None and (threshold is None or self.scores[name].fitted):
             raise HsisegError(
                 f"prediction: OOD score {name!r} is not calibrated for this model (calibrated: "
                 f"{sorted(self.card.ood.scores) or 'none'}); choose one of those, or give ood_threshold "
@@ -176,7 +178,7 @@ class Predictor:
         return self.outputs(image)[0]
 
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return forward_features(self.model, batch) if self.needs_features else (self.model(batch), None)
+        return network_outputs(self.model, batch) if self.needs_features else (self.model(batch), None)
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and features of a batch; with ``flip_tta``, the mean over 4 flips (each flipped back)."""
@@ -193,14 +195,18 @@ class Predictor:
             return mean_logits, None
         return mean_logits, torch.stack([plain_features, *features]).mean(0)
 
+    @torch.no_grad()
     def predict(self, cube: Cube, prepared: torch.Tensor | None = None) -> Prediction:
         """Leaf map, probabilities, OOD scores, unknown and invalid masks of one cube (``prepared``: its network
         input, when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
-        logits, features = self.outputs(self.prepare(cube) if prepared is None else prepared)
+        image = self.prepare(cube) if prepared is None else prepared
+        logits, features = self.outputs(image)
         probabilities = torch.softmax(logits, 0)
         confidence, labels = probabilities.max(0)
         invalid = invalid_pixels(cube)
-        maps = {name: image_score(self.scores[name], logits, features).numpy() for name in self.computed}
+        computed = {name: self.scores[name] for name in self.computed}
+        pixels = pixel_outputs(logits, features, image)
+        maps = {k: v.numpy() for k, v in score_maps(self.model, computed, pixels, features, labels.shape).items()}
         if self.ood_score is None:
             score, unknown = confidence.numpy(), np.zeros(invalid.shape, dtype=bool)
         else:

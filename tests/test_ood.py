@@ -1,0 +1,146 @@
+"""hsiseg.ood: every score against its formula, calibration on held-out pixels only, transfer to a refit model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hsiseg import HsisegError
+from hsiseg.models import build_model, smooth_maps
+from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OOD_SCORES, PixelOutputs, build_score
+from hsiseg.ood.calibration import calibrate, fit_scores, reference_sample, score_maps, transfer
+
+
+def crafted(pixels: int = 60, classes: int = 4, dims: int = 6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (pixels, classes))
+    features = rng.normal(0, 1, (pixels, dims)) + np.repeat(np.eye(classes, dims) * 4, pixels // classes, 0)
+    labels = np.repeat(np.arange(classes), pixels // classes)
+    return logits, features, labels
+
+
+def outputs(logits=None, features=None, inputs=None, targets=None) -> PixelOutputs:
+    def tensor(a):
+        return None if a is None else torch.tensor(a, dtype=torch.int64 if a.dtype.kind == "i" else torch.float32)
+
+    size = next(len(a) for a in (logits, features, inputs) if a is not None)
+    logits = np.zeros((size, 2)) if logits is None else logits
+    return PixelOutputs(tensor(logits), tensor(features), tensor(inputs), tensor(targets))
+
+
+def test_logit_scores_match_their_formulas() -> None:
+    logits, _, _ = crafted()
+    pixels = outputs(logits)
+    softmax = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(build_score("max_softmax")(pixels).numpy(), softmax.max(1), rtol=1e-5)
+    np.testing.assert_allclose(build_score("max_logit")(pixels).numpy(), logits.max(1), rtol=1e-6)
+    for temperature in (1.0, 0.5, 4.0):
+        expected = temperature * np.log(np.exp(logits / temperature).sum(1))
+        score = build_score("energy", temperature=temperature)
+        np.testing.assert_allclose(score(pixels).numpy(), expected, rtol=1e-5)
+        assert score.options() == {"temperature": temperature} and not score.fitted
+
+
+@pytest.mark.parametrize(("name", "space"), [("mahalanobis", "features"), ("spectral_mahalanobis", "inputs")])
+def test_mahalanobis_matches_brute_force(name: str, space: str) -> None:
+    _, values, labels = crafted()
+    queries = np.random.default_rng(1).normal(0, 2, (25, values.shape[1]))
+    score = build_score(name, shrinkage=0.1)
+    score.fit(outputs(**{space: values, "targets": labels}))
+    means = np.stack([values[labels == c].mean(0) for c in range(4)])
+    centred = values - means[labels]
+    covariance = centred.T @ centred / (len(values) - 4)
+    covariance = 0.9 * covariance + 0.1 * np.trace(covariance) / 6 * np.eye(6)
+    precision = np.linalg.inv(covariance)
+    expected = [-min((q - m) @ precision @ (q - m) for m in means) for q in queries]
+    np.testing.assert_allclose(score(outputs(**{space: queries})).numpy(), expected, rtol=1e-4)
+    assert score.fitted and score.space == space
+
+
+def test_knn_matches_brute_force_and_keeps_rare_classes() -> None:
+    _, features, labels = crafted()
+    queries = np.random.default_rng(2).normal(0, 2, (30, features.shape[1]))
+    score = build_score("knn", k=3, bank_size=1000)  # the bank holds every training pixel
+    score.fit(outputs(features=features, targets=labels))
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    distances = np.sort(np.linalg.norm(q[:, None] - unit[None], axis=2), axis=1)
+    np.testing.assert_allclose(score(outputs(features=queries)).numpy(), -distances[:, 2], rtol=1e-4, atol=1e-6)
+    rare = np.concatenate([np.zeros(200, np.int64), np.ones(3, np.int64)])  # a class of 3 pixels among 203
+    small = build_score("knn", k=1, bank_size=20)
+    spread = np.random.default_rng(3).normal(0, 1, (203, 6))
+    spread[200:] = 7.0
+    small.fit(outputs(features=spread, targets=rare))
+    assert small.bank.shape == (20, 6)
+    assert torch.isclose(small.bank, torch.full((6,), 1 / np.sqrt(6))).all(1).sum() == 3  # every rare pixel kept
+
+
+def test_registry_errors_and_defaults() -> None:
+    assert set(DEFAULT_SCORES) == set(OOD_SCORES) and DEFAULT_SCORE in DEFAULT_SCORES
+    with pytest.raises(HsisegError, match="unknown OOD score 'entropy'; choose one of"):
+        build_score("entropy")
+    with pytest.raises(HsisegError, match="OOD score 'energy': temperature must be > 0"):
+        build_score("energy", temperature=0)
+    with pytest.raises(HsisegError, match="OOD score 'knn'.*unexpected keyword"):
+        build_score("knn", neighbours=3)
+    with pytest.raises(HsisegError, match="OOD score 'knn' needs the network's features; this network has none"):
+        build_score("knn")(outputs(np.zeros((2, 3))))
+
+
+def test_score_maps_take_the_networks_context() -> None:
+    """A guided spectral-spatial network averages score maps like its probabilities; others leave them as they
+    are; each map is the per-pixel score in place."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 5, 12, 14)
+    for context, smoothed in (("guided", True), ("none", False)):
+        model = build_model("spectral-spatial", 5, 3, width=8, context=context).eval()
+        with torch.no_grad():
+            logits, features = model.forward_features(image)
+        pixels = PixelOutputs(logits[0].flatten(1).T, features[0].flatten(1).T, image[0].flatten(1).T)
+        maps = score_maps(model, {"max_logit": build_score("max_logit")}, pixels, features[0], (12, 14))
+        per_pixel = logits[0].max(0).values
+        expected = smooth_maps(model, per_pixel[None, None], features)[0, 0] if smoothed else per_pixel
+        torch.testing.assert_close(maps["max_logit"], expected)
+        assert smoothed != torch.allclose(maps["max_logit"], per_pixel)
+
+
+def test_fit_scores_leaves_out_what_the_network_cannot_give() -> None:
+    logits, _, labels = crafted()
+    scores = fit_scores(list(DEFAULT_SCORES), outputs(logits, inputs=logits, targets=labels), num_leaves=4)
+    assert set(scores) == {"max_softmax", "max_logit", "energy", "spectral_mahalanobis"}  # no features
+
+
+def test_calibration_uses_held_out_pixels_only() -> None:
+    """Training pixels are confident, held-out ones less so: the threshold follows the held-out ones."""
+    rng = np.random.default_rng(3)
+    training = rng.normal(9, 1, 400)
+    held_out = rng.normal(2, 1, 200)
+    reference = rng.normal(4, 3, 1000)
+    scores = {"max_logit": build_score("max_logit")}
+    calibration = calibrate(scores, {"max_logit": held_out}, {"max_logit": reference}, keep=0.9)["max_logit"]
+    assert calibration.threshold == pytest.approx(np.quantile(held_out, 0.1))
+    assert calibration.threshold < np.quantile(training, 0.1) - 5  # training pixels would have set another one
+    assert calibration.held_out_pixels == 200 and calibration.method == "held-out" and calibration.keep == 0.9
+    assert calibration.reference_share == pytest.approx((reference < calibration.threshold).mean())
+    assert calibrate(scores, {"max_logit": np.zeros(0)}, {"max_logit": reference}, 0.9) == {}
+
+
+def test_transfer_flags_the_same_share_of_the_reference_sample() -> None:
+    rng = np.random.default_rng(4)
+    reference = rng.normal(0, 1, 2000)
+    validated = calibrate({"energy": build_score("energy")}, {"energy": rng.normal(1, 1, 300)},
+                          {"energy": reference}, 0.95)  # fmt: skip
+    refit_reference = reference * 3 + 10  # a refit network's own scale
+    final = transfer(validated, {"energy": refit_reference})["energy"]
+    assert final.method == "transferred" and final.keep == 0.95
+    assert (refit_reference < final.threshold).mean() == pytest.approx(validated["energy"].reference_share, abs=1e-3)
+    assert final.threshold == pytest.approx(validated["energy"].threshold * 3 + 10, abs=0.05)
+
+
+def test_reference_sample_is_fixed_per_image() -> None:
+    target = torch.zeros(100, 120)
+    first, again = reference_sample("a", target), reference_sample("a", target)
+    np.testing.assert_array_equal(first, again)
+    assert first.sum() == 4096 and not np.array_equal(first, reference_sample("b", target))
+    assert reference_sample("c", torch.zeros(10, 10)).all()  # small images: every pixel
