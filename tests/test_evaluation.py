@@ -180,3 +180,20 @@ def test_evaluate_reports_unknown_tissue_for_classes_never_trained_on(tmp_path: 
         f"{used}: AUROC {pairs:.3f}" in result.output
         and "## Unknown tissue" in (tmp_path / "report" / "report.md").read_text()
     )
+
+
+def test_quick_ood_benchmark_end_to_end() -> None:
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import ood
+
+    result = ood.main(["--quick"])
+    runs = result["runs"]
+    assert {r["kind"] for r in runs} == {"leaf", "family"}
+    methods = {r["method"] for r in runs}
+    assert set(ood.BASELINES) <= methods and {"mahalanobis", "knn", "energy"} <= methods
+    for run in runs:
+        assert 0 <= run["auroc"] <= 1 and 0 <= run["fpr_at_95_tpr"] <= 1
+        if run["method"] not in ood.BASELINES:
+            assert 0 <= run["known_flagged"] <= 1 and 0 <= run["unknown_caught"] <= 1
+    assert "| mahalanobis |" in result["report"]
