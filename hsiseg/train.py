@@ -8,15 +8,18 @@ checkpointing every ``validate_every`` steps (a *round*), and writes into ``run_
 - ``metrics.csv`` (one row per round) and ``curves.png``;
 - ``validation_strokes.json`` and ``validation_strokes/<sample>.png`` when the training and validation splits
   share images: the scribble strokes held out for validation (:mod:`hsiseg.strokes`);
-- ``checkpoints/best.{json,safetensors}`` (best validation mean Dice, held-out pixels only) and
+- ``checkpoints/best.{json,safetensors}`` (best validation mean Dice, held-out pixels only; after the last
+  round its unknown-tissue scores are fitted on the training pixels and calibrated on the held-out ones,
+  :func:`calibrate_best`, :mod:`hsiseg.ood.calibration`) and
   ``checkpoints/last.*`` with the training state for ``resume=True`` (optimizer, scheduler, round, RNG), see
   :mod:`hsiseg.checkpoint`;
 - ``checkpoints/final.*`` (``refit``, when there were validation pixels): a fresh network trained on *all*
   scribbles of the training and validation images for the best validated number of steps (annotations are
   scarce: at 3% scribbles on Indian Pines, training without the held-out strokes costs ~0.1 leaf Dice; on
   the demo, the third surgery's scribbles raise dense leaf accuracy from 0.970 to 0.985). Its card carries
-  the held-out validation metrics and unknown-tissue threshold. :func:`final_checkpoint` names the
-  checkpoint to predict with.
+  the held-out validation metrics; its unknown-tissue scores are refitted on all scribbles and their
+  thresholds transferred from the validated network (:func:`hsiseg.ood.calibration.transfer`).
+  :func:`final_checkpoint` names the checkpoint to predict with.
 
 What a step sees: networks that see one pixel at a time while training (``pixel``, ``spectral-spatial``,
 see :func:`hsiseg.models.pixelwise_training`) get ``pixels_per_step`` annotated pixels
@@ -289,10 +292,9 @@ def train(
             if improved:
                 best = {"dice": metrics["mean_dice"], "step": done}
             card = card_base.model_copy(update={"round": round_index, "step": done, "metrics": metrics})
+            checkpoints.mkdir(parents=True, exist_ok=True)
             if improved or not (checkpoints / "best.json").is_file():
-                best_card, scores = _with_ood(card, model, data, config, device, step.autocast_dtype)
-                checkpoints.mkdir(parents=True, exist_ok=True)
-                save_model(checkpoints / "best", model, best_card, scores)
+                save_model(checkpoints / "best", model, card)  # its OOD calibration follows after the last round
             save_model(checkpoints / "last", model, card)
             save_training_state(checkpoints / "last", step.optimizer, step.scheduler,
                                 {"round": round_index, "best": best})  # fmt: skip
@@ -300,6 +302,8 @@ def train(
             reporter.round_end(row)
         if world.world_size > 1:
             dist.barrier()
+    if world.main:
+        calibrate_best(checkpoints, data, config, device)
     if world.world_size > 1:  # every rank refits for the budget rank 0 validated
         shared = [best]
         dist.broadcast_object_list(shared, src=0)
@@ -435,6 +439,14 @@ def _card_base(config, spec_path, tree, preprocessing, model: nn.Module, train_i
     targets = [train_images.sample(i).target for i in range(len(train_images.sample_ids))]
     return ModelCard.create(tree, model=network, preprocessing=preprocessing, training={**asdict(config),
                             "spec": str(spec_path)}, trained_classes=_trained_classes(targets, tree))  # fmt: skip
+
+
+def calibrate_best(checkpoints: Path, data: TrainingData, config: TrainConfig, device: torch.device) -> None:
+    """Fit the unknown-tissue scores of the best checkpoint on its training pixels, calibrate them on the
+    held-out validation pixels and rewrite ``best.*`` with them (once, after the last round)."""
+    model, card = load_model(checkpoints / "best", device)
+    card, scores = _with_ood(card, model, data, config, device, _autocast_dtype(device, config.amp))
+    save_model(checkpoints / "best", model, card, scores)
 
 
 def _with_ood(
