@@ -39,8 +39,7 @@ def make_inputs(folder: Path, cubes: int, height: int, width: int) -> tuple[Path
     wavelengths = np.linspace(500, 1000, 100)
     torch.manual_seed(0)
     model = build_model("unet", 100, tree.num_leaves, width=32, depth=4)
-    calibration = OodCalibration(threshold=0.1, keep=0.95, method="held-out", held_out_pixels=1, training_keep=1,
-                                 training_offset=0)  # fmt: skip
+    calibration = OodCalibration(threshold=0.1, keep=0.95, method="held-out", held_out_pixels=1, reference_share=0.05)
     card = ModelCard.create(
         tree,
         model=NetworkConfig(name="unet", in_channels=100, classes=tree.num_leaves, options={"width": 32, "depth": 4}),

@@ -38,8 +38,9 @@ def network_outputs(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
     return model(images), None
 
 
-def pixel_outputs(logits: torch.Tensor, features: torch.Tensor | None, inputs: torch.Tensor) -> PixelOutputs:
-    """Pixel-major outputs of one image: (C, H, W) logits, (F, H, W) features, (B, H, W) inputs."""
+def pixel_outputs(logits: torch.Tensor, features: torch.Tensor | None, inputs: torch.Tensor | None) -> PixelOutputs:
+    """Pixel-major outputs of one image: (C, H, W) logits, (F, H, W) features, (B, H, W) inputs (each may be
+    None where no score needs it)."""
 
     def flat(values: torch.Tensor | None) -> torch.Tensor | None:
         return None if values is None else values.reshape(values.shape[0], -1).T.float()
@@ -105,8 +106,10 @@ def map_values(
     """Every score's map values at the pixels ``pick(sample_id, target)`` chooses ((H, W) bool) of every image
     of full-image ``datasets`` (each sample once)."""  # fmt: skip
     values: dict[str, list[np.ndarray]] = {name: [] for name in scores}
+    needs_inputs = any(score.space == "inputs" for score in scores.values())
     for sample_id, target, logits, features, inputs in _images(model, datasets, device, autocast_dtype):
-        maps = score_maps(model, scores, pixel_outputs(logits, features, inputs), features, target.shape)
+        outputs = pixel_outputs(logits, features, inputs if needs_inputs else None)
+        maps = score_maps(model, scores, outputs, features, target.shape)
         chosen = pick(sample_id, target)
         for name, score_map in maps.items():
             values[name].append(score_map.numpy()[chosen].astype(np.float64))

@@ -33,7 +33,7 @@ from hsiseg.checkpoint import load_model, load_ood_scores
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, invalid_pixels
 from hsiseg.labels import INVALID, UNKNOWN
-from hsiseg.models import AnySize
+from hsiseg.models import AnySize, unwrap
 from hsiseg.ood import OodScore, build_score
 from hsiseg.ood.calibration import network_outputs, pixel_outputs, score_maps
 from hsiseg.tree import LabelTree
@@ -86,8 +86,11 @@ class Predictor:
         self.scores = dict(scores or {})
         self.ood_score, self.ood_threshold = self._choose_score(ood_score, ood_threshold)
         self.computed = list(self.scores) if all_scores else [self.ood_score] if self.ood_score else []
+        spaces = {self.scores[name].space for name in self.computed}
+        guided = bool(self.computed) and hasattr(unwrap(self.model), "smooth_maps")  # maps take the context
         has_features = isinstance(self.model, AnySize) and self.model.has_features
-        self.needs_features = bool(self.computed) and has_features  # feature scores and the context's guide
+        self.needs_features = has_features and ("features" in spaces or guided)
+        self.needs_inputs = "inputs" in spaces
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
@@ -130,8 +133,8 @@ class Predictor:
                     f"{source}: its bands ({low:g}-{high:g} nm) cover only {overlap:.0%} of the model's wavelength "
                     f"grid ({min(grid):g}-{max(grid):g} nm); this model cannot read it"
                 )
-        data, _ = self.preprocessing.apply(np.nan_to_num(cube.data, nan=0.0, posinf=0.0, neginf=0.0),
-                                           cube.wavelengths)  # fmt: skip
+        raw = cube.data if np.isfinite(cube.data).all() else np.nan_to_num(cube.data, nan=0.0, posinf=0.0, neginf=0.0)
+        data, _ = self.preprocessing.apply(raw, cube.wavelengths)
         if data.shape[-1] != self.in_channels:
             source = cube.meta.get("source", "cube")
             raise HsisegError(
@@ -205,7 +208,7 @@ class Predictor:
         confidence, labels = probabilities.max(0)
         invalid = invalid_pixels(cube)
         computed = {name: self.scores[name] for name in self.computed}
-        pixels = pixel_outputs(logits, features, image)
+        pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
         maps = {k: v.numpy() for k, v in score_maps(self.model, computed, pixels, features, labels.shape).items()}
         if self.ood_score is None:
             score, unknown = confidence.numpy(), np.zeros(invalid.shape, dtype=bool)
