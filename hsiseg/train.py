@@ -303,7 +303,11 @@ def train(
         if world.world_size > 1:
             dist.barrier()
     if world.main:
-        calibrate_best(checkpoints, data, config, device)
+        calibrated = calibrate_best(checkpoints, data, config, device).ood
+        if calibrated.scores:
+            pixels = next(iter(calibrated.scores.values())).held_out_pixels
+            reporter.message(f"unknown tissue: {len(calibrated.scores)} scores calibrated on {pixels} held-out "
+                             f"pixels (keep {config.ood_keep:.0%}); default {calibrated.default}")  # fmt: skip
     if world.world_size > 1:  # every rank refits for the budget rank 0 validated
         shared = [best]
         dist.broadcast_object_list(shared, src=0)
@@ -441,12 +445,13 @@ def _card_base(config, spec_path, tree, preprocessing, model: nn.Module, train_i
                             "spec": str(spec_path)}, trained_classes=_trained_classes(targets, tree))  # fmt: skip
 
 
-def calibrate_best(checkpoints: Path, data: TrainingData, config: TrainConfig, device: torch.device) -> None:
+def calibrate_best(checkpoints: Path, data: TrainingData, config: TrainConfig, device: torch.device) -> ModelCard:
     """Fit the unknown-tissue scores of the best checkpoint on its training pixels, calibrate them on the
-    held-out validation pixels and rewrite ``best.*`` with them (once, after the last round)."""
+    held-out validation pixels and rewrite ``best.*`` with them (once, after the last round); its new card."""
     model, card = load_model(checkpoints / "best", device)
     card, scores = _with_ood(card, model, data, config, device, _autocast_dtype(device, config.amp))
     save_model(checkpoints / "best", model, card, scores)
+    return card
 
 
 def _with_ood(
