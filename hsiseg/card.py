@@ -49,7 +49,7 @@ def tree_hash(tree: dict[str, Any]) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")  # NaN metrics stay NaN
 
 
 class NetworkConfig(_Strict):
@@ -161,8 +161,14 @@ class ModelCard(_Strict):
 
 
 def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
-    """hsiseg 0.1 cards: the tree hash and trained classes were not recorded, one max-softmax threshold."""
+    """hsiseg 0.1 cards: the tree hash and trained classes were not recorded; one threshold of one logit score
+    (kept as that score's calibration)."""
+    old = data.get("ood") if isinstance(data.get("ood"), dict) else {}
     data = {k: v for k, v in data.items() if k not in ("ood", "format")}
+    if old.get("score") and old.get("threshold") is not None and old.get("calibration_pixels", 0) >= 1:
+        calibration = {"threshold": old["threshold"], "keep": old.get("kept_fraction", 0.95), "method": "held-out",
+                       "held_out_pixels": old["calibration_pixels"], "reference_share": 0.0}  # fmt: skip
+        data["ood"] = {"default": old["score"], "scores": {old["score"]: calibration}}
     if isinstance(data.get("label_tree"), dict):
         data["tree_hash"] = tree_hash(data["label_tree"])
         with contextlib.suppress(HsisegError):  # a malformed tree is reported by the validation

@@ -131,3 +131,42 @@ def test_ood_tensors_missing_from_the_weights(checkpoint, tmp_path: Path) -> Non
     model, card = load_model(tmp_path / "model.json")  # the network itself is fine
     with pytest.raises(HsisegError, match="OOD score 'mahalanobis' is calibrated in the card but its fitted"):
         load_ood_scores(tmp_path / "model.json", card)
+
+
+def test_format_1_cards_keep_their_threshold(checkpoint) -> None:
+    """hsiseg 0.1 cards had no tree hash or trained classes, and one max-softmax threshold."""
+    path, _ = checkpoint
+    card = json.loads(path.read_text())
+    for field in ("tree_hash", "trained_classes"):
+        del card[field]
+    card.update(format=1, ood={"score": "max_softmax", "threshold": 0.42, "kept_fraction": 0.95,
+                               "calibration_pixels": 120})  # fmt: skip
+    parsed = ModelCard.parse(card, "old.json")
+    assert parsed.ood.default == "max_softmax" and parsed.ood.scores["max_softmax"].threshold == 0.42
+    assert parsed.trained_classes == list(parsed.tree.leaves) and parsed.tree_hash == tree_hash(card["label_tree"])
+
+
+def test_a_run_without_validation_pixels_keeps_nan_metrics(tmp_path: Path) -> None:
+    """No validation pixel: metrics are NaN, the cards still load, nothing is calibrated, prediction runs."""
+    import imageio.v3 as imageio
+    import numpy as np
+    import yaml
+
+    from hsiseg.io import read_cube
+    from hsiseg.predict import Predictor
+
+    spec_path = generate_demo_data(tmp_path / "demo", surgeries=3, frames=1, shape=(24, 32), seed=3)
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["root"], spec["label_tree"] = str(spec_path.parent), str(spec_path.parent / "label_tree.yaml")
+    ids = [sample["id"] for sample in spec["samples"]]
+    spec["splits"] = {"train": [ids[0]], "val": [ids[1]]}
+    imageio.imwrite(tmp_path / "empty.png", np.zeros((24, 32), dtype=np.uint8))
+    spec["samples"][1]["annotations"] = [str(tmp_path / "empty.png")]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    settings = TrainConfig(steps=4, validate_every=2, model="pixel", model_options={"width": 8}, pixels_per_step=32)
+    train(tmp_path / "spec.yaml", tmp_path / "run", settings)
+    best = read_card(tmp_path / "run" / "checkpoints" / "best.json")
+    assert np.isnan(best.metrics["mean_dice"]) and not best.ood.scores and best.ood.default is None
+    cube = read_cube(spec_path.parent / spec["samples"][2]["cube"])
+    prediction = Predictor.from_checkpoint(final_checkpoint(tmp_path / "run")).predict(cube)
+    assert not prediction.unknown.any()

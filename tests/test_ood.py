@@ -144,3 +144,47 @@ def test_reference_sample_is_fixed_per_image() -> None:
     np.testing.assert_array_equal(first, again)
     assert first.sum() == 4096 and not np.array_equal(first, reference_sample("b", target))
     assert reference_sample("c", torch.zeros(10, 10)).all()  # small images: every pixel
+
+
+def test_invalid_pixels_do_not_leak_into_their_neighbours_scores() -> None:
+    """With a guided context, a block of invalid pixels with extreme scores must not move any valid pixel's
+    smoothed score outside the range of the valid pixels' own scores."""
+    torch.manual_seed(1)
+    model = build_model("spectral-spatial", 5, 3, width=8, context="guided").eval()
+    image = torch.rand(1, 5, 20, 24)
+    with torch.no_grad():
+        logits, features = model.forward_features(image)
+    pixels = PixelOutputs(logits[0].flatten(1).T, features[0].flatten(1).T, image[0].flatten(1).T)
+    invalid = torch.zeros(20, 24, dtype=torch.bool)
+    invalid[5:12, 6:14] = True
+    pixels.logits[invalid.flatten()] = -1e4  # what a zeroed spectrum could score: far below everything else
+    raw = pixels.logits.max(1).values.reshape(20, 24)
+    maps = score_maps(model, {"max_logit": build_score("max_logit")}, pixels, features[0], (20, 24), invalid)
+    valid_raw = raw[~invalid]
+    smoothed = maps["max_logit"][~invalid]
+    assert smoothed.min() >= valid_raw.min() - 1e-4 and smoothed.max() <= valid_raw.max() + 1e-4
+    leaky = score_maps(model, {"max_logit": build_score("max_logit")}, pixels, features[0], (20, 24))
+    assert leaky["max_logit"][~invalid].min() < valid_raw.min() - 1  # without the mask it would leak
+
+
+def test_mahalanobis_with_one_pixel_per_class_or_constant_features() -> None:
+    torch.manual_seed(2)
+    for features in (torch.randn(3, 8), torch.ones(3, 8)):
+        training = PixelOutputs(torch.randn(3, 3), features, None, torch.tensor([0, 1, 2]))
+        score = fit_scores(["mahalanobis"], training, 3)["mahalanobis"]
+        assert torch.isfinite(score(PixelOutputs(torch.randn(5, 3), torch.randn(5, 8), None))).all()
+
+
+def test_mahalanobis_keeps_precision_far_from_the_origin() -> None:
+    """Inputs far from 0 (uncentred spectra): distances by differences, not by |a|^2 - 2ab + |b|^2."""
+    rng = np.random.default_rng(5)
+    values = rng.normal(0, 1, (400, 20)) + 3000.0
+    labels = np.repeat(np.arange(4), 100)
+    score = build_score("spectral_mahalanobis", shrinkage=0.0)
+    score.fit(outputs(inputs=values, targets=labels))
+    queries = values[:50] + rng.normal(0, 0.1, (50, 20))
+    means = np.stack([values[labels == c].mean(0) for c in range(4)])
+    centred = values - means[labels]
+    precision = np.linalg.inv(centred.T @ centred / 396)
+    expected = [-min((q - m) @ precision @ (q - m) for m in means) for q in queries]
+    np.testing.assert_allclose(score(outputs(inputs=queries)).numpy(), expected, rtol=2e-3, atol=0.05)

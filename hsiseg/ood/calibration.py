@@ -50,15 +50,26 @@ def pixel_outputs(logits: torch.Tensor, features: torch.Tensor | None, inputs: t
 
 @torch.no_grad()
 def score_maps(
-    model: nn.Module, scores: dict[str, OodScore], outputs: PixelOutputs, features: torch.Tensor | None, shape
+    model: nn.Module,
+    scores: dict[str, OodScore],
+    outputs: PixelOutputs,
+    features: torch.Tensor | None,
+    shape: tuple[int, int],
+    invalid: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """(H, W) map of every score of one image's pixel ``outputs``, with the network's spatial context
-    (:func:`hsiseg.models.smooth_maps`, guided by the image's (F, H, W) ``features``)."""
+    (:func:`hsiseg.models.smooth_maps`, guided by the image's (F, H, W) ``features``). Pixels marked in
+    ``invalid`` (H, W) take no part in their neighbours' averages (a normalised, masked average)."""
     if not scores:
         return {}
     maps = torch.stack([score(outputs).reshape(shape) for score in scores.values()])[None]
-    maps = smooth_maps(model, maps, None if features is None else features[None].float())[0]
-    return dict(zip(scores, maps, strict=True))
+    guide = None if features is None else features[None].float()
+    if invalid is None or not invalid.any():
+        return dict(zip(scores, smooth_maps(model, maps, guide)[0], strict=True))
+    valid = (~invalid).float()[None, None]
+    weights = smooth_maps(model, valid, guide)
+    smoothed = smooth_maps(model, maps * valid, guide) / weights.clamp_min(1e-12)
+    return dict(zip(scores, torch.where(weights > 1e-6, smoothed, maps)[0], strict=True))
 
 
 def _images(model: nn.Module, datasets: Iterable, device: torch.device, autocast_dtype=None):

@@ -12,11 +12,13 @@ from hsiseg.ood import OodScore, PixelOutputs, register
 CHUNK = 4096  # pixels per distance block: bounds memory at CHUNK x (classes or bank) floats
 
 
-def _kth_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1) -> torch.Tensor:
-    """(P,) Euclidean distance of each of ``points`` (P, D) to its k-th nearest row of ``references`` (R, D)."""
+def _kth_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1, exact: bool = False) -> torch.Tensor:
+    """(P,) Euclidean distance of each of ``points`` (P, D) to its k-th nearest row of ``references`` (R, D).
+    ``exact``: difference-based distances (no |a|^2 - 2ab + |b|^2 cancellation; for few references)."""
+    mode = "donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist_if_necessary"
     out = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
     for start in range(0, points.shape[0], CHUNK):
-        block = torch.cdist(points[start : start + CHUNK], references)
+        block = torch.cdist(points[start : start + CHUNK], references, compute_mode=mode)
         out[start : start + CHUNK] = block.topk(k, 1, largest=False).values[:, -1]
     return out
 
@@ -48,7 +50,9 @@ class Mahalanobis(OodScore):
         centred = values - means[torch.searchsorted(classes, labels)]
         covariance = centred.T @ centred / max(1, values.shape[0] - len(classes))
         dims = covariance.shape[0]
-        covariance = (1 - self.shrinkage) * covariance + self.shrinkage * covariance.trace() / dims * torch.eye(dims)
+        scale = covariance.trace() / dims
+        covariance = (1 - self.shrinkage) * covariance + self.shrinkage * scale * torch.eye(dims)
+        covariance += (1e-6 * scale + 1e-12) * torch.eye(dims)  # invertible even for one pixel per class
         precision = torch.linalg.inv(covariance)
         self.means = means.float()
         self.whitening = torch.linalg.cholesky((precision + precision.T) / 2).float()
@@ -56,7 +60,8 @@ class Mahalanobis(OodScore):
     def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
         values = outputs.space(self.space, self.name)
         whitening = self.whitening.to(values.device)
-        return -_kth_distance(values @ whitening, self.means.to(values.device) @ whitening).square()
+        means = self.means.to(values.device)
+        return -_kth_distance(values @ whitening, means @ whitening, exact=True).square()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"means": self.means, "whitening": self.whitening}

@@ -209,7 +209,8 @@ class Predictor:
         invalid = invalid_pixels(cube)
         computed = {name: self.scores[name] for name in self.computed}
         pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
-        maps = {k: v.numpy() for k, v in score_maps(self.model, computed, pixels, features, labels.shape).items()}
+        maps = score_maps(self.model, computed, pixels, features, labels.shape, torch.from_numpy(invalid))
+        maps = {name: values.numpy() for name, values in maps.items()}
         if self.ood_score is None:
             score, unknown = confidence.numpy(), np.zeros(invalid.shape, dtype=bool)
         else:
