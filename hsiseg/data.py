@@ -172,6 +172,13 @@ class SpecDataset(Dataset):
         if target is None:
             target = self.spec.read_annotation(sample_id, cube.shape[:2])
         truth = self.spec.read_truth(sample_id, cube.shape[:2])
+        for kind, label_map in (("annotation", target), ("truth", truth)):
+            if label_map is not None and label_map.shape != cube.shape[:2]:
+                raise HsisegError(
+                    f"{self.spec.path}: sample {sample_id!r}: its {kind} is {label_map.shape[0]} x "
+                    f"{label_map.shape[1]} but its cube is {cube.shape[0]} x {cube.shape[1]}; fix the {kind} file "
+                    "(hsiseg check lists every problem)"
+                )
         return LoadedSample(sample_id, cube.data, target, truth)
 
     def _cached_cube(self, sample_id: str) -> Cube:

@@ -315,3 +315,28 @@ def test_cli_resume_keeps_the_runs_budget_unless_told(spec_path: Path, tmp_path:
     longer = CliRunner().invoke(app, [*base, "--resume", "--steps", "6"])
     assert longer.exit_code == 0, longer.output
     assert [json.loads(line) for line in longer.output.splitlines() if '"round"' in line][-1]["step"] == 6
+
+
+@pytest.mark.parametrize("shape", [(50, 60), (40, 32)], ids=["other size", "transposed"])
+def test_train_refuses_annotations_that_do_not_fit_the_cube(spec_path: Path, tmp_path: Path, shape) -> None:
+    """A 50 x 60 annotation on a 32 x 40 cube, or a transposed one: one clear error before the first step."""
+    import imageio.v3 as imageio
+    import numpy as np
+
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["root"] = str(spec_path.parent)
+    spec["label_tree"] = str(spec_path.parent / "label_tree.yaml")
+    wrong = tmp_path / "wrong.png"
+    imageio.imwrite(wrong, np.ones(shape, dtype=np.uint8))
+    spec["samples"][0]["annotations"] = [str(wrong)]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    sample = spec["samples"][0]["id"]
+    steps = Interrupt()
+    with pytest.raises(
+        HsisegError, match=rf"sample '{sample}': its annotation is {shape[0]} x {shape[1]} but its cube"
+    ):
+        train(path, tmp_path / "run", config(), reporter=steps)
+    assert steps.steps == []
+    result = CliRunner().invoke(app, ["train", str(path), "-o", str(tmp_path / "cli"), "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "its cube is 32 x 40" in result.output
