@@ -588,6 +588,9 @@ def _resolve_config(run_dir: Path, config: TrainConfig | None, resume: bool) -> 
     saved = run_dir / "args.json"
     if not saved.is_file():
         raise HsisegError(f"{run_dir}: nothing to resume (no args.json)")
+    if not (run_dir / "checkpoints" / "last.state.json").is_file():
+        raise HsisegError(f"{run_dir}: the run stopped before its first checkpoint; there is nothing to resume, "
+                          "start it again (without resume) into this folder")  # fmt: skip
     try:
         stored = TrainConfig(**json.loads(saved.read_text())["config"])
     except TypeError as error:

@@ -340,3 +340,16 @@ def test_train_refuses_annotations_that_do_not_fit_the_cube(spec_path: Path, tmp
     assert steps.steps == []
     result = CliRunner().invoke(app, ["train", str(path), "-o", str(tmp_path / "cli"), "--quiet"])
     assert result.exit_code == 2 and "Traceback" not in result.output and "its cube is 32 x 40" in result.output
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint(spec_path: Path, tmp_path: Path) -> None:
+    class KillFirstStep(Interrupt):
+        def step(self, step, *args):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(spec_path, tmp_path / "run", config(), reporter=KillFirstStep())
+    with pytest.raises(HsisegError, match="stopped before its first checkpoint; .* start it again"):
+        train(spec_path, tmp_path / "run", resume=True)
+    train(spec_path, tmp_path / "run", config(steps=4, validate_every=4))  # starting again works
+    assert read_card(tmp_path / "run" / "checkpoints" / "last.json").step == 4
