@@ -81,7 +81,7 @@ def main() -> None:
         model_path, frames = make_inputs(folder, args.cubes, args.height, args.width)
         model, card = load_model(model_path)
         predictor = Predictor(model, card)
-        images = [predictor.prepare(read_cube(frame)) for frame in frames[:4]]  # 4 inputs, cycled
+        images = [predictor.prepare(read_cube(frame)).image for frame in frames[:4]]  # 4 inputs, cycled
 
         def pure_network_time() -> float:
             start = time.perf_counter()

@@ -58,3 +58,19 @@ def peak_in_child(script: str, *arguments: str) -> int:
     command = [sys.executable, script, "--child", *arguments]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return int(done.stdout.split()[-1])
+
+
+def finish(runs: list[dict], report: str, started: float, what: str, output: Path | None) -> dict:
+    """Print an experiment's report and how long its ``what`` (e.g. "108 runs") took; write every run's numbers
+    to ``output`` as JSON when given. Returns ``{"runs", "report", "minutes"}``."""
+    import json
+
+    import torch
+
+    minutes = (time.perf_counter() - started) / 60
+    print(report)
+    print(f"\n{what} in {minutes:.1f} min ({torch.get_num_threads()} threads)")
+    result = {"runs": runs, "report": report, "minutes": minutes}
+    if output:
+        output.write_text(json.dumps(result, indent=2))
+    return result

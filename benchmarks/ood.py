@@ -24,7 +24,6 @@ nearest scribbled spectrum (1-NN).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from hsiseg.spec import DataSpec
 from hsiseg.train import TrainConfig, final_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import finish  # noqa: E402
 from quality import DataSet, demo, features, indian_pines  # noqa: E402
 
 BASELINES = ("SVC max probability", "nearest scribbled spectrum")
@@ -210,15 +210,9 @@ def main(argv: list[str] | None = None) -> dict:
     steps = 12 if args.quick else args.steps
     with tempfile.TemporaryDirectory() as folder:
         runs = run_all(args.quick, steps, Path(folder))
-    report = summarise(runs)
-    minutes = (time.perf_counter() - started) / 60
-    print(report)
-    print(f"\n{len({(r['data'], r['held_out']) for r in runs})} trainings in {minutes:.1f} min "
-          f"({torch.get_num_threads()} threads)")  # fmt: skip
-    result = {"runs": runs, "report": report, "minutes": minutes}
-    if args.output:
-        args.output.write_text(json.dumps(result, indent=2))
-    return result
+    return finish(
+        runs, summarise(runs), started, f"{len({(r['data'], r['held_out']) for r in runs})} trainings", args.output
+    )
 
 
 if __name__ == "__main__":

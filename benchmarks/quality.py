@@ -27,7 +27,6 @@ mistake severity (mean tree distance), wall time (training + prediction). Paired
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -47,6 +46,9 @@ from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.predict.inference import Predictor
 from hsiseg.spec import DataSpec
 from hsiseg.train import TrainConfig, final_checkpoint, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import finish  # noqa: E402
 
 BASELINE = "SVC (RBF, CV)"
 
@@ -230,14 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     seeds, fractions, steps = ([0], [0.03], 12) if args.quick else (list(range(args.seeds)), args.fractions, args.steps)
     with tempfile.TemporaryDirectory() as folder:
         runs = run_all(args.quick, seeds, fractions, steps, Path(folder))
-    report = summarise(runs)
-    minutes = (time.perf_counter() - started) / 60
-    print(report)
-    print(f"\n{len(runs)} runs in {minutes:.1f} min ({torch.get_num_threads()} threads)")
-    result = {"runs": runs, "report": report, "minutes": minutes}
-    if args.output:
-        args.output.write_text(json.dumps(result, indent=2))
-    return result
+    return finish(runs, summarise(runs), started, f"{len(runs)} runs", args.output)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import sys
@@ -101,11 +102,16 @@ def test_evaluate_cli_report(tmp_path: Path) -> None:
     assert wrong.exit_code == 2 and "no summary.json" in wrong.output
 
 
-def test_quick_experiment_end_to_end() -> None:
-    pytest.importorskip("tensorly")
+def benchmark(name: str, *needs: str):
+    """The benchmark script ``benchmarks/<name>.py`` as a module (skipped without the packages it needs)."""
+    for package in needs:
+        pytest.importorskip(package)
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import experiment_losses
+    return importlib.import_module(name)
 
+
+def test_quick_experiment_end_to_end() -> None:
+    experiment_losses = benchmark("experiment_losses", "tensorly")
     result = experiment_losses.main(["--quick"])
     runs = result["runs"]
     assert {r["loss"] for r in runs} == {"ce", "tree-ce"}
@@ -117,11 +123,7 @@ def test_quick_experiment_end_to_end() -> None:
 
 
 def test_quick_quality_benchmark_end_to_end() -> None:
-    pytest.importorskip("sklearn")
-    pytest.importorskip("tensorly")
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import quality
-
+    quality = benchmark("quality", "sklearn", "tensorly")
     result = quality.main(["--quick"])
     runs = result["runs"]
     assert {r["data"] for r in runs} == {"Indian Pines, 3% scribbles", "demo, held-out surgery (dense truth)"}
@@ -183,10 +185,7 @@ def test_evaluate_reports_unknown_tissue_for_classes_never_trained_on(tmp_path: 
 
 
 def test_quick_ood_benchmark_end_to_end() -> None:
-    pytest.importorskip("sklearn")
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import ood
-
+    ood = benchmark("ood", "sklearn")
     result = ood.main(["--quick"])
     runs = result["runs"]
     assert {r["kind"] for r in runs} == {"leaf", "family"}

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hsiseg.annotations.readers import load_image
 from hsiseg.errors import HsisegError
 from hsiseg.evaluation.scores import class_scores, level_confusion, mistake_severity, ood_scores, summary_scores
 from hsiseg.io.atomic import atomic_path
@@ -113,9 +114,7 @@ def _read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A saved 0/255 mask PNG as bool (all False when the frame has none: older outputs)."""
     if not path.is_file():
         return np.zeros(shape, dtype=bool)
-    import imageio.v3 as imageio
-
-    mask = imageio.imread(path) > 0
+    mask = load_image(path) > 0  # an unreadable file is one clear error
     if mask.shape != shape:
         raise HsisegError(f"{path}: shape {mask.shape} differs from the frame's labels {shape}")
     return mask

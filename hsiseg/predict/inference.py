@@ -40,6 +40,14 @@ from hsiseg.tree import LabelTree
 
 
 @dataclass
+class Prepared:
+    """A cube ready for the network."""
+
+    image: torch.Tensor  # (B', H, W) float32 network input (invalid pixels 0)
+    invalid: np.ndarray  # (H, W) bool: no usable spectrum (hsiseg.io.invalid_pixels)
+
+
+@dataclass
 class Prediction:
     """Per-pixel results for one cube (H, W)."""
 
@@ -121,8 +129,8 @@ class Predictor:
             )
         return name, calibration.threshold if threshold is None else threshold
 
-    def prepare(self, cube: Cube) -> torch.Tensor:
-        """(B', H, W) float32 network input from a cube, with the card's preprocessing (invalid pixels: 0)."""
+    def prepare(self, cube: Cube) -> Prepared:
+        """The network input of a cube, with the card's preprocessing, and its invalid pixels (input 0)."""
         grid = self.preprocessing.wavelengths
         if grid is not None:
             low, high = cube.wavelengths.min(), cube.wavelengths.max()
@@ -133,16 +141,17 @@ class Predictor:
                     f"{source}: its bands ({low:g}-{high:g} nm) cover only {overlap:.0%} of the model's wavelength "
                     f"grid ({min(grid):g}-{max(grid):g} nm); this model cannot read it"
                 )
-        raw = cube.data if np.isfinite(cube.data).all() else np.nan_to_num(cube.data, nan=0.0, posinf=0.0, neginf=0.0)
+        invalid = invalid_pixels(cube)
+        raw = np.where(invalid[..., None], np.float32(0), cube.data) if invalid.any() else cube.data
         data, _ = self.preprocessing.apply(raw, cube.wavelengths)
         if data.shape[-1] != self.in_channels:
             source = cube.meta.get("source", "cube")
             raise HsisegError(
                 f"{source}: {data.shape[-1]} bands after preprocessing, the model takes {self.in_channels}"
             )
-        data[invalid_pixels(cube)] = 0.0
+        data[invalid] = 0.0
         # (B, H, W) view of the (H, W, B) array: channels-last strides, which convolutions take without a copy
-        return torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1)
+        return Prepared(torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1), invalid)
 
     @torch.no_grad()
     def outputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -199,14 +208,14 @@ class Predictor:
         return mean_logits, torch.stack([plain_features, *features]).mean(0)
 
     @torch.no_grad()
-    def predict(self, cube: Cube, prepared: torch.Tensor | None = None) -> Prediction:
+    def predict(self, cube: Cube, prepared: Prepared | None = None) -> Prediction:
         """Leaf map, probabilities, OOD scores, unknown and invalid masks of one cube (``prepared``: its network
         input, when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
-        image = self.prepare(cube) if prepared is None else prepared
+        prepared = self.prepare(cube) if prepared is None else prepared
+        image, invalid = prepared.image, prepared.invalid
         logits, features = self.outputs(image)
         probabilities = torch.softmax(logits, 0)
         confidence, labels = probabilities.max(0)
-        invalid = invalid_pixels(cube)
         computed = {name: self.scores[name] for name in self.computed}
         pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
         maps = score_maps(self.model, computed, pixels, features, labels.shape, torch.from_numpy(invalid))
