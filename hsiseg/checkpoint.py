@@ -9,10 +9,17 @@ a mismatch is one clear error naming the file and the field, never a "size misma
 A training state (for ``--resume``) adds ``NAME.state.safetensors`` (optimizer tensors, torch RNG) and
 ``NAME.state.json`` (optimizer hyper-parameters, scheduler, round, numpy/python RNG). All files are written
 atomically, the card last, so an interrupted save leaves the previous checkpoint readable.
+
+A *resume point* (:func:`save_resume_point`) is a folder holding one round's weights, card and training state
+with a ``manifest.json`` (round; size and SHA-256 of every file), committed as one unit
+(:func:`hsiseg.io.atomic.atomic_folder`): a crash while saving leaves the previous round's complete set, and
+:func:`check_resume_point` refuses a set whose files do not match their manifest, so weights of one round
+are never resumed with another round's optimizer state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -26,11 +33,13 @@ from torch import nn
 
 from hsiseg.card import ModelCard
 from hsiseg.errors import HsisegError
-from hsiseg.io.atomic import atomic_path
+from hsiseg.io.atomic import atomic_folder, atomic_path, recover_folder
 from hsiseg.models import build_model, unwrap
 from hsiseg.ood import OodScore, build_score
 
 OOD_PREFIX = "ood."
+RESUME_STEM = "model"  # a resume point holds model.{safetensors,json}, model.state.{safetensors,json}
+MANIFEST = "manifest.json"
 
 
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -182,6 +191,49 @@ def load_training_state(path_stem: Path, optimizer: torch.optim.Optimizer, sched
     np.random.set_state((numpy_state[0], np.array(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))  # noqa: NPY002
     random.setstate(_python_rng_from_json(meta["rng"]["python"]))
     return {k: v for k, v in meta.items() if k not in ("optimizer", "scheduler", "rng")}
+
+
+def save_resume_point(
+    folder: Path, model: nn.Module, card: ModelCard, optimizer: torch.optim.Optimizer, scheduler: Any,
+    extra: dict[str, Any],
+) -> None:  # fmt: skip
+    """Write weights, card, training state and manifest into a new folder that replaces ``folder`` only once
+    all are complete (see module docstring)."""
+    with atomic_folder(folder) as temporary:
+        save_model(temporary / RESUME_STEM, model, card)
+        save_training_state(temporary / RESUME_STEM, optimizer, scheduler, extra)
+        files = {path.name: _digest(path) for path in sorted(temporary.iterdir())}
+        (temporary / MANIFEST).write_text(json.dumps({"round": card.round, "files": files}, indent=2))
+
+
+def check_resume_point(folder: Path) -> Path:
+    """The checkpoint stem (``FOLDER/model``) of a complete resume point whose files all match its manifest;
+    a missing manifest or any mismatch is an :class:`HsisegError` naming the file."""
+    recover_folder(folder)  # a crash between the two renames of the last save
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files, round_index = dict(manifest["files"]), int(manifest["round"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise HsisegError(f"{manifest_path}: missing or unreadable, so the checkpoint set cannot be trusted; "
+                          "start the run again without resume") from None  # fmt: skip
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file() or _digest(path) != expected:
+            raise HsisegError(
+                f"{path}: does not match the manifest of round {round_index} (missing, changed, or from another "
+                "round): the checkpoint set is inconsistent and resuming would mix rounds; restore the folder "
+                "from a copy, or start the run again without resume"
+            )
+    return folder / RESUME_STEM
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return {"bytes": path.stat().st_size, "sha256": hasher.hexdigest()}
 
 
 def _python_rng_to_json(state: tuple) -> list:

@@ -11,8 +11,8 @@ checkpointing every ``validate_every`` steps (a *round*), and writes into ``run_
 - ``checkpoints/best.{json,safetensors}`` (best validation mean Dice, held-out pixels only; after the last
   round its unknown-tissue scores are fitted on the training pixels and calibrated on the held-out ones,
   :func:`calibrate_best`, :mod:`hsiseg.ood.calibration`) and
-  ``checkpoints/last.*`` with the training state for ``resume=True`` (optimizer, scheduler, round, RNG), see
-  :mod:`hsiseg.checkpoint`;
+  ``checkpoints/last/`` (the last round's ``model.*`` with its training state for ``resume=True``:
+  optimizer, scheduler, round, RNG; saved as one unit with a manifest, see :mod:`hsiseg.checkpoint`);
 - ``checkpoints/final.*`` (``refit``, when there were validation pixels): a fresh network trained on *all*
   scribbles of the training and validation images for the best validated number of steps (annotations are
   scarce: at 3% scribbles on Indian Pines, training without the held-out strokes costs ~0.1 leaf Dice; on
@@ -57,7 +57,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.writers import write_label_image
 from hsiseg.card import ModelCard, NetworkConfig, OodSettings, Refit
-from hsiseg.checkpoint import load_model, load_training_state, read_card, save_model, save_training_state
+from hsiseg.checkpoint import (
+    check_resume_point,
+    load_model,
+    load_training_state,
+    read_card,
+    save_model,
+    save_resume_point,
+)
 from hsiseg.data import Augmentation, SpecDataset
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path
@@ -239,7 +246,7 @@ def train(
     """Train (or resume) a run; returns the trained network (unwrapped from DDP)."""
     run_dir = Path(run_dir)
     reporter = reporter or SilentReporter()
-    config = _resolve_config(run_dir, config, resume)
+    config, resume_from = _resolve_config(run_dir, config, resume)
     config.check()
     device = resolve_device(config.device)
     world = setup_distributed(device.type)
@@ -252,7 +259,7 @@ def train(
     tree = spec.tree
     preprocessing = _network_preprocessing(spec, config.fold)
     data = build_training_data(spec, config, preprocessing, world.world_size)
-    model = _build_network(config, data.train_set.num_bands, tree.num_leaves, run_dir if resume else None)
+    model = _build_network(config, data.train_set.num_bands, tree.num_leaves, resume_from)
     if pixelwise_training(model):
         data.steps = pixel_steps(data.train_set, config, world.world_size)
         if not resume:
@@ -266,10 +273,10 @@ def train(
     checkpoints = run_dir / "checkpoints"
     first_round, best, history = 0, {"dice": -1.0, "step": config.steps}, []
     step = TrainingStep.create(model, data, config, device, world)
-    if resume:
+    if resume_from is not None:
         for stale in checkpoints.glob("final.*"):  # a refit of the shorter run; the new one replaces it
             stale.unlink()
-        state = load_training_state(checkpoints / "last", step.optimizer, step.scheduler)
+        state = load_training_state(resume_from, step.optimizer, step.scheduler)
         first_round, best = state["round"] + 1, state["best"]
         history = _read_history(run_dir / "metrics.csv")[:first_round]
     elif world.main:
@@ -295,9 +302,8 @@ def train(
             checkpoints.mkdir(parents=True, exist_ok=True)
             if improved or not (checkpoints / "best.json").is_file():
                 save_model(checkpoints / "best", model, card)  # its OOD calibration follows after the last round
-            save_model(checkpoints / "last", model, card)
-            save_training_state(checkpoints / "last", step.optimizer, step.scheduler,
-                                {"round": round_index, "best": best})  # fmt: skip
+            save_resume_point(checkpoints / "last", model, card, step.optimizer, step.scheduler,
+                              {"round": round_index, "best": best})  # fmt: skip
             _write_history(run_dir, history)
             reporter.round_end(row)
         if world.world_size > 1:
@@ -377,10 +383,10 @@ def _network_preprocessing(spec: DataSpec, fold: int) -> Preprocessing:
 
 
 def _build_network(config: TrainConfig, bands: int, classes: int, resume_from: Path | None) -> nn.Module:
-    """A new network, or the last checkpoint's when resuming (its band count must match the data)."""
+    """A new network, or the resume point's (checkpoint stem ``resume_from``; its band count must match)."""
     if resume_from is None:
         return build_model(config.model, bands, classes, **config.model_options)
-    last = resume_from / "checkpoints" / "last.json"
+    last = resume_from.with_suffix(".json")
     card = read_card(last)
     if card.model.in_channels != bands:
         raise HsisegError(f"{last}: the network takes {card.model.in_channels} bands, the data has {bands}")
@@ -580,24 +586,30 @@ def _autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _resolve_config(run_dir: Path, config: TrainConfig | None, resume: bool) -> TrainConfig:
+def _resolve_config(run_dir: Path, config: TrainConfig | None, resume: bool) -> tuple[TrainConfig, Path | None]:
+    """The run's configuration and, when resuming, the checked resume point's checkpoint stem."""
+    last = run_dir / "checkpoints" / "last"
     if not resume:
-        if (run_dir / "checkpoints" / "last.json").exists():
+        if last.exists() or (run_dir / "checkpoints" / "last.json").exists():
             raise HsisegError(f"{run_dir} holds a training run; resume it or choose another folder")
-        return config or TrainConfig()
+        return config or TrainConfig(), None
     saved = run_dir / "args.json"
     if not saved.is_file():
         raise HsisegError(f"{run_dir}: nothing to resume (no args.json)")
-    if not (run_dir / "checkpoints" / "last.state.json").is_file():
+    if (run_dir / "checkpoints" / "last.json").exists() and not last.exists():
+        raise HsisegError(f"{run_dir}: written by hsiseg 0.1, whose checkpoints this version cannot resume; "
+                          "start a new run (its best/final checkpoints still predict)")  # fmt: skip
+    if not last.exists() and not last.with_name(".last.old").exists():
         raise HsisegError(f"{run_dir}: the run stopped before its first checkpoint; there is nothing to resume, "
                           "start it again (without resume) into this folder")  # fmt: skip
+    resume_from = check_resume_point(last)
     try:
         stored = TrainConfig(**json.loads(saved.read_text())["config"])
     except TypeError as error:
         raise HsisegError(f"{saved}: written by another hsiseg version ({error}); start a new run") from None
     if config is not None and config.steps != stored.steps:
         stored.steps = config.steps  # continuing for longer is allowed; everything else stays as it was
-    return stored
+    return stored, resume_from
 
 
 def _prepare_run_dir(run_dir: Path, spec_path: Path, config: TrainConfig) -> None:

@@ -76,7 +76,7 @@ def test_training_learns_and_checkpoints_reload_identically(spec_path: Path, tmp
     best = read_card(run / "checkpoints" / "best.json")
     assert card.refit.steps == best.step and set(card.ood.scores) == set(best.ood.scores) == set(DEFAULT_SCORES)
     assert {c.method for c in card.ood.scores.values()} == {"transferred"} and card.ood.default == best.ood.default
-    last = read_card(run / "checkpoints" / "last.json")
+    last = read_card(run / "checkpoints" / "last" / "model.json")
     assert last.round == 5 and last.step == 24 and last.model.in_channels == 100
     assert not last.ood.scores  # the best and final checkpoints carry the calibrations
     softmax = best.ood.scores["max_softmax"]
@@ -114,6 +114,10 @@ class Interrupt:
     def round_end(self, row):
         if row["round"] == 1:
             raise KeyboardInterrupt
+
+
+class StepCounter(Interrupt):
+    def round_end(self, row): ...
 
 
 @pytest.mark.parametrize("changes", [{}, PIXEL], ids=["unet-crops", "spectral-spatial-pixels"])
@@ -186,11 +190,11 @@ def test_bad_inputs(spec_path: Path, tmp_path: Path) -> None:
     train(spec_path, tmp_path / "d", config())
     with pytest.raises(HsisegError, match="holds a training run; resume it"):
         train(spec_path, tmp_path / "d", config())
-    card_path = tmp_path / "d" / "checkpoints" / "last.json"
+    card_path = tmp_path / "d" / "checkpoints" / "last" / "model.json"
     card = json.loads(card_path.read_text())
     card["model"]["in_channels"] = 50
     card_path.write_text(json.dumps(card))
-    with pytest.raises(HsisegError, match="the network takes 50 bands, the data has 100"):
+    with pytest.raises(HsisegError, match="model.json: does not match the manifest of round 1"):
         train(spec_path, tmp_path / "d", resume=True)
     card["format"] = 99
     card_path.write_text(json.dumps(card))
@@ -311,7 +315,7 @@ def test_cli_resume_keeps_the_runs_budget_unless_told(spec_path: Path, tmp_path:
     assert CliRunner().invoke(app, [*base, "--steps", "3"]).exit_code == 0
     again = CliRunner().invoke(app, [*base, "--resume"])
     assert again.exit_code == 0, again.output
-    assert read_card(tmp_path / "run" / "checkpoints" / "last.json").step == 3  # not the default budget
+    assert read_card(tmp_path / "run" / "checkpoints" / "last" / "model.json").step == 3  # not the default budget
     longer = CliRunner().invoke(app, [*base, "--resume", "--steps", "6"])
     assert longer.exit_code == 0, longer.output
     assert [json.loads(line) for line in longer.output.splitlines() if '"round"' in line][-1]["step"] == 6
@@ -352,4 +356,51 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint(spec_path: Path, tmp
     with pytest.raises(HsisegError, match="stopped before its first checkpoint; .* start it again"):
         train(spec_path, tmp_path / "run", resume=True)
     train(spec_path, tmp_path / "run", config(steps=4, validate_every=4))  # starting again works
-    assert read_card(tmp_path / "run" / "checkpoints" / "last.json").step == 4
+    assert read_card(tmp_path / "run" / "checkpoints" / "last" / "model.json").step == 4
+
+
+def test_a_crash_while_saving_keeps_the_previous_resume_point(
+    spec_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hsiseg.checkpoint
+
+    saved = hsiseg.checkpoint.save_training_state
+
+    def crash_in_round_one(path_stem, optimizer, scheduler, extra):
+        if extra["round"] == 1:  # the weights and card of round 1 are written, its optimizer state is not
+            raise KeyboardInterrupt
+        saved(path_stem, optimizer, scheduler, extra)
+
+    monkeypatch.setattr(hsiseg.checkpoint, "save_training_state", crash_in_round_one)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec_path, tmp_path / "run", config(steps=12, refit=False))
+    monkeypatch.undo()
+    last = tmp_path / "run" / "checkpoints" / "last"
+    assert read_card(last / "model.json").round == 0  # round 0's set, whole; no half-written folder beside it
+    assert json.loads((last / "model.state.json").read_text())["round"] == 0
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.json", "best.safetensors", "last"]
+    counter = StepCounter()
+    train(spec_path, tmp_path / "run", resume=True, reporter=counter)
+    assert counter.steps[0] == 4  # round 1 is trained again, from round 0's weights and optimizer state
+
+
+def test_resume_refuses_a_mixed_checkpoint_set_and_recovers_an_interrupted_swap(
+    spec_path: Path, tmp_path: Path
+) -> None:
+    train(spec_path, tmp_path / "run", config(steps=4, validate_every=4, refit=False))
+    last = tmp_path / "run" / "checkpoints" / "last"
+    old_state = (last / "model.state.json").read_text()
+    train(spec_path, tmp_path / "run", config(steps=8, validate_every=4, refit=False), resume=True)
+    (last / "model.state.json").write_text(old_state)  # round 1's weights with round 0's optimizer state
+    result = CliRunner().invoke(app, ["train", str(spec_path), "-o", str(tmp_path / "run"), "--resume", "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "model.state.json: does not match the manifest of round 1" in result.output
+    assert "start the run again without resume" in result.output
+
+    train(spec_path, tmp_path / "fresh", config(steps=4, validate_every=4, refit=False))
+    fresh = tmp_path / "fresh" / "checkpoints" / "last"
+    fresh.rename(fresh.with_name(".last.old"))  # killed between the two renames of a save
+    counter = StepCounter()
+    train(spec_path, tmp_path / "fresh", config(steps=8, validate_every=4, refit=False), resume=True, reporter=counter)
+    assert counter.steps == [4, 5, 6, 7] and read_card(fresh / "model.json").round == 1
+    assert not fresh.with_name(".last.old").exists()

@@ -6,6 +6,7 @@ An interrupted write (Ctrl-C, a crash, a full disk) leaves the previous file, or
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,3 +34,46 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path``; on success it replaces ``path`` as one unit.
+
+    The swap is two renames (``path`` -> ``.NAME.old``, new -> ``path``) and a delete; a crash between them
+    leaves the previous folder as ``.NAME.old``, which :func:`recover_folder` puts back. An error inside the
+    ``with`` block removes the new folder and leaves ``path`` as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(path)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
+    os.chmod(temporary, 0o777 & ~_umask())
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    previous = _previous(path)
+    if path.exists():
+        os.replace(path, previous)
+    os.replace(temporary, path)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def recover_folder(path: str | Path) -> None:
+    """Finish or undo an interrupted :func:`atomic_folder` swap of ``path``: restore ``.NAME.old`` when
+    ``path`` is missing, delete it when ``path`` is there, and delete half-written ``.NAME.*.new`` folders."""
+    path = Path(path)
+    previous = _previous(path)
+    if previous.is_dir():
+        if path.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(previous, path)
+    for stale in path.parent.glob(f".{path.name}.*.new"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
