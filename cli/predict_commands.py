@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.cube_commands import ReaderOptions, parse_options
-from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
+from cli.errors import USER_ERROR_EXIT_CODE, Interrupted, reports_errors
 from hsiseg.errors import HsisegError
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
@@ -37,7 +37,10 @@ def run_prediction(
             done = progress.tasks[task].completed + 1
             progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
             if result.status == "failed":
-                progress.console.print(f"[red]failed[/]: {result.frame}: {result.error}")
+                progress.console.print(f"[red]failed[/]: {result.frame}: {result.error}", soft_wrap=True)
+            if result.status in ("done", "failed"):
+                for text in result.warnings:
+                    progress.console.print(f"[yellow]warning[/]: {result.frame}: {text}", soft_wrap=True)
 
         return predict_batch(model, inputs, output, options, on_frame, lambda total: progress.update(task, total=total))
 
@@ -94,12 +97,16 @@ def predict(
         inputs = [data_spec.resolve(data_spec.samples[i].cube) for i in data_spec.split(split)]
     if not inputs:
         raise HsisegError("predict: give cube files/folders, or --spec SPEC --split NAME")
-    results = run_prediction(model, inputs, output, settings, Console(stderr=True))
-    failed = [r for r in results if r.status == "failed"]
-    done = sum(r.status == "done" for r in results)
-    skipped = sum(r.status == "skipped" for r in results)
-    typer.echo(f"{done} frames predicted, {skipped} skipped, {len(failed)} failed; outputs in {output} (summary.csv)")
-    if failed:
+    try:
+        results = run_prediction(model, inputs, output, settings, Console(stderr=True))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; finished frames are kept and listed in {output / 'summary.csv'}; "
+                          "resume with the same command and --continue") from None  # fmt: skip
+    count = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "busy", "failed")}
+    busy = f", {count['busy']} left to another run sharing the folder" if count["busy"] else ""
+    typer.echo(f"{count['done']} frames predicted, {count['skipped']} skipped{busy}, {count['failed']} failed; "
+               f"outputs in {output} (summary.csv)")  # fmt: skip
+    if count["failed"]:
         raise typer.Exit(USER_ERROR_EXIT_CODE)
 
 

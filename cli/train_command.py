@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.cube_commands import parse_options
-from cli.errors import reports_errors
+from cli.errors import Interrupted, reports_errors
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.train import TrainConfig, final_checkpoint, train
 
@@ -170,6 +170,11 @@ def train_command(
     reporter = JsonLinesReporter() if jsonl else (None if quiet else RichReporter())
     try:
         train(spec, output, config if steps is not None or not resume else None, resume=resume, reporter=reporter)
+    except KeyboardInterrupt:
+        saved = output / "checkpoints" / "last"
+        kept = f"the last finished round is saved in {saved}; " if saved.is_dir() else "no round had finished; "
+        advice = "resume with the same command and --resume" if saved.is_dir() else "run the command again"
+        raise Interrupted(f"interrupted; {kept}{advice}") from None
     finally:
         if isinstance(reporter, RichReporter):
             reporter.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +106,14 @@ def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
     before = {name: (out / name / "labels.png").stat().st_mtime_ns for name in (first, third)}
     with pytest.raises(HsisegError, match="outputs exist for 3 frames"):
         predict_batch(model_path, [cubes], out)
-    again = predict_batch(model_path, [cubes], out, PredictOptions(resume=True))
+    again = predict_batch(model_path, [cubes], out, replace(options, resume=True))
     assert [r.status for r in again] == ["skipped", "done", "skipped"]
     assert {name: (out / name / "labels.png").stat().st_mtime_ns for name in before} == before
     assert (out / second / "done.json").is_file()
+    summary = json.loads((out / "summary.json").read_text())  # skipped frames keep their figures
+    assert [(row["frame"], row["status"]) for row in summary] == [(r.frame, "done") for r in results]
+    assert [row["unknown_percent"] for row in summary] == pytest.approx([r.unknown_percent for r in results])
+    assert [row["main_class"] for row in summary] == [r.main_class for r in results]
 
 
 def test_sharding_covers_every_frame_once(tmp_path: Path) -> None:
@@ -328,13 +333,14 @@ def test_invalid_pixels_are_never_tissue_nor_unknown(trained, tmp_path: Path) ->
     with (mixed / "areas.csv").open() as handle:
         areas = {row["class"]: int(row["pixels"]) for row in csv.DictReader(handle)}
     assert areas["invalid"] == expected.sum()
-    assert by_frame["mixed_SpecCube"].warning == "" and by_frame["mixed_SpecCube"].invalid_percent > 0
+    assert by_frame["mixed_SpecCube"].invalid_percent > 0
+    assert [w.split(": ", 1)[1] for w in by_frame["mixed_SpecCube"].warnings] == ["30 NaN/Inf values set to 0"]
     for name in ("zeros_SpecCube", "nans_SpecCube"):
         result = by_frame[name]
         assert result.invalid_percent == 100.0 and result.main_class == "" and result.unknown_percent == 0.0
-        assert result.warning.startswith("mostly invalid: 100%")
+        assert result.warnings[-1].startswith("mostly invalid: 100%")
     summary = {row["frame"]: row for row in json.loads((tmp_path / "out" / "summary.json").read_text())}
-    assert summary["zeros_SpecCube"]["warning"].startswith("mostly invalid")
+    assert summary["zeros_SpecCube"]["warnings"] == ["mostly invalid: 100% of pixels have no usable spectrum"]
 
 
 def test_uncalibrated_scores_are_refused(trained) -> None:

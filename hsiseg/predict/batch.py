@@ -7,23 +7,32 @@ masks), ``unknown.png`` and ``invalid.png`` (masks; invalid = no usable spectrum
 confidence per class, unknown and invalid), ``overlay.png`` and ``panel.png`` (image | overlay | legend),
 optionally ``probabilities.h5`` (float16 probabilities and every calibrated OOD score's map under
 ``scores/<name>``, so any score can be evaluated later), ``labels_level<d>.png`` and ``confident.png``/``.npy``
-(hierarchical decoding), and last ``done.json``. ``OUT/args.json`` records the run's arguments (with the OOD
-score and threshold in use) and ``OUT/summary.{csv,json}`` every frame's status; a frame with more than
-:data:`MOSTLY_INVALID` invalid pixels is flagged there.
+(hierarchical decoding), and last ``done.json``: the frame's :class:`FrameResult` (areas summary, warnings,
+the model's SHA-256 and the output-shaping options), the source of truth for everything built on top. A
+frame that fails gets ``failed.json`` instead (its one-line error); any exception counts (a reader's
+``MemoryError`` or a network's ``RuntimeError`` as well as bad input), and the batch goes on.
+``OUT/args.json`` records the run's arguments (with the OOD score and threshold in use, the model's SHA-256)
+and ``OUT/summary.{csv,json}`` lists every frame of the folder, built from the frames' ``done.json`` /
+``failed.json`` (so runs in parts and continued runs give one complete summary); a frame with more than
+:data:`MOSTLY_INVALID` invalid pixels is flagged there, and every warning a reader or the preprocessing
+raised for a frame (repaired NaNs, extrapolated wavelengths, ...) is recorded with it.
 
 Reading and preprocessing the next cube overlap with inference (a prefetch thread) and writing overlaps with
 the next frame (a writer thread); at most two frames are in memory, however long the recording.
-``resume`` (``--continue``) skips frames whose ``done.json`` exists; ``num_parts``/``part_id`` shard the
-sorted frames across machines; a frame that fails is reported and skipped, and the batch goes on.
+``resume`` (``--continue``) skips frames whose ``done.json`` was written by the same model with the same
+output options; frames of another model or other options are refused, or redone with ``overwrite``.
+``num_parts``/``part_id`` shard the sorted frames across machines; runs sharing a folder at the same time
+never compute the same frame twice (a claim per frame, :mod:`hsiseg.predict.claims`). Interrupted
+(Ctrl-C), a run still writes the summary of the frames finished so far.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -37,10 +46,16 @@ from hsiseg.io import read_cube
 from hsiseg.io.atomic import atomic_path
 from hsiseg.io.batch import expand_inputs
 from hsiseg.labels import INVALID, UNKNOWN
+from hsiseg.predict.claims import Claim, try_claim
+from hsiseg.predict.frame_warnings import collect, routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor, confident_nodes, level_labels
 from hsiseg.render import node_colours, overlay, rgb, save_indexed_png, save_panel, save_png
 
 MOSTLY_INVALID = 0.5  # share of invalid pixels above which a frame is flagged in the summary
+DONE, FAILED = "done.json", "failed.json"
+CLAIM = ".lock"
+# what changes a frame's outputs (not batch_size, device, parts, resume: they do not)
+SHAPING_OPTIONS = "tile overlap flip_tta level confidence save_probabilities opacity contours rgb_method reader_options"
 
 
 @dataclass
@@ -70,20 +85,42 @@ class PredictOptions:
 
 @dataclass
 class FrameResult:
+    """One frame's outcome: what ``done.json``/``failed.json`` hold and the summary lists.
+
+    ``status``: ``done``; ``skipped`` (done by an earlier run with the same model and options; the figures
+    are that run's); ``busy`` (another run sharing the folder is computing it); ``failed`` (``error``).
+    ``model``: SHA-256 of the checkpoint (card + weights); ``options``: the output-shaping options, with the
+    OOD score and threshold in use.
+    """
+
     frame: str
     source: str
-    status: str  # done, skipped, failed
+    status: str
     seconds: float = 0.0
     unknown_percent: float = 0.0
     invalid_percent: float = 0.0
     main_class: str = ""
     error: str = ""
-    warning: str = ""
+    warnings: list[str] = field(default_factory=list)
+    model: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: Path) -> FrameResult | None:
+        """The record in a frame's ``done.json``/``failed.json``; ``None`` when unreadable (e.g. hsiseg 0.1's)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+            return cls(**known)
+        except (OSError, ValueError, TypeError):
+            return None
 
 
 def plan_frames(inputs: Iterable[str | Path], output: Path, options: PredictOptions) -> list[tuple[str, Path]]:
     """(frame name, cube path) for this part of the work, sorted; checks the output folder is safe."""
     output = output.resolve()
+    if output.exists() and not output.is_dir():
+        raise HsisegError(f"output {output} is a file, not a folder; choose a folder")
     frames: dict[str, Path] = {}
     for entry in map(Path, inputs):
         if entry.is_dir() and output.is_relative_to(entry.resolve()):
@@ -114,7 +151,7 @@ def predict_batch(
 ) -> list[FrameResult]:
     """Predict every input frame into ``output`` (see module docstring); returns one result per frame."""
     options = options or PredictOptions()
-    output = Path(output)
+    output, inputs = Path(output), list(inputs)
     predictor = Predictor.from_checkpoint(
         model_path, options.device, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size,
         flip_tta=options.flip_tta, ood_score=options.ood_score, ood_threshold=options.ood_threshold,
@@ -125,139 +162,254 @@ def predict_batch(
     frames = plan_frames(inputs, output, options)
     if not frames:
         raise HsisegError("predict: no cube files among the inputs")
-    existing = [name for name, _ in frames if (output / name).exists()]
+    identity = FrameResult("", "", "", model=model_fingerprint(model_path), options=output_options(options, predictor))
+    skipped, todo = _check_existing(frames, output, options, identity)
+    output.mkdir(parents=True, exist_ok=True)
+    _write_args(output, model_path, inputs, options, predictor, identity)
+    if on_start is not None:
+        on_start(len(frames))
+    results: list[FrameResult] = []
+    for result in skipped:
+        _report(result, results, on_frame)
+    try:
+        with routed_warnings():
+            _run(todo, output, predictor, options, identity, lambda result: _report(result, results, on_frame))
+    finally:  # also when interrupted: the summary lists every frame finished so far
+        write_summary(output)
+        if options.animation:
+            finished = [output / r.frame / "overlay.png" for r in _sorted(results, frames) if r.status != "failed"]
+            write_animation(output / "overview.gif", finished)
+    return _sorted(results, frames)
+
+
+def model_fingerprint(model_path: str | Path) -> str:
+    """SHA-256 of a checkpoint's card and weights: which model predicted a frame."""
+    hasher = hashlib.sha256()
+    for suffix in (".json", ".safetensors"):
+        with Path(model_path).with_suffix(suffix).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+    return hasher.hexdigest()
+
+
+def output_options(options: PredictOptions, predictor: Predictor) -> dict[str, Any]:
+    """The options that change a frame's outputs (``--continue`` compares them), with the OOD score in use."""
+    shaping = {name: getattr(options, name) for name in SHAPING_OPTIONS.split()}
+    identity = {**shaping, "ood_score": predictor.ood_score, "ood_threshold": predictor.ood_threshold}
+    return json.loads(json.dumps(identity, default=str))  # as done.json will hold them (tuples become lists)
+
+
+def _check_existing(
+    frames: list[tuple[str, Path]], output: Path, options: PredictOptions, identity: FrameResult
+) -> tuple[list[FrameResult], list[tuple[str, Path]]]:
+    """(frames an earlier run finished with this model and options, frames to predict); refuses to mix."""
+    existing = [name for name, _ in frames if _has_outputs(output / name)]
     if existing and not (options.overwrite or options.resume):
         raise HsisegError(
             f"{output}: outputs exist for {len(existing)} frames (e.g. {existing[0]}); pass --continue or --overwrite"
         )
-    output.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output / "args.json") as temporary:
-        temporary.write_text(
-            json.dumps(
-                {
-                    "model": str(model_path),
-                    "inputs": [str(i) for i in inputs],
-                    **asdict(options),
-                    "ood_score_used": predictor.ood_score,
-                    "ood_threshold_used": predictor.ood_threshold,
-                    "trained_classes": predictor.card.trained_classes,
-                },
-                indent=2,
-            )
-        )
-
-    if on_start is not None:
-        on_start(len(frames))
-    results: list[FrameResult] = []
-    todo = []
+    skipped, todo, mismatched = [], [], []
     for name, source in frames:
-        if options.resume and (output / name / "done.json").is_file():
-            result = FrameResult(name, str(source), "skipped")
-            results.append(result)
-            if on_frame:
-                on_frame(result)
-        else:
+        record = FrameResult.from_file(output / name / DONE) if options.resume else None
+        if record is None:
             todo.append((name, source))
+        elif _differences(record, identity):
+            mismatched.append((name, _differences(record, identity)))
+            todo.append((name, source))
+        else:
+            skipped.append(FrameResult(**{**asdict(record), "status": "skipped", "source": str(source)}))
+    if mismatched and not options.overwrite:
+        name, differences = mismatched[0]
+        raise HsisegError(
+            f"{output}: {len(mismatched)} finished frames were predicted with another {' and '.join(differences)} "
+            f"(e.g. {name}); pass --overwrite with --continue to redo them, or choose another output folder"
+        )
+    return skipped, todo
+
+
+def _has_outputs(folder: Path) -> bool:
+    return folder.is_dir() and any(path.name != CLAIM for path in folder.iterdir())
+
+
+def _differences(record: FrameResult, identity: FrameResult) -> list[str]:
+    """What differs between a finished frame and this run: ``model`` and/or the names of options."""
+    found = ["model"] if record.model != identity.model else []
+    names = sorted(set(record.options) | set(identity.options))
+    changed = [n for n in names if record.options.get(n) != identity.options.get(n)]
+    return found + ([f"options ({', '.join(changed)})"] if changed else [])
+
+
+def _write_args(output: Path, model_path, inputs, options: PredictOptions, predictor: Predictor, identity) -> None:
+    arguments = {
+        "model": str(model_path), "model_sha256": identity.model, "inputs": [str(i) for i in inputs],
+        **asdict(options), "ood_score_used": predictor.ood_score, "ood_threshold_used": predictor.ood_threshold,
+        "trained_classes": predictor.card.trained_classes,
+    }  # fmt: skip
+    with atomic_path(output / "args.json") as temporary:
+        temporary.write_text(json.dumps(arguments, indent=2))
+
+
+def _report(result: FrameResult, results: list[FrameResult], on_frame) -> None:
+    results.append(result)
+    if on_frame:
+        on_frame(result)
+
+
+def _sorted(results: list[FrameResult], frames: list[tuple[str, Path]]) -> list[FrameResult]:
+    order = {name: position for position, (name, _) in enumerate(frames)}
+    return sorted(results, key=lambda result: order[result.frame])
+
+
+def _run(
+    todo: list[tuple[str, Path]],
+    output: Path,
+    predictor: Predictor,
+    options: PredictOptions,
+    identity: FrameResult,
+    report: Callable[[FrameResult], None],
+) -> None:
+    """The pipeline: read ahead (thread), claim and predict (here), write behind (thread)."""
+    replacing = {name for name, _ in todo if (output / name / DONE).is_file()}
     colours = node_colours(predictor.tree)
     with (
         ThreadPoolExecutor(1, thread_name_prefix="hsiseg-read") as reader,
         ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
     ):
         pending_read = reader.submit(_read, todo[0][1], options.reader_options, predictor) if todo else None
-        pending_write: tuple[Future, FrameResult] | None = None
-
-        def finish(pending: tuple[Future, FrameResult]) -> None:
-            future, result = pending
-            error = future.result()
-            if error:
-                result.status, result.error = "failed", error
-            results.append(result)
-            if on_frame:
-                on_frame(result)
-
-        for position, (name, source) in enumerate(todo):
-            started = time.perf_counter()
-            cube_or_error = pending_read.result()
-            if position + 1 < len(todo):
-                pending_read = reader.submit(_read, todo[position + 1][1], options.reader_options, predictor)
-            try:
-                if isinstance(cube_or_error, Exception):
-                    raise cube_or_error
-                cube_or_error, prepared = cube_or_error
-                prediction = predictor.predict(cube_or_error, prepared)
-            except (HsisegError, OSError, ValueError) as error:
-                result = FrameResult(
-                    name, str(source), "failed", time.perf_counter() - started, error=str(error).splitlines()[0]
+        pending_write: tuple[Future, FrameResult, Claim] | None = None
+        try:
+            for position, (name, source) in enumerate(todo):
+                started = time.perf_counter()
+                read = pending_read.result()
+                if position + 1 < len(todo):
+                    pending_read = reader.submit(_read, todo[position + 1][1], options.reader_options, predictor)
+                result = FrameResult(name, str(source), "done", model=identity.model, options=identity.options)
+                claim = try_claim(output / name / CLAIM)
+                redo = name in replacing  # finished before this run began, to be replaced
+                if claim is None or (not redo and _finished_elsewhere(output / name, identity)):
+                    report(_busy_or_skipped(output / name, result, claim))
+                    continue
+                prediction = _predict(read, predictor, result)
+                result.seconds = time.perf_counter() - started
+                if prediction is None:
+                    _record_failure(output / name, result)
+                    claim.release()
+                    report(result)
+                    continue
+                if pending_write is not None:
+                    _finish_write(pending_write, report)  # at most one frame waits for writing: memory stays flat
+                _summarise(prediction, predictor, result)
+                cube = read[0]
+                future = writer.submit(
+                    _write_frame, output / name, name, source, cube, prediction, predictor, colours, options, result
                 )
-                results.append(result)
-                if on_frame:
-                    on_frame(result)
-                continue
+                pending_write = (future, result, claim)
+        finally:
             if pending_write is not None:
-                finish(pending_write)  # at most one frame waits for writing: memory stays flat
-            summary = _summarise(prediction, predictor)
-            future = writer.submit(
-                _write_frame,
-                output / name,
-                name,
-                source,
-                cube_or_error,
-                prediction,
-                predictor,
-                colours,
-                options,
-                summary,
-            )
-            pending_write = (future, FrameResult(name, str(source), "done", time.perf_counter() - started, **summary))
-        if pending_write is not None:
-            finish(pending_write)
-    order = {name: position for position, (name, _) in enumerate(frames)}
-    results.sort(key=lambda result: order[result.frame])
-    _write_summary(output, results)
-    if options.animation:
-        write_animation(
-            output / "overview.gif", [output / r.frame / "overlay.png" for r in results if r.status != "failed"]
-        )
-    return results
+                _finish_write(pending_write, report)
+
+
+def _finished_elsewhere(folder: Path, identity: FrameResult) -> bool:
+    """Whether another run sharing the folder finished this frame (same model and options) meanwhile."""
+    record = FrameResult.from_file(folder / DONE)
+    return record is not None and not _differences(record, identity)
+
+
+def _busy_or_skipped(folder: Path, result: FrameResult, claim: Claim | None) -> FrameResult:
+    if claim is None:
+        result.status, result.error = "busy", "another run sharing this output folder is predicting it"
+        return result
+    claim.release()
+    record = FrameResult.from_file(folder / DONE)
+    return FrameResult(**{**asdict(record), "status": "skipped", "source": result.source})
+
+
+def _finish_write(pending: tuple[Future, FrameResult, Claim], report: Callable[[FrameResult], None]) -> None:
+    future, result, claim = pending
+    error = future.result()
+    claim.release()
+    if error:
+        result.status, result.error = "failed", error
+    report(result)
 
 
 def _read(path: Path, reader_options: dict[str, Any], predictor: Predictor):
-    """In the prefetch thread: read and preprocess one cube -> (cube, network input), or the error."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    """In the prefetch thread: read and preprocess one cube -> (cube, network input, warnings), or
+    (the error, warnings). Any exception is the frame's failure, never the batch's."""
+    with collect() as raised:
+        try:
             cube = read_cube(path, **reader_options)
-            return cube, predictor.prepare(cube)
-    except (HsisegError, OSError, ValueError) as error:
-        return error
+            return cube, predictor.prepare(cube), raised
+        except Exception as error:  # noqa: BLE001 - a MemoryError or a library's bug fails this frame only
+            return error, raised
 
 
-def _summarise(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
+def _predict(read: tuple, predictor: Predictor, result: FrameResult) -> Prediction | None:
+    """The frame's prediction; on any failure ``None`` with ``result`` marked failed. Warnings are recorded."""
+    result.warnings.extend(read[-1])
+    if isinstance(read[0], Exception):
+        result.status, result.error = "failed", _one_line(read[0])
+        return None
+    cube, prepared, _ = read
+    with collect() as raised:
+        try:
+            prediction = predictor.predict(cube, prepared)
+        except Exception as error:  # noqa: BLE001 - see _read
+            result.status, result.error = "failed", _one_line(error)
+            prediction = None
+    result.warnings.extend(w for w in raised if w not in result.warnings)
+    return prediction
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one line; errors that are not hsiseg's own name their type (MemoryError: ...)."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    text = (str(error).strip().splitlines() or [""])[0]
+    if isinstance(error, (HsisegError, OSError)):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _record_failure(folder: Path, result: FrameResult) -> None:
+    try:
+        (folder / DONE).unlink(missing_ok=True)
+        with atomic_path(folder / FAILED) as temporary:
+            temporary.write_text(json.dumps(asdict(result), indent=2))
+    except OSError:
+        pass  # e.g. a full disk: the failure is still reported and listed in this run's output
+
+
+def _summarise(prediction: Prediction, predictor: Predictor, result: FrameResult) -> None:
+    """Fill in the frame's unknown and invalid shares, main class and the mostly-invalid warning."""
     labels = prediction.labels_with_unknown()
     known = labels[labels >= 0]
-    main = predictor.tree.leaves[int(np.bincount(known).argmax())] if known.size else ""
+    result.main_class = predictor.tree.leaves[int(np.bincount(known).argmax())] if known.size else ""
     invalid = float(prediction.invalid.mean())
-    warning = f"mostly invalid: {invalid:.0%} of pixels have no usable spectrum" if invalid > MOSTLY_INVALID else ""
-    return {"unknown_percent": float(100 * prediction.unknown.mean()), "invalid_percent": 100 * invalid,
-            "main_class": main, "warning": warning}  # fmt: skip
+    if invalid > MOSTLY_INVALID:
+        result.warnings.append(f"mostly invalid: {invalid:.0%} of pixels have no usable spectrum")
+    result.unknown_percent, result.invalid_percent = float(100 * prediction.unknown.mean()), 100 * invalid
 
 
 def _write_frame(
-    folder: Path, name, source, cube, prediction: Prediction, predictor: Predictor, colours, options, summary
+    folder: Path, name, source, cube, prediction: Prediction, predictor: Predictor, colours, options, result
 ) -> str:
     """Write one frame's outputs; returns an error message instead of raising (the batch goes on)."""
     try:
-        _write_outputs(folder, name, source, cube, prediction, predictor, colours, options, summary)
-    except (HsisegError, OSError, ValueError) as error:
-        return f"writing {folder}: {error}".splitlines()[0]
+        _write_outputs(folder, name, cube, prediction, predictor, colours, options, result)
+    except Exception as error:  # noqa: BLE001 - a full disk or a renderer's bug fails this frame only
+        result.status, result.error = "failed", f"writing {folder}: {_one_line(error)}"
+        _record_failure(folder, result)
+        return result.error
     return ""
 
 
 def _write_outputs(
-    folder: Path, name, source, cube, prediction: Prediction, predictor: Predictor, colours, options, summary
+    folder: Path, name, cube, prediction: Prediction, predictor: Predictor, colours, options, result: FrameResult
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "done.json").unlink(missing_ok=True)
+    (folder / DONE).unlink(missing_ok=True)
+    (folder / FAILED).unlink(missing_ok=True)
     tree = predictor.tree
     labels = prediction.labels_with_unknown()
     save_indexed_png(folder / "labels.png", labels, colours[: tree.num_leaves])
@@ -300,8 +452,8 @@ def _write_outputs(
             for score_name, values in prediction.scores.items():
                 handle.create_dataset(f"scores/{score_name}", data=values.astype(np.float32), compression="gzip")
             handle.attrs["classes"] = json.dumps(list(tree.leaves))
-    with atomic_path(folder / "done.json") as temporary:  # last: marks the frame complete for --continue
-        temporary.write_text(json.dumps({"frame": name, "source": str(source), **summary}))
+    with atomic_path(folder / DONE) as temporary:  # last: marks the frame complete for --continue
+        temporary.write_text(json.dumps(asdict(result), indent=2))
 
 
 def _write_areas(path: Path, labels: np.ndarray, prediction: Prediction, tree) -> None:
@@ -320,16 +472,33 @@ def _write_areas(path: Path, labels: np.ndarray, prediction: Prediction, tree) -
         temporary.write_text(buffer.getvalue())
 
 
-def _write_summary(output: Path, results: list[FrameResult]) -> None:
-    rows = [asdict(r) for r in results]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(asdict(FrameResult("", "", ""))))
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(output / "summary.csv") as temporary:
-        temporary.write_text(buffer.getvalue())
-    with atomic_path(output / "summary.json") as temporary:
-        temporary.write_text(json.dumps(rows, indent=2))
+def write_summary(output: Path) -> list[FrameResult]:
+    """``summary.{csv,json}`` of every frame in ``output``, from the frames' ``done.json``/``failed.json``
+    (a frame done after it failed counts as done); written under a lock, so runs sharing the folder (parts)
+    never interleave their summaries and the last to finish lists everything. Returns the rows."""
+    claim = try_claim(output / ".summary.lock", wait=True)
+    try:
+        rows = [r for r in map(_frame_record, sorted(p for p in output.iterdir() if p.is_dir())) if r is not None]
+        buffer = io.StringIO()
+        columns = [name for name in FrameResult.__dataclass_fields__ if name != "options"]
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**asdict(row), "warnings": " | ".join(row.warnings)} for row in rows)
+        with atomic_path(output / "summary.csv") as temporary:
+            temporary.write_text(buffer.getvalue())
+        with atomic_path(output / "summary.json") as temporary:
+            temporary.write_text(json.dumps([asdict(row) for row in rows], indent=2))
+    finally:
+        if claim is not None:
+            claim.release()
+    return rows
+
+
+def _frame_record(folder: Path) -> FrameResult | None:
+    for name in (DONE, FAILED):
+        if (folder / name).is_file():
+            return FrameResult.from_file(folder / name)
+    return None
 
 
 def write_animation(path: Path, frames: list[Path], seconds_per_frame: float = 0.5) -> None:

@@ -1,0 +1,241 @@
+"""Batch prediction on real folders: --continue never mixes models or options, the summary comes from every
+frame's done.json (parts, continued runs, runs sharing a folder), warnings are recorded, any exception fails
+one frame only, Ctrl-C keeps what is finished, output problems are one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from hsiseg import HsisegError
+from hsiseg.io import Cube, read_cube, write_cube
+from hsiseg.predict import PredictOptions, Predictor, predict_batch
+from hsiseg.predict.claims import try_claim
+from hsiseg.synthetic.dataset import generate_demo_data
+from hsiseg.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(model checkpoint, folder of 3 small cubes)."""
+    folder = tmp_path_factory.mktemp("batch")
+    spec = generate_demo_data(folder / "data", surgeries=3, frames=3, shape=(24, 32), seed=5)
+    config = TrainConfig(steps=2, validate_every=2, batch_size=2, patch_size=16, model="unet",
+                         model_options={"width": 8, "depth": 2}, refit=False)  # fmt: skip
+    train(spec, folder / "run", config)
+    return folder / "run" / "checkpoints" / "best.json", folder / "data" / "cubes" / "surgery03"
+
+
+def summary(folder: Path) -> dict[str, dict]:
+    return {row["frame"]: row for row in json.loads((folder / "summary.json").read_text())}
+
+
+def another_model(model_path: Path, folder: Path) -> Path:
+    """The same weights with a different (valid) card: another model as far as outputs go."""
+    folder.mkdir()
+    (folder / "best.safetensors").write_bytes(model_path.with_suffix(".safetensors").read_bytes())
+    card = json.loads(model_path.read_text())
+    card["round"] += 1
+    (folder / "best.json").write_text(json.dumps(card))
+    return folder / "best.json"
+
+
+def test_continue_refuses_another_model_or_other_options(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    out = tmp_path / "out"
+    first = predict_batch(model_path, [cubes], out)
+    with pytest.raises(HsisegError, match=r"3 finished frames were predicted with another options \(opacity\)"):
+        predict_batch(model_path, [cubes], out, PredictOptions(resume=True, opacity=0.8))
+    assert json.loads((out / "args.json").read_text())["opacity"] == 0.5  # args.json still tells the truth
+    other = another_model(model_path, tmp_path / "other")
+    result = CliRunner().invoke(app, ["predict", str(other), str(cubes), "-o", str(out), "--continue"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "3 finished frames were predicted with another model" in result.output
+    assert "pass --overwrite with --continue to redo them" in result.output
+    (out / first[1].frame / "done.json").unlink()  # one frame unfinished, two from the first model
+    again = predict_batch(other, [cubes], out, PredictOptions(resume=True, overwrite=True))
+    assert [r.status for r in again] == ["done"] * 3  # the mismatched frames are redone, not kept
+    records = [json.loads((out / r.frame / "done.json").read_text()) for r in first]
+    assert first[0].model not in {record["model"] for record in records}
+    assert {record["model"] for record in records} == {json.loads((out / "args.json").read_text())["model_sha256"]}
+    same = predict_batch(other, [cubes], out, PredictOptions(resume=True))
+    assert [r.status for r in same] == ["skipped"] * 3
+
+
+def test_summary_lists_every_part_and_warnings(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    out = tmp_path / "out"
+    cube = read_cube(sorted(cubes.glob("*.dat"))[0])
+    inputs = tmp_path / "in"
+    for name in ("a", "b", "c", "d"):
+        write_cube(inputs / f"{name}.h5", cube)
+    shifted = Cube(cube.data, cube.wavelengths - 100.0)  # 400-900 nm on a 500-1000 nm model: extrapolated
+    write_cube(inputs / "e.h5", shifted)
+    for part in (0, 1):
+        predict_batch(model_path, [inputs], out, PredictOptions(num_parts=2, part_id=part))
+    rows = summary(out)
+    assert sorted(rows) == ["a", "b", "c", "d", "e"] and {r["status"] for r in rows.values()} == {"done"}
+    assert rows["a"]["unknown_percent"] == pytest.approx(rows["b"]["unknown_percent"])  # real figures, not 0
+    assert rows["a"]["warnings"] == []
+    assert len(rows["e"]["warnings"]) == 1 and "lie outside the measured 400-900 nm" in rows["e"]["warnings"][0]
+    assert "lie outside" in json.loads((out / "e" / "done.json").read_text())["warnings"][0]
+    assert "lie outside the measured" in (out / "summary.csv").read_text()
+    result = CliRunner().invoke(app, ["predict", str(model_path), str(inputs / "e.h5"), "-o", str(tmp_path / "c")])
+    assert result.exit_code == 0 and "warning: e: resampling: 20 target bands" in " ".join(result.output.split())
+
+
+def test_a_claimed_frame_is_left_to_the_run_holding_it(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    out = tmp_path / "out"
+    frames = sorted(path.stem for path in cubes.glob("*.dat"))
+    claim = try_claim(out / frames[1] / ".lock")  # another run is predicting this frame
+    results = predict_batch(model_path, [cubes], out)
+    assert [r.status for r in results] == ["done", "busy", "done"]
+    assert sorted(summary(out)) == [frames[0], frames[2]] and not (out / frames[1] / "done.json").exists()
+    claim.release()
+    assert [r.status for r in predict_batch(model_path, [cubes], out, PredictOptions(resume=True))] == [
+        "skipped", "done", "skipped"]  # fmt: skip
+    assert sorted(summary(out)) == frames
+
+
+RUN = """
+import json, sys
+from hsiseg.predict import PredictOptions, predict_batch
+results = predict_batch(sys.argv[1], [sys.argv[2]], sys.argv[3], PredictOptions(resume=True))
+print(json.dumps([r.status for r in results]))
+"""
+
+
+def test_two_runs_at_once_compute_each_frame_once(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    inputs = tmp_path / "in"
+    for index in range(6):
+        (inputs / f"f{index}_SpecCube.dat").parent.mkdir(exist_ok=True)
+        (inputs / f"f{index}_SpecCube.dat").write_bytes(sorted(cubes.glob("*.dat"))[index % 3].read_bytes())
+    command = [sys.executable, "-c", RUN, str(model_path), str(inputs), str(tmp_path / "out")]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    statuses = [json.loads(run.communicate(timeout=300)[0].splitlines()[-1]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    computed = [s for run in statuses for s in run if s == "done"]
+    assert len(computed) == 6  # each frame once, whichever run got it; the other skipped it or left it busy
+    assert sorted(summary(tmp_path / "out")) == [f"f{i}_SpecCube" for i in range(6)]
+
+
+def test_any_exception_fails_one_frame_only(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model_path, cubes = trained
+    import hsiseg.predict.batch as batch
+
+    reader = batch.read_cube
+
+    def failing_reader(path, **options):
+        if "frame00" in str(path):
+            raise MemoryError("Unable to allocate 149. GiB for an array with shape (20000, 20000, 100)")
+        return reader(path, **options)
+
+    predict = Predictor.predict
+
+    def failing_network(self, cube, prepared=None):
+        if "frame01" in cube.meta.get("source", ""):
+            raise RuntimeError("Calculated padded input size per channel: (0 x 34).\nKernel size: (3 x 3).")
+        return predict(self, cube, prepared)
+
+    monkeypatch.setattr(batch, "read_cube", failing_reader)
+    monkeypatch.setattr(Predictor, "predict", failing_network)
+    results = predict_batch(model_path, [cubes], tmp_path / "out")
+    assert [r.status for r in results] == ["failed", "failed", "done"]
+    assert results[0].error == "MemoryError: Unable to allocate 149. GiB for an array with shape (20000, 20000, 100)"
+    assert results[1].error == "RuntimeError: Calculated padded input size per channel: (0 x 34)."
+    rows = summary(tmp_path / "out")
+    assert [rows[r.frame]["status"] for r in results] == ["failed", "failed", "done"]
+    assert json.loads((tmp_path / "out" / results[0].frame / "failed.json").read_text())["error"].startswith("Memory")
+    monkeypatch.undo()
+    again = predict_batch(model_path, [cubes], tmp_path / "out", PredictOptions(resume=True))
+    assert [r.status for r in again] == ["done", "done", "skipped"]  # failed frames are retried
+    assert {row["status"] for row in summary(tmp_path / "out").values()} == {"done"}
+
+
+def test_ctrl_c_keeps_finished_frames_and_says_how_to_go_on(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_path, cubes = trained
+    predict = Predictor.predict
+
+    def interrupted_at_the_second_frame(self, cube, prepared=None):
+        if "frame01" in cube.meta.get("source", ""):
+            raise KeyboardInterrupt
+        return predict(self, cube, prepared)
+
+    monkeypatch.setattr(Predictor, "predict", interrupted_at_the_second_frame)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(model_path), str(cubes), "-o", str(out)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "interrupted; finished frames are kept" in result.output and "--continue" in result.output
+    rows = summary(out)
+    assert list(rows) == ["frame00_SpecCube"] and rows["frame00_SpecCube"]["status"] == "done"
+    assert not list(out.rglob("*.part"))
+
+
+def test_output_problems_are_one_line(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    existing_file = tmp_path / "taken"
+    existing_file.write_text("keep me")
+    result = CliRunner().invoke(app, ["predict", str(model_path), str(cubes), "-o", str(existing_file)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "is a file, not a folder; choose a folder" in result.output and existing_file.read_text() == "keep me"
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        result = CliRunner().invoke(app, ["predict", str(model_path), str(cubes), "-o", str(locked / "out")])
+    finally:
+        locked.chmod(0o755)
+    if result.exit_code != 0:  # (root may write anywhere)
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "Permission denied; choose a folder you may write to" in result.output
+
+
+def full_disk(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> None:
+    """Every rename of a finished temporary file after the first ``after`` fails as on a full disk."""
+    import errno
+    import os
+
+    import hsiseg.io.atomic as atomic
+
+    calls = {"n": 0}
+    rename = os.replace
+
+    def replace(source, target):
+        calls["n"] += 1
+        if calls["n"] > after and str(source).endswith(".part"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return rename(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model_path, cubes = trained
+    out = tmp_path / "out"
+    first, _, last = predict_batch(model_path, [cubes], out)
+    (out / last.frame / "done.json").unlink()  # the last frame is to be done again
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    full_disk(monkeypatch, after=1)  # args.json is written, then the disk is full
+    result = CliRunner().invoke(app, ["predict", str(model_path), str(cubes), "-o", str(out), "--continue"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    written = out / last.frame / "labels.png"
+    assert f"failed: {last.frame}: writing {out / last.frame}: {written}: No space left on device" in result.output
+    assert "summary.csv: No space left on device; free some space" in result.output
+    assert not list(out.rglob("*.part"))  # temporary files removed
+    before.pop(out / "args.json")
+    assert {path: path.read_bytes() for path in before} == before  # what was written stays intact
+    rendered = tmp_path / "rgb.png"
+    result = CliRunner().invoke(app, ["render", str(sorted(cubes.glob("*.dat"))[0]), "-o", str(rendered)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert f"hsiseg: error: {rendered}: No space left on device; free some space" in result.output
+    assert not rendered.exists() and not list(tmp_path.glob("*.part"))
