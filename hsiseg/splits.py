@@ -39,7 +39,14 @@ def group_folds(
     One ``{"train": [...], "val": [...], "test": [...]}`` per fold, ids in the order of ``subjects``.
     """
     test_set = set(test)
+    unknown = sorted(test_set - set(subjects))
+    if unknown:
+        raise HsisegError(f"splits: 'test' names unknown samples {unknown[:5]}; use ids listed under samples")
     pool = sorted({subject for sample, subject in subjects.items() if sample not in test_set})
+    if not pool:
+        raise HsisegError(
+            "splits: every sample is in 'test', none is left for the folds; keep 2 or more subjects out of it"
+        )
     test_subjects = {subjects[sample] for sample in test_set}
     shared = sorted(test_subjects & set(pool))
     if shared:
