@@ -54,6 +54,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, read_cube
 from hsiseg.spectral import Preprocessing
 from hsiseg.splits import SPLIT_NAMES, check_no_leakage, group_folds, read_htc_folds
+from hsiseg.textfiles import read_utf8
 from hsiseg.tree import LabelTree
 
 
@@ -310,24 +311,11 @@ def dump_spec(spec: Mapping[str, Any], comment: str) -> str:
     return header + yaml.safe_dump(dict(spec), sort_keys=False, width=120, allow_unicode=True)
 
 
-def read_text(path: Path) -> str:
-    """The spec file's text; a file that is not UTF-8 is one error naming the line of the first bad byte."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise HsisegError(
-            f"{path}: line {line}: byte 0x{raw[error.start]:02x} is not UTF-8 text; save the spec as UTF-8 "
-            "(an editor's 'Save with encoding', or iconv -f latin1 -t utf-8)"
-        ) from None
-
-
 def load_with_lines(path: Path) -> tuple[Any, Any]:
     """Parse YAML/JSON; also return ``locate(loc)`` giving 'line N (a.b.0)' for a pydantic error location."""
     if not path.is_file():
         raise HsisegError(f"{path}: data spec not found")
-    text = read_text(path)
+    text = read_utf8(path, "the spec")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hsiseg.errors import HsisegError
+from hsiseg.textfiles import read_utf8
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -70,7 +71,7 @@ def group_folds(
 def read_htc_folds(path: Path) -> list[dict[str, list[str]]]:
     """Folds from the reference toolkit's JSON fold file (keys starting with train/val/test)."""
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(read_utf8(path, "the fold file"))
     except FileNotFoundError:
         raise HsisegError(f"{path}: fold file not found") from None
     except json.JSONDecodeError as error:

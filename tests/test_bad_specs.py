@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from hsiseg import HsisegError
-from hsiseg.annotations import read_label_image
+from hsiseg.annotations import read_label_image, read_strokes
 from hsiseg.annotations.readers import MAX_IMAGE_PIXELS, load_image
 from hsiseg.annotations.writers import write_label_image
 from hsiseg.spec import DataSpec, leaves_folder
 from hsiseg.spec_check import check_spec
+from hsiseg.splits import read_htc_folds
 from hsiseg.tree import LabelTree
 
 TREE = {"name": "tissue", "children": ["artery", "vein"]}
@@ -115,6 +116,23 @@ def test_a_spec_that_is_not_utf8_names_the_line(small) -> None:
     with pytest.raises(HsisegError, match=r"spec.yaml: line 2: byte 0xe9 is not UTF-8 text; save the spec as UTF-8"):
         DataSpec.from_file(path)
     assert_one_error_line(path, str(path), "line 2", "save the spec as UTF-8")
+
+
+def test_other_text_files_that_are_not_utf8(tmp_path: Path) -> None:
+    def latin1(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_bytes(text.encode("latin-1"))
+        return path
+
+    tree = LabelTree.from_dict(TREE)
+    readers = [
+        ("label tree", lambda: LabelTree.from_file(latin1("tree.yaml", "name: Universitätsklinik\n"))),
+        ("fold file", lambda: read_htc_folds(latin1("folds.json", '[{"fold_name": "Universität"}]'))),
+        ("strokes file", lambda: read_strokes(latin1("s.json", '{"strokes": [], "by": "Universität"}'), tree, (4, 4))),
+    ]
+    for kind, read in readers:
+        with pytest.raises(HsisegError, match=rf"line 1: byte 0xe4 is not UTF-8 text; save the {kind} as UTF-8"):
+            read()
 
 
 def test_a_utf8_spec_with_a_byte_order_mark_loads(small) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from hsiseg.errors import HsisegError
 from hsiseg.labels import UNLABELLED
+from hsiseg.textfiles import read_utf8
 from hsiseg.tree import LabelTree
 
 MAX_IMAGE_PIXELS = 2**26  # 67,108,864 pixels (e.g. 8192 x 8192); larger annotation images are refused undecoded
@@ -254,7 +255,7 @@ def read_strokes(path: Path, tree: LabelTree, shape: tuple[int, int]) -> np.ndar
     if not path.is_file():
         raise HsisegError(f"{path}: annotation file not found")
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(read_utf8(path, "the strokes file"))
     except json.JSONDecodeError as error:
         raise HsisegError(f"{path}: line {error.lineno}: invalid JSON: {error.msg}") from None
     if not isinstance(content, dict) or not isinstance(content.get("strokes"), list):
