@@ -14,6 +14,11 @@ Formats:
   width (pixels), polygons are filled (scikit-image);
 - HeiPorSPECTRAL masks: ``<timestamp>#<kind>#<annotator>#<label>#binary.png``, one binary mask per label and
   annotator (see :func:`read_heiporspectral`).
+
+Image files are checked before they are decoded (:func:`load_image`): more than :data:`MAX_IMAGE_PIXELS`
+pixels (a decompression bomb, or the wrong file) is refused with the pixel count; NPY files are read with
+``allow_pickle=False`` and object arrays refused from the header; a file no decoder understands is one
+:class:`HsisegError` naming it. Text files (strokes) must be UTF-8.
 """
 
 from __future__ import annotations
