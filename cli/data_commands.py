@@ -1,4 +1,5 @@
-"""``hsiseg demo-data`` and ``hsiseg check``: the synthetic data set, and validating a data spec."""
+"""``hsiseg demo-data``, ``hsiseg check``, ``hsiseg indian-pines`` and ``hsiseg scribbles``: data sets, validating
+a data spec, and simulated scribbles from a dense label image."""
 
 from __future__ import annotations
 
@@ -104,3 +105,32 @@ def indian_pines(
 
     spec = write_indian_pines(output, fraction, stroke_length, seed, overwrite)
     typer.echo(f"wrote Indian Pines with {fraction:.1%} of the labelled pixels as scribbles; data spec: {spec}")
+
+
+@reports_errors
+def scribbles(
+    truth: Annotated[Path, typer.Argument(help="Dense label image (PNG, TIFF or NPY integers).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Scribble image to write (.png or .npy).")],
+    fraction: Annotated[float, typer.Option(help="Share of the labelled pixels to scribble (0 to 1).")] = 0.03,
+    held_out: Annotated[
+        Path | None, typer.Option(help="Held-out truth to write (default: OUTPUT's name + '_heldout').")
+    ] = None,
+    stroke_length: Annotated[int, typer.Option(help="Pixels per simulated stroke.")] = 8,
+    min_strokes: Annotated[int, typer.Option(help="Strokes every class present gets at least.")] = 1,
+    ignore_value: Annotated[int, typer.Option(help="Value of unlabelled pixels, in TRUTH and in both outputs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same scribbles).")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Simulate scribbles on a dense label image: writes the scribbles and the held-out rest of the truth
+    (disjoint; both keep TRUTH's values, IGNORE_VALUE = unlabelled), for training on the first and scoring on
+    the second."""
+    from hsiseg.annotations.simulate import write_simulated_scribbles
+
+    written = write_simulated_scribbles(
+        truth, output, fraction, held_out, stroke_length, seed, min_strokes, ignore_value, overwrite
+    )
+    share = written.scribbled_pixels / max(1, written.labelled_pixels)
+    typer.echo(
+        f"wrote {written.scribbled_pixels} scribbled pixels ({share:.1%} of {written.labelled_pixels} labelled) to "
+        f"{written.scribbles}; held-out truth: {written.held_out}"
+    )

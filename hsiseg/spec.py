@@ -18,13 +18,21 @@
     splits: {folds: 3, seed: 0, test: [s04_f0, s04_f1]}   # or train/val/test lists, or fold_file: folds.json
 
 Validation uses a pydantic schema; errors name the file, the line and the field
-(``demo.yaml: line 12 (samples.3.cube): Field required``). Sample paths are relative to ``root``, or to the
-spec file's folder without one.
+(``demo.yaml: line 12 (samples.3.cube): Field required``). The file must be UTF-8 text.
+
+Paths. ``root`` is relative to the spec file (or absolute); it defaults to the spec file's folder.
+``label_tree`` is relative to the spec file. Sample paths (``cube``, ``annotations``, ``truth``) and
+``splits.fold_file`` are relative to ``root`` and must stay inside it: a relative path that climbs out of
+``root`` (``../../other/cube.dat``) is refused, naming the spec, the sample and the field, so a spec received
+from someone else reads only files below the folder it describes. A file elsewhere is allowed when written as
+an absolute path (``/data/hospital/cube.dat``), where a reader sees at a glance where it points. The check is
+on the written path, not on symbolic links inside ``root``, which stay the user's choice.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +54,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, read_cube
 from hsiseg.spectral import Preprocessing
 from hsiseg.splits import SPLIT_NAMES, check_no_leakage, group_folds, read_htc_folds
+from hsiseg.textfiles import read_utf8
 from hsiseg.tree import LabelTree
 
 
@@ -120,6 +129,7 @@ class DataSpec:
             raise HsisegError(f"{path}: duplicate sample ids {duplicates}")
         self.samples: dict[str, SampleSpec] = {sample.id: sample for sample in model.samples}
         self.preprocessing = Preprocessing.from_dict(model.preprocessing, source=f"{path} (preprocessing)")
+        self._check_paths()
         self._check_split_ids()
 
     @classmethod
@@ -231,13 +241,40 @@ class DataSpec:
         splits = self.model.splits
         subjects = {sample_id: sample.subject for sample_id, sample in self.samples.items()}
         if splits.folds is not None:
-            return group_folds(subjects, splits.folds, splits.seed, splits.test)
+            try:
+                return group_folds(subjects, splits.folds, splits.seed, splits.test)
+            except HsisegError as error:
+                raise HsisegError(f"{self.path}: {error}") from None
         if splits.fold_file is not None:
             return read_htc_folds(self.resolve(splits.fold_file))
         return [{"train": list(splits.train or []), "val": list(splits.val or []), "test": list(splits.test)}]
 
+    def _check_paths(self) -> None:
+        """Relative sample paths and the fold file must stay inside ``root`` (see the module docstring)."""
+        for sample in self.model.samples:
+            fields = [("cube", sample.cube)] + [(f"annotations.{i}", p) for i, p in enumerate(sample.annotations)]
+            fields += [("truth", sample.truth)] if sample.truth is not None else []
+            for field, written in fields:
+                if leaves_folder(self.root, written):
+                    raise HsisegError(
+                        f"{self.path}: sample {sample.id!r} ({field}): {written!r} leads outside the spec's root "
+                        f"folder {self.root}; move the file below it, or write its absolute path if it must live there"
+                    )
+        fold_file = self.model.splits.fold_file
+        if fold_file is not None and leaves_folder(self.root, fold_file):
+            raise HsisegError(
+                f"{self.path}: splits.fold_file {fold_file!r} leads outside the spec's root folder {self.root}; "
+                "move the file below it, or write its absolute path"
+            )
+
     def _check_split_ids(self) -> None:
         subjects = {sample_id: sample.subject for sample_id, sample in self.samples.items()}
+        for name in SPLIT_NAMES:  # before folds are dealt, which look the ids up
+            unknown = sorted(set(getattr(self.model.splits, name) or []) - set(self.samples))
+            if unknown:
+                raise HsisegError(
+                    f"{self.path}: splits ({name}) name unknown samples {unknown[:5]}; use ids listed under samples"
+                )
         for number, fold in enumerate(self._folds()):
             for name, ids in fold.items():
                 unknown = sorted(set(ids) - set(self.samples))
@@ -260,6 +297,14 @@ class DataSpec:
         return preprocessing.fit_statistics(training_cubes())
 
 
+def leaves_folder(folder: Path, written: str) -> bool:
+    """Whether a relative path climbs out of ``folder`` (``..`` components, judged on the text: symbolic links
+    are not followed). Absolute paths never do: they say openly where they point."""
+    if Path(written).is_absolute():
+        return False
+    return not Path(os.path.abspath(folder / written)).is_relative_to(os.path.abspath(folder))
+
+
 def dump_spec(spec: Mapping[str, Any], comment: str) -> str:
     """A data spec as readable YAML (keys in the given order) under a ``#`` comment block."""
     header = "".join(f"# {line}\n" for line in comment.strip().splitlines())
@@ -270,7 +315,7 @@ def load_with_lines(path: Path) -> tuple[Any, Any]:
     """Parse YAML/JSON; also return ``locate(loc)`` giving 'line N (a.b.0)' for a pydantic error location."""
     if not path.is_file():
         raise HsisegError(f"{path}: data spec not found")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "the spec")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -306,4 +351,4 @@ def load_with_lines(path: Path) -> tuple[Any, Any]:
     return data, locate
 
 
-__all__ = ["UNLABELLED", "AnnotationSpec", "DataSpec", "SampleSpec", "dump_spec", "load_with_lines"]
+__all__ = ["UNLABELLED", "AnnotationSpec", "DataSpec", "SampleSpec", "dump_spec", "leaves_folder", "load_with_lines"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hsiseg.errors import HsisegError
+from hsiseg.textfiles import read_utf8
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -39,7 +40,14 @@ def group_folds(
     One ``{"train": [...], "val": [...], "test": [...]}`` per fold, ids in the order of ``subjects``.
     """
     test_set = set(test)
+    unknown = sorted(test_set - set(subjects))
+    if unknown:
+        raise HsisegError(f"splits: 'test' names unknown samples {unknown[:5]}; use ids listed under samples")
     pool = sorted({subject for sample, subject in subjects.items() if sample not in test_set})
+    if not pool:
+        raise HsisegError(
+            "splits: every sample is in 'test', none is left for the folds; keep 2 or more subjects out of it"
+        )
     test_subjects = {subjects[sample] for sample in test_set}
     shared = sorted(test_subjects & set(pool))
     if shared:
@@ -63,7 +71,7 @@ def group_folds(
 def read_htc_folds(path: Path) -> list[dict[str, list[str]]]:
     """Folds from the reference toolkit's JSON fold file (keys starting with train/val/test)."""
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(read_utf8(path, "the fold file"))
     except FileNotFoundError:
         raise HsisegError(f"{path}: fold file not found") from None
     except json.JSONDecodeError as error:

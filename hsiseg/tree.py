@@ -41,6 +41,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hsiseg.errors import HsisegError
+from hsiseg.textfiles import read_utf8
 
 __all__ = ["LabelTree", "TreeNode"]
 
@@ -513,7 +514,7 @@ def _load_mapping(path: Path) -> Any:
     if not path.is_file():
         raise HsisegError(f"{path}: label tree file not found")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "the label tree")
     if suffix in (".yaml", ".yml"):
         try:
             return yaml.safe_load(text)

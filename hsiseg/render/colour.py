@@ -10,22 +10,32 @@ A cube that misses much of the visible range (a Tivita camera starts at 500 nm, 
 function is mostly over) cannot be rendered faithfully: ``method="auto"`` then falls back to a band-window
 rendering (``method="window"``): red = mean of 600-700 nm, green = 520-600 nm, blue = the cube's bands below
 520 nm (or its bluest band), each stretched between its 1st and 99th percentile, then gamma-encoded.
+``method="cie"`` on such a cube renders CIE colours anyway, with a :class:`HsisegWarning`; when fewer than two
+bands lie within 380-780 nm (a 900-1700 nm camera) it renders band windows, saying so in the warning.
+
+CIE rendering expects reflectance (about 0-1). Data whose 99th percentile (over the visible bands) is above
+:data:`COUNTS_LIMIT` looks like raw counts (e.g. 0-4095 from a 12-bit sensor) or scaled integers (0-10000):
+such data would render as a white image, so it is divided by that percentile and one :class:`HsisegWarning`
+suggests reading the cube as reflectance (the reader option ``scale``).
 """
 
 from __future__ import annotations
 
 import csv
+import warnings
 from functools import cache
 from importlib import resources
 
 import numpy as np
 
-from hsiseg.errors import HsisegError
+from hsiseg.errors import HsisegError, HsisegWarning
 
 XYZ_TO_LINEAR_SRGB = np.array(
     [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]]
 )
 MIN_CIE_COVERAGE = 0.8  # share of the colour-matching weight the cube must cover for "auto" to use CIE
+COUNTS_LIMIT = 2.0  # a 99th percentile above this is not reflectance (counts, percent, reflectance x 10000)
+COUNTS_SAMPLE = 1_000_000  # values the percentile is estimated from (an evenly strided sample of the cube)
 WINDOWS = {"red": (600.0, 700.0), "green": (520.0, 600.0), "blue": (380.0, 520.0)}
 
 
@@ -68,8 +78,28 @@ def cie_rgb(data: np.ndarray, wavelengths: np.ndarray) -> np.ndarray:
     step = np.gradient(bands) if len(bands) > 1 else np.ones(1)
     weights *= step[:, None]
     white_y = weights[:, 1].sum()
-    xyz = data[..., visible].astype(np.float64) @ weights / white_y
+    xyz = as_reflectance(data[..., visible].astype(np.float64)) @ weights / white_y
     return _to_uint8(srgb_gamma(xyz @ XYZ_TO_LINEAR_SRGB.T))
+
+
+def as_reflectance(data: np.ndarray) -> np.ndarray:
+    """``data`` (H, W, B) as it is when it looks like reflectance; divided by its 99th percentile, with one
+    :class:`HsisegWarning`, when that percentile is above :data:`COUNTS_LIMIT` (raw counts). Never modifies
+    ``data``."""
+    flat = data.reshape(-1)
+    sample = flat[:: max(1, flat.size // COUNTS_SAMPLE)]
+    sample = sample[np.isfinite(sample)]
+    high = float(np.percentile(sample, 99)) if sample.size else 0.0
+    if high <= COUNTS_LIMIT:
+        return data
+    warnings.warn(
+        f"RGB rendering: the cube's values (99th percentile above {COUNTS_LIMIT:g}) look like raw counts, not "
+        "reflectance in [0, 1]; the image is stretched by that percentile. Read the cube as reflectance with the "
+        "reader option 'scale' (its full-scale value, e.g. 4095 for 12-bit counts)",
+        HsisegWarning,
+        stacklevel=3,
+    )
+    return data / high
 
 
 def window_rgb(data: np.ndarray, wavelengths: np.ndarray, percentiles: tuple[float, float] = (1, 99)) -> np.ndarray:
@@ -94,14 +124,39 @@ def stretch(channel: np.ndarray, percentiles: tuple[float, float] = (1, 99)) -> 
 
 
 def rgb(data: np.ndarray, wavelengths: np.ndarray, method: str = "auto") -> np.ndarray:
-    """(H, W, 3) uint8 RGB image of a cube: ``cie``, ``window`` or ``auto`` (CIE when the cube covers enough)."""
+    """(H, W, 3) uint8 RGB image of a cube (H, W, B) with wavelengths (B,) in nm.
+
+    ``method``: ``cie``, ``window`` or ``auto`` (CIE when the cube covers at least :data:`MIN_CIE_COVERAGE` of
+    the colour-matching weight, else band windows). ``cie`` on a cube that covers less warns (and renders band
+    windows when fewer than two bands are visible); raw counts are stretched with a warning (module docstring).
+    """
+    if method not in ("auto", "cie", "window"):
+        raise HsisegError(f"RGB rendering: unknown method {method!r}; choose auto, cie or window")
+    coverage = cie_coverage(wavelengths)
     if method == "auto":
-        method = "cie" if cie_coverage(wavelengths) >= MIN_CIE_COVERAGE else "window"
+        method = "cie" if coverage >= MIN_CIE_COVERAGE else "window"
+    elif method == "cie" and coverage < MIN_CIE_COVERAGE:
+        method = warn_low_coverage(wavelengths, coverage)
     if method == "cie":
         return cie_rgb(data, wavelengths)
-    if method == "window":
-        return window_rgb(data, wavelengths)
-    raise HsisegError(f"RGB rendering: unknown method {method!r}; choose auto, cie or window")
+    return window_rgb(data, wavelengths)
+
+
+def warn_low_coverage(wavelengths: np.ndarray, coverage: float) -> str:
+    """Warn that a cube covers too little of the visible range for faithful CIE colours; return the method to
+    use: ``cie``, or ``window`` when fewer than two bands lie within 380-780 nm."""
+    nm = cie_tables()[0]
+    visible = int(((wavelengths >= nm[0]) & (wavelengths <= nm[-1])).sum())
+    method = "cie" if visible >= 2 else "window"
+    outcome = "its colours are not faithful" if method == "cie" else "it is rendered from band windows instead"
+    warnings.warn(
+        f"RGB rendering (method 'cie'): the cube ({wavelengths.min():g}-{wavelengths.max():g} nm) covers "
+        f"{coverage:.0%} of the visible colour-matching weight (CIE needs {MIN_CIE_COVERAGE:.0%}), so {outcome}; "
+        "method 'auto' chooses band windows for such cubes",
+        HsisegWarning,
+        stacklevel=3,
+    )
+    return method
 
 
 def false_colour(
