@@ -100,10 +100,23 @@ def test_tiny_hdf5_declaring_a_huge_cube_is_refused(tmp_path: Path, machine_16gb
 def test_object_npz_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "objects.npz"
     np.savez(path, cube=np.array([[[1.0]]], dtype=object), wavelengths=np.array([500.0]))
-    with pytest.raises(HsisegError, match=r"objects.npz: cannot tell which .* not read: cube \(object\)"):
-        read_cube(path)
-    with pytest.raises(HsisegError, match=r"no numeric variable 'cube'.*not read: cube \(object\)"):
-        read_cube(path, variable="cube")
+    for options in ({}, {"variable": "cube"}):
+        with pytest.raises(HsisegError, match=r"objects.npz: variable 'cube' holds object values, not numbers"):
+            read_cube(path, **options)
+    np.savez(path, cube=np.ones((2, 2, 2)), notes=np.array([[["a"]]], dtype=object), wavelengths=np.arange(2.0))
+    assert read_cube(path).shape == (2, 2, 2)  # the object array is never loaded
+    with pytest.raises(HsisegError, match=r"no numeric variable 'cubes'.*\(not arrays of numbers, so not read: notes"):
+        read_cube(path, variable="cubes")
+
+
+def test_empty_cubes_are_refused_in_every_format(tmp_path: Path) -> None:
+    np.save(tmp_path / "e.npy", np.ones((0, 3, 2), np.float32))
+    with h5py.File(tmp_path / "e.h5", "w") as handle:
+        handle["cube"] = np.ones((3, 0, 2), np.float32)
+    savemat(tmp_path / "e.mat", {"cube": np.ones((3, 2, 0)), "wavelengths": np.arange(2.0)})
+    for name, shape in (("e.npy", "0 x 3 x 2"), ("e.h5", "3 x 0 x 2"), ("e.mat", "3 x 2 x 0")):
+        with pytest.raises(HsisegError, match=rf"{name}: the cube's shape is {shape}, which holds no values"):
+            read_cube(tmp_path / name, wavelengths=[1, 2])
 
 
 def make_bad_folder(folder: Path) -> dict[str, Path]:

@@ -233,6 +233,11 @@ def _choose_variable(path: Path, variables: dict[str, Variable], variable: str |
     others = ", ".join(f"{name} ({v.stored})" for name, v in variables.items() if not v.numeric)
     not_read = f" (not arrays of numbers, so not read: {others})" if others else ""
     if variable is not None:
+        if variable in variables and not variables[variable].numeric:
+            raise HsisegError(
+                f"{path}: variable {variable!r} holds {variables[variable].stored} values, not numbers (hsiseg "
+                "never loads pickled Python objects); save the cube as a numeric array, e.g. float32"
+            )
         if variable not in numeric:
             raise HsisegError(
                 f"{path}: no numeric variable {variable!r}; numeric variables: {sorted(numeric)}{not_read}"
@@ -245,6 +250,13 @@ def _choose_variable(path: Path, variables: dict[str, Variable], variable: str |
         return candidates[0]
     if len(named) == 1:
         return named[0]
+    unreadable = [n for n, v in variables.items() if not v.numeric and len(v.shape) == wanted_ndim]
+    if not candidates and unreadable:
+        name = unreadable[0]
+        raise HsisegError(
+            f"{path}: variable {name!r} holds {variables[name].stored} values, not numbers (hsiseg never loads "
+            "pickled Python objects); save the cube as a numeric array, e.g. float32"
+        )
     raise HsisegError(
         f"{path}: cannot tell which variable is the cube among {sorted(numeric)}{not_read}; pass variable=..."
     )
