@@ -10,21 +10,35 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
 from hsiseg.errors import HsisegError
-from hsiseg.io.batch import convert_cubes, expand_inputs, plan_conversion, summarize_cube
+from hsiseg.io.batch import convert_cubes, plan_conversion, summarize_cubes
 
 ReaderOptions = Annotated[
     list[str] | None,
     typer.Option(
         "--option",
         "-O",
-        help="Reader option KEY=VALUE (YAML value), e.g. -O wavelength_preset=tivita-vendor -O 'wavelengths=[...]'.",
+        help=(
+            "Reader option KEY=VALUE (YAML value), e.g. -O wavelength_preset=tivita-vendor -O 'wavelengths=[...]', "
+            "-O wavelengths=@bands.txt (a file of band centres in nm), -O scale=0.0001 -O offset=0 "
+            "(values become value * scale + offset)."
+        ),
     ),
 ]
+MaxCubeGB = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cube-gb",
+        help="Refuse (before reading) a cube that needs more than this many GB (10^9 bytes) of memory; "
+        "default: half of this machine's memory.",
+    ),
+]
+MAX_CUBE_HINT = " (--max-cube-gb sets the limit)"
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
@@ -34,10 +48,23 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
         key, separator, value = pair.partition("=")
         if not separator or not key:
             raise HsisegError(f"--option {pair!r}: expected KEY=VALUE")
+        if value.strip().startswith("@"):  # a file reference (e.g. wavelengths=@bands.txt); not YAML
+            options[key.strip().replace("-", "_")] = value.strip()
+            continue
         try:
             options[key.strip().replace("-", "_")] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise HsisegError(f"--option {pair!r}: the value is not valid YAML") from None
+    return options
+
+
+def reader_options_with_limit(pairs: list[str] | None, max_cube_gb: float | None) -> dict[str, Any]:
+    """``--option`` pairs plus ``--max-cube-gb`` as the library's ``max_bytes``."""
+    options = parse_options(pairs)
+    if max_cube_gb is not None:
+        if not max_cube_gb > 0:
+            raise HsisegError(f"--max-cube-gb must be greater than 0, got {max_cube_gb:g}")
+        options["max_bytes"] = max(1, int(max_cube_gb * 1e9))
     return options
 
 
@@ -54,9 +81,14 @@ def info(
     cubes: Annotated[list[Path], typer.Argument(help="Cube files or folders (searched recursively).")],
     options: ReaderOptions = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per cube on stdout.")] = False,
+    max_cube_gb: MaxCubeGB = None,
 ) -> None:
-    """Shape, stored type, wavelength and value ranges, NaN/Inf and zero-pixel counts, file size."""
-    reader_options = parse_options(options)
+    """Shape, stored type, wavelength and value ranges, NaN/Inf and zero-pixel counts, file size.
+
+    A file that cannot be read is reported in one line and the others are still listed; the exit code is 2
+    when any file failed. Wavelengths show as "?" when the file has none and none are given.
+    """
+    reader_options = reader_options_with_limit(options, max_cube_gb)
     failures = 0
     table = Table(title="hsiseg info")
     for column in ("file", "format, stored as", "H x W x B", "nm", "values", "NaN/Inf", "zero px", "size"):
@@ -64,22 +96,22 @@ def info(
             table.add_column(column, overflow="fold")
         else:
             table.add_column(column, justify="left" if column.startswith("format") else "right", no_wrap=True)
-    for path, root in expand_inputs(cubes):
-        try:
-            summary = summarize_cube(path, **reader_options)
-        except HsisegError as error:
+    for item in summarize_cubes(cubes, **reader_options):
+        if item.summary is None:
             failures += 1
-            typer.echo(f"hsiseg: error: {error}", err=True)
+            typer.echo(f"hsiseg: error: {item.error}{MAX_CUBE_HINT if item.too_large else ''}", err=True)
             continue
+        summary = item.summary
         if as_json:
             typer.echo(json.dumps(summary))
             continue
         low, high = summary["value_min"], summary["value_max"]
+        first, last = summary["wavelength_min_nm"], summary["wavelength_max_nm"]
         table.add_row(
-            str(path.relative_to(root)) if root in cubes else str(path),
+            str(item.path.relative_to(item.root)) if item.root in cubes else str(item.path),
             f"{summary['format']}, {summary['stored_dtype']}",
             " x ".join(map(str, summary["shape"])),
-            f"{summary['wavelength_min_nm']:g}-{summary['wavelength_max_nm']:g}",
+            "?" if first is None else f"{first:g}-{last:g}",
             "-" if low is None else f"{low:.4g} .. {high:.4g}",
             f"{summary['nan_count']}/{summary['inf_count']}",
             str(summary["zero_pixels"]),
@@ -103,13 +135,14 @@ def convert(
     ] = "float32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     options: ReaderOptions = None,
+    max_cube_gb: MaxCubeGB = None,
 ) -> None:
     """Convert cubes, e.g. a folder of Tivita recordings to an HDF5 cache; inputs are never modified.
 
     Existing outputs are skipped (so an interrupted conversion resumes) unless --overwrite is given. A file
     that cannot be read is reported and the batch goes on; the exit code is 2 when any file failed.
     """
-    reader_options = parse_options(options)
+    reader_options = reader_options_with_limit(options, max_cube_gb)
     plan = plan_conversion(inputs, output, to)
     if not plan:
         raise HsisegError(f"convert: no cube files in {', '.join(map(str, inputs))}")
@@ -131,9 +164,12 @@ def convert(
             if item.error:
                 skipped += item.skipped
                 failed += not item.skipped
-                progress.console.print(f"[yellow]{'skipped' if item.skipped else 'failed'}[/]: {item.error}")
+                hint = MAX_CUBE_HINT if item.too_large else ""
+                progress.console.print(
+                    f"[yellow]{'skipped' if item.skipped else 'failed'}[/]: {escape(item.error + hint)}", soft_wrap=True
+                )
     for warning in caught:
-        console.print(f"[yellow]warning[/]: {warning.message}")
+        console.print(f"[yellow]warning[/]: {escape(str(warning.message))}", soft_wrap=True)
     done = len(plan) - failed - skipped
     typer.echo(f"converted {done} of {len(plan)} cubes into {output} ({skipped} skipped, {failed} failed)")
     if failed:

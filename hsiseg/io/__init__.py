@@ -12,8 +12,18 @@ format          files                                options
 ==============  ===================================  =============================================
 
 The format is taken from the extension, then from the file's magic bytes; ``format=...`` overrides both.
-Every reader also takes ``nonfinite``: ``"zero"`` (default: NaN/Inf values are set to 0 with a
-:class:`HsisegWarning` that counts them; zero pixels count as invalid downstream), ``"error"`` or ``"keep"``.
+Every format also takes these options, applied once by :func:`read_cube` (see
+:mod:`hsiseg.io.reader_options` and :mod:`hsiseg.io.limits`):
+
+- ``nonfinite``: ``"zero"`` (default: NaN/Inf values are set to 0 with a :class:`HsisegWarning` that counts
+  them; zero pixels count as invalid downstream), ``"error"`` or ``"keep"``;
+- ``wavelengths="@bands.txt"``: band centres (nm) from a text, one-column ``.csv`` or ``.npy`` file;
+- ``scale``, ``offset``: values become ``value * scale + offset`` (e.g. counts -> reflectance) after the
+  reader's own conversion (ENVI divides by its ``reflectance scale factor`` first); all-zero pixels stay 0;
+  recorded in ``meta["scale"]`` and ``meta["offset"]``;
+- ``max_bytes``: refuse, before allocating, a cube whose declared shape needs more memory than this (float32
+  cube plus any raw copy held while reading); default: half of the machine's physical memory.
+
 Inputs are only ever opened for reading.
 """
 
@@ -30,15 +40,20 @@ import numpy as np
 from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.arrays import read_mat, read_npy, read_npz
 from hsiseg.io.atomic import atomic_path
-from hsiseg.io.cube import Cube, check_wavelengths, invalid_pixels
+from hsiseg.io.cube import Cube, NoWavelengthsError, check_wavelengths, invalid_pixels
 from hsiseg.io.envi import read_envi, write_envi
 from hsiseg.io.hdf5 import read_hdf5, write_hdf5
+from hsiseg.io.limits import GB, CubeTooLargeError, resolve_max_bytes
+from hsiseg.io.reader_options import apply_scale_offset, check_scale_offset, resolve_wavelengths
 from hsiseg.io.tivita import read_tivita, read_tivita_rgb, write_tivita
 
 __all__ = [
     "CUBE_EXTENSIONS",
     "READERS",
+    "SHARED_OPTIONS",
     "Cube",
+    "CubeTooLargeError",
+    "NoWavelengthsError",
     "invalid_pixels",
     "atomic_path",
     "check_wavelengths",
@@ -82,6 +97,7 @@ CUBE_EXTENSIONS = (
     ".mat",
 )  # what folders are searched for
 NONFINITE_RULES = ("zero", "error", "keep")
+SHARED_OPTIONS = ("nonfinite", "wavelengths", "scale", "offset", "max_bytes")  # read_cube's own, every format
 
 
 def detect_format(path: Path) -> str:
@@ -110,7 +126,16 @@ def detect_format(path: Path) -> str:
     )
 
 
-def read_cube(path: str | Path, format: str | None = None, nonfinite: str = "zero", **options: Any) -> Cube:
+def read_cube(
+    path: str | Path,
+    format: str | None = None,
+    nonfinite: str = "zero",
+    *,
+    scale: float | None = None,
+    offset: float | None = None,
+    max_bytes: float | None = None,
+    **options: Any,
+) -> Cube:
     """Read a cube file as a :class:`Cube` with (H, W, B) float32 data and wavelengths in nm.
 
     Parameters
@@ -118,9 +143,44 @@ def read_cube(path: str | Path, format: str | None = None, nonfinite: str = "zer
     path: the cube file (for ENVI, the header or the data file).
     format: one of :data:`READERS`; default: detected from the file.
     nonfinite: what to do with NaN/Inf values: ``"zero"`` (warn and set to 0), ``"error"``, ``"keep"``.
-    options: reader options (see the module docstring), e.g. ``wavelengths=...`` or ``dataset="/cube"``.
+    scale, offset: values become ``value * scale + offset`` (after the reader's own conversion); all-zero
+        pixels stay 0. Default: unchanged.
+    max_bytes: refuse (:class:`CubeTooLargeError`) a cube whose declared shape needs more memory than this,
+        before allocating it; default: half of the machine's physical memory.
+    options: reader options (see the module docstring), e.g. ``wavelengths=...`` (a list of nm, or
+        ``"@bands.txt"``) or ``dataset="/cube"``.
     """
     path = Path(path)
+    kind = _check_path_and_format(path, format)
+    if nonfinite not in NONFINITE_RULES:
+        raise HsisegError(f"option 'nonfinite' must be one of {NONFINITE_RULES}, got {nonfinite!r}")
+    rescale = scale is not None or offset is not None
+    scale_value, offset_value = check_scale_offset(scale, offset)
+    limit = resolve_max_bytes(max_bytes)
+    reader = READERS[kind]
+    accepted = set(inspect.signature(reader).parameters) - {"path", "max_bytes"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise HsisegError(
+            f"{path}: the {kind} reader has no option(s) {unknown}; its options: {sorted(accepted)}, and for "
+            f"every format: {list(SHARED_OPTIONS)}"
+        )
+    if "wavelengths" in options:
+        options["wavelengths"] = resolve_wavelengths(options["wavelengths"])
+    try:
+        cube = reader(path, max_bytes=limit, **options)
+    except MemoryError:
+        raise HsisegError(
+            f"{path}: ran out of memory while reading (the read was allowed {limit / GB:.1f} GB, max_bytes); "
+            "free memory or read it on a machine with more"
+        ) from None
+    _handle_nonfinite(cube, nonfinite, path)
+    if rescale:
+        apply_scale_offset(cube, scale_value, offset_value)
+    return cube
+
+
+def _check_path_and_format(path: Path, format: str | None) -> str:
     if not path.exists():
         raise HsisegError(f"{path}: file not found")
     if path.is_dir():
@@ -128,16 +188,7 @@ def read_cube(path: str | Path, format: str | None = None, nonfinite: str = "zer
     kind = format or detect_format(path)
     if kind not in READERS:
         raise HsisegError(f"{path}: unknown format {kind!r}; choose one of {sorted(READERS)}")
-    if nonfinite not in NONFINITE_RULES:
-        raise HsisegError(f"option 'nonfinite' must be one of {NONFINITE_RULES}, got {nonfinite!r}")
-    reader = READERS[kind]
-    accepted = set(inspect.signature(reader).parameters) - {"path"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise HsisegError(f"{path}: the {kind} reader has no option(s) {unknown}; its options: {sorted(accepted)}")
-    cube = reader(path, **options)
-    _handle_nonfinite(cube, nonfinite, path)
-    return cube
+    return kind
 
 
 def write_cube(path: str | Path, cube: Cube, format: str | None = None, **options: Any) -> Path:
@@ -175,6 +226,8 @@ def _handle_nonfinite(cube: Cube, rule: str, path: Path) -> None:
         return
     if rule == "error":
         raise HsisegError(f"{path}: {count} NaN/Inf values; read with nonfinite='zero' to set them to 0")
+    if not cube.data.flags.writeable:
+        cube.data = np.array(cube.data)  # a read-only view of the file: never write through it
     cube.data[bad] = 0.0
     cube.repaired = bad.any(axis=-1) if cube.repaired is None else cube.repaired | bad.any(axis=-1)
     cube.meta["nonfinite_set_to_zero"] = count

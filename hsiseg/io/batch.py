@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hsiseg.errors import HsisegError
-from hsiseg.io import detect_format, find_cubes, read_cube, write_cube
+from hsiseg.io import CubeTooLargeError, NoWavelengthsError, detect_format, find_cubes, read_cube, write_cube
 from hsiseg.spectral.normalization import valid_pixels
 
 OUTPUT_SUFFIXES = {"hdf5": ".h5", "envi": ".hdr"}
@@ -49,10 +49,20 @@ def cube_files_size(path: Path) -> int:
 
 
 def summarize_cube(path: Path, **options: Any) -> dict[str, Any]:
-    """Shape, stored type, wavelength range, value range and problem counts of one cube file."""
+    """Shape, stored type, wavelength range, value range and problem counts of one cube file.
+
+    A file without band centres is still summarised: its wavelength fields are None.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cube = read_cube(path, nonfinite="keep", **options)
+        try:
+            cube = read_cube(path, nonfinite="keep", **options)
+            known = True
+        except NoWavelengthsError as error:
+            if error.num_bands is None:
+                raise
+            cube = read_cube(path, nonfinite="keep", **{**options, "wavelengths": np.arange(1.0, error.num_bands + 1)})
+            known = False
     data = cube.data
     finite = np.isfinite(data)
     values = data[finite]
@@ -61,9 +71,9 @@ def summarize_cube(path: Path, **options: Any) -> dict[str, Any]:
         "path": str(path),
         "format": cube.meta.get("format", "?"),
         "shape": [height, width, bands],
-        "stored_dtype": str(cube.meta.get("stored_dtype", _stored_dtype(cube.meta))),
-        "wavelength_min_nm": float(cube.wavelengths[0]),
-        "wavelength_max_nm": float(cube.wavelengths[-1]),
+        "stored_dtype": str(cube.meta.get("stored_dtype", "?")),
+        "wavelength_min_nm": float(cube.wavelengths[0]) if known else None,
+        "wavelength_max_nm": float(cube.wavelengths[-1]) if known else None,
         "value_min": float(values.min()) if values.size else None,
         "value_max": float(values.max()) if values.size else None,
         "nan_count": int(np.isnan(data).sum()),
@@ -74,15 +84,41 @@ def summarize_cube(path: Path, **options: Any) -> dict[str, Any]:
     }
 
 
-def _stored_dtype(meta: dict[str, Any]) -> str:
-    if meta.get("format") == "tivita":
-        return "big-endian float32"
-    if meta.get("format") == "envi":
-        from spectral.io.envi import envi_to_dtype
+@dataclass
+class Summary:
+    """One file of ``hsiseg info``: its summary, or the one-line reason it could not be read."""
 
-        order = "big" if meta.get("byte_order") else "little"
-        return f"{order}-endian {np.dtype(envi_to_dtype[str(meta['envi_data_type'])]).name}"
-    return "?"
+    path: Path
+    root: Path
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    too_large: bool = False  # the error is the memory limit (max_bytes)
+
+
+def summarize_cubes(inputs: Iterable[str | Path], **options: Any) -> Iterator[Summary]:
+    """Summarise every cube of ``inputs`` (files or folders); a failing file is recorded and the batch goes on."""
+    for path, root in expand_inputs(inputs):
+        item = Summary(path, root)
+        try:
+            item.summary = summarize_cube(path, **options)
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop a folder; reported in one line
+            item.error, item.too_large = describe_failure(path, error), isinstance(error, CubeTooLargeError)
+        yield item
+
+
+def describe_failure(path: Path, error: Exception) -> str:
+    """One line saying why ``path`` failed: the message of a user error, else the unexpected error's type."""
+    if isinstance(error, HsisegError):
+        return str(error).splitlines()[0] if str(error) else f"{path}: {type(error).__name__}"
+    text = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, OSError):
+        return f"{path}: {text or type(error).__name__}"
+    if isinstance(error, MemoryError):
+        return f"{path}: out of memory while reading it; free memory or lower max_bytes to refuse such files"
+    return (
+        f"{path}: cannot be read ({type(error).__name__}{': ' + text[:200] if text else ''}); the file is damaged "
+        "or a variant hsiseg does not know: check it with the tool that wrote it"
+    )
 
 
 @dataclass
@@ -93,6 +129,7 @@ class Conversion:
     target: Path
     error: str | None = None
     skipped: bool = False
+    too_large: bool = False  # the error is the memory limit (max_bytes)
 
 
 def plan_conversion(inputs: Iterable[str | Path], output: Path, to: str = "hdf5") -> list[Conversion]:
@@ -128,10 +165,8 @@ def convert_cubes(
             else:
                 cube = read_cube(item.source, **(reader_options or {}))
                 write_cube(item.target, cube, format=to, **writer_options)
-        except HsisegError as error:
-            item.error = str(error)
-        except OSError as error:
-            item.error = f"{item.source}: {error}"
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop a folder; reported in one line
+            item.error, item.too_large = describe_failure(item.source, error), isinstance(error, CubeTooLargeError)
         if on_done is not None:
             on_done(item)
         yield item

@@ -70,9 +70,24 @@ def invalid_pixels(cube: Cube) -> np.ndarray:
     return invalid
 
 
+class NoWavelengthsError(HsisegError):
+    """A cube file without band centres (and none passed); ``num_bands`` is its band count where known."""
+
+    def __init__(self, message: str, num_bands: int | None = None) -> None:
+        super().__init__(message)
+        self.num_bands = num_bands
+
+
 def check_wavelengths(wavelengths: Any, num_bands: int, source: str | Path) -> np.ndarray:
     """Validate band centres: (B,) finite, strictly increasing, one per band. Returns float64 (B,)."""
-    values = np.asarray(wavelengths, dtype=np.float64).reshape(-1)
+    try:
+        values = np.asarray(wavelengths, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        shown = repr(wavelengths)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise HsisegError(
+            f"{source}: wavelengths must be numbers in nm (one per band, or '@file' naming a file of them), got {shown}"
+        ) from None
     if values.size != num_bands:
         raise HsisegError(f"{source}: {values.size} wavelengths for {num_bands} bands; give one per band")
     if not np.isfinite(values).all():

@@ -14,26 +14,40 @@ meta as a JSON string attribute ``meta_json``. Float32 round trips are exact.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from hsiseg.errors import HsisegError
+from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.atomic import atomic_path
-from hsiseg.io.cube import Cube
+from hsiseg.io.cube import Cube, NoWavelengthsError
+from hsiseg.io.limits import check_cube_size
 
 CUBE_NAMES = ("cube", "data", "hsi", "reflectance")
 WAVELENGTH_ATTRIBUTES = ("wavelengths", "wavelength")
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
+def check_axes(axes: Any, source: str | Path) -> str:
+    """The ``axes`` option upper-cased, checked to be a permutation of "HWB"."""
+    if not isinstance(axes, str) or sorted(axes.upper()) != ["B", "H", "W"]:
+        raise HsisegError(f"{source}: option 'axes' must be a permutation of 'HWB', got {axes!r}")
+    return axes.upper()
+
+
+def hwb_shape(shape: tuple[int, ...], axes: str, source: str | Path) -> tuple[int, int, int]:
+    """(H, W, B) of a 3-D array of ``shape`` stored in ``axes`` order."""
+    axes = check_axes(axes, source)
+    height, width, bands = (int(shape[axes.index(axis)]) for axis in "HWB")
+    return height, width, bands
+
+
 def reorder_axes(data: np.ndarray, axes: str, source: str | Path) -> np.ndarray:
     """(..) stored in ``axes`` order (a permutation of "HWB") -> (H, W, B)."""
-    axes = axes.upper()
-    if sorted(axes) != ["B", "H", "W"]:
-        raise HsisegError(f"{source}: option 'axes' must be a permutation of 'HWB', got {axes!r}")
+    axes = check_axes(axes, source)
     return np.transpose(data, [axes.index(axis) for axis in "HWB"])
 
 
@@ -43,27 +57,57 @@ def read_hdf5(
     wavelengths: Any = None,
     wavelengths_path: str | None = None,
     axes: str = "HWB",
+    max_bytes: int | None = None,
 ) -> Cube:
-    """Read a cube stored in an HDF5 file as (H, W, B) float32."""
+    """Read a cube stored in an HDF5 file as (H, W, B) float32.
+
+    ``max_bytes``: see :func:`hsiseg.io.limits.check_cube_size` (checked from the dataset's shape before
+    reading; the stored values count too unless they are float32 in (H, W, B) order).
+    """
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
         raise HsisegError(f"{path}: not a readable HDF5 file ({error})") from None
     with handle:
         node = _find_cube(handle, dataset, path)
-        data = reorder_axes(node[()], axes, path)
-        meta: dict[str, Any] = {}
-        if "meta_json" in handle.attrs:
-            meta.update(json.loads(handle.attrs["meta_json"]))
-        meta.update({"source": str(path), "format": "hdf5", "dataset": node.name, "stored_dtype": str(node.dtype)})
+        if node.dtype.kind not in "fiu":
+            raise HsisegError(f"{path}: dataset {node.name} holds {node.dtype} values; a cube holds numbers")
+        height, width, bands = hwb_shape(node.shape, axes, path)
         if wavelengths is None:
             wavelengths = _find_wavelengths(handle, node, wavelengths_path)
         if wavelengths is None:
-            raise HsisegError(
+            raise NoWavelengthsError(
                 f"{path}: no wavelengths found (attribute 'wavelengths' on {node.name} or a dataset "
-                f"'{wavelengths_path or 'wavelengths'}'); pass wavelengths=... or wavelengths_path=..."
+                f"'{wavelengths_path or 'wavelengths'}'); pass wavelengths=... or wavelengths_path=...",
+                num_bands=bands,
             )
+        in_place = node.dtype == np.dtype(np.float32) and axes.upper() == "HWB"
+        check_cube_size(path, (height, width, bands), max_bytes, raw_itemsize=0 if in_place else node.dtype.itemsize)
+        data = reorder_axes(_read_dataset(node, path), axes, path)
+        meta = _stored_meta(handle, path)
+        meta.update({"source": str(path), "format": "hdf5", "dataset": node.name, "stored_dtype": str(node.dtype)})
     return Cube(np.ascontiguousarray(data, dtype=np.float32), wavelengths, meta)
+
+
+def _read_dataset(node: h5py.Dataset, path: Path) -> np.ndarray:
+    try:
+        return node[()]
+    except OSError as error:  # damaged chunks, a missing filter plugin
+        raise HsisegError(f"{path}: dataset {node.name} cannot be read ({error})".splitlines()[0]) from None
+
+
+def _stored_meta(handle: h5py.File, path: Path) -> dict[str, Any]:
+    """The ``meta_json`` attribute hsiseg writes (empty if absent or unreadable)."""
+    if "meta_json" not in handle.attrs:
+        return {}
+    try:
+        stored = json.loads(handle.attrs["meta_json"])
+    except (TypeError, ValueError):
+        stored = None
+    if not isinstance(stored, dict):
+        warnings.warn(f"{path}: attribute 'meta_json' is not a JSON object; it is ignored", HsisegWarning, stacklevel=4)
+        return {}
+    return stored
 
 
 def write_hdf5(path: Path, cube: Cube, dtype: str = "float32", compression: int = 4) -> None:

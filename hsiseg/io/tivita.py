@@ -20,6 +20,7 @@ import numpy as np
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path
 from hsiseg.io.cube import Cube
+from hsiseg.io.limits import check_cube_size
 
 HEADER_DTYPE = np.dtype(">i4")
 DATA_DTYPE = np.dtype(">f4")
@@ -57,9 +58,15 @@ def read_header(path: Path) -> tuple[int, int, int]:
     return width, height, bands
 
 
-def read_tivita(path: Path, wavelengths: Any = None, wavelength_preset: str = "tivita") -> Cube:
-    """Read a Tivita cube as (H, W, B) float32 (memory-mapped, one reorder-and-convert pass)."""
+def read_tivita(
+    path: Path, wavelengths: Any = None, wavelength_preset: str = "tivita", max_bytes: int | None = None
+) -> Cube:
+    """Read a Tivita cube as (H, W, B) float32 (memory-mapped, one reorder-and-convert pass).
+
+    ``max_bytes``: see :func:`hsiseg.io.limits.check_cube_size` (checked from the header before reading).
+    """
     width, height, bands = read_header(path)
+    check_cube_size(path, (height, width, bands), max_bytes)
     raw = np.memmap(path, dtype=DATA_DTYPE, mode="r", offset=HEADER_BYTES, shape=(width, height, bands))
     data = np.empty((height, width, bands), dtype=np.float32)
     data[...] = np.flip(raw, axis=1).swapaxes(0, 1)  # byte swap and reorder in one pass
@@ -70,7 +77,12 @@ def read_tivita(path: Path, wavelengths: Any = None, wavelength_preset: str = "t
                 f"{path}: unknown wavelength preset {wavelength_preset!r}; choose {sorted(WAVELENGTH_PRESETS)}"
             )
         wavelengths = WAVELENGTH_PRESETS[wavelength_preset](bands)
-    meta: dict[str, Any] = {"source": str(path), "format": "tivita", "wavelength_preset": wavelength_preset}
+    meta: dict[str, Any] = {
+        "source": str(path),
+        "format": "tivita",
+        "stored_dtype": "big-endian float32",
+        "wavelength_preset": wavelength_preset,
+    }
     meta.update(_sidecars(path))
     return Cube(data, wavelengths, meta)
 
