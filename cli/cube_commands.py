@@ -14,9 +14,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
 from hsiseg.errors import HsisegError
 from hsiseg.io.batch import convert_cubes, plan_conversion, summarize_cubes
+
+from .errors import USER_ERROR_EXIT_CODE, reports_errors
 
 ReaderOptions = Annotated[
     list[str] | None,

@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.errors import USER_ERROR_EXIT_CODE, reports_errors
 from hsiseg.spec import DataSpec
 from hsiseg.spec_check import check_spec
 from hsiseg.synthetic.dataset import generate_demo_data
+
+from .errors import USER_ERROR_EXIT_CODE, reports_errors
 
 
 @reports_errors

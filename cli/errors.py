@@ -56,7 +56,7 @@ def os_error_line(error: OSError) -> str:
         errno.EDQUOT: "free some space (files already written are complete) and run again",
         errno.EACCES: "choose a folder you may write to",
         errno.EROFS: "the file system is read-only; choose another folder",
-        errno.EEXIST: "it exists; choose another path",
+        errno.EEXIST: "a file of that name is in the way; choose another path",
         errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
         errno.EISDIR: "it is a folder; give a file path",
     }.get(error.errno or 0, "")

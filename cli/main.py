@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from cli import cube_commands, data_commands, predict_commands, train_command, tree_commands
 from hsiseg import __version__
+
+from . import cube_commands, data_commands, predict_commands, train_command, tree_commands
 
 app = typer.Typer(
     name="hsiseg",

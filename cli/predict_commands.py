@@ -9,11 +9,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.cube_commands import ReaderOptions, parse_options
-from cli.errors import USER_ERROR_EXIT_CODE, Interrupted, reports_errors
 from hsiseg.errors import HsisegError
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
+
+from .cube_commands import ReaderOptions, parse_options
+from .errors import USER_ERROR_EXIT_CODE, Interrupted, reports_errors
 
 
 def frame_progress(console: Console, total: int, label: str = "frames") -> Progress:
@@ -95,6 +96,7 @@ def predict(
 
         data_spec = DataSpec.from_file(spec)
         inputs = [data_spec.resolve(data_spec.samples[i].cube) for i in data_spec.split(split)]
+        settings.reader_options = {**data_spec.reader_options, **settings.reader_options}
     if not inputs:
         raise HsisegError("predict: give cube files/folders, or --spec SPEC --split NAME")
     try:
@@ -164,11 +166,12 @@ def demo(
 ) -> None:
     """The whole job on synthetic data: generate surgeries, train with hsiseg train's defaults, predict the
     held-out surgery, score it against its dense truth, render overlays, print where they are."""
-    from cli.train_command import RichReporter
     from hsiseg.evaluation.truth_check import dense_truth_scores, write_truth_panels
     from hsiseg.spec import DataSpec
     from hsiseg.synthetic.dataset import generate_demo_data
     from hsiseg.train import TrainConfig, final_checkpoint, train
+
+    from .train_command import RichReporter
 
     console = Console(stderr=True)
     if output.exists() and any(output.iterdir()) and not overwrite:

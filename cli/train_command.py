@@ -10,10 +10,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.cube_commands import parse_options
-from cli.errors import Interrupted, reports_errors
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.train import TrainConfig, final_checkpoint, train
+
+from .cube_commands import parse_options
+from .errors import Interrupted, reports_errors
 
 DEFAULTS = TrainConfig()
 

@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from cli.errors import reports_errors
 from hsiseg.losses import LOSSES, loss_options
 from hsiseg.tree import LabelTree
+
+from .errors import reports_errors
 
 BUILTIN_TREE = "neurosurgery_tree.yaml"
 

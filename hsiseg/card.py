@@ -90,6 +90,17 @@ class OodSettings(_Strict):
         return self
 
 
+class InputScaling(_Strict):
+    """How the training cubes' stored values were mapped to reflectance by the reader (``value * scale +
+    offset``, reader options of the data spec); prediction reads new cubes the same way unless told."""
+
+    scale: float | None = None
+    offset: float | None = None
+
+    def reader_options(self) -> dict[str, float]:
+        return {name: value for name, value in (("scale", self.scale), ("offset", self.offset)) if value is not None}
+
+
 class Refit(_Strict):
     steps: int = Field(ge=1)
     annotated_pixels: int = Field(ge=0)
@@ -105,6 +116,7 @@ class ModelCard(_Strict):
     tree_hash: str
     trained_classes: list[str] = Field(description="leaves with annotated training pixels")
     preprocessing: Preprocessing
+    input_scaling: InputScaling = Field(default_factory=InputScaling)
     training: dict[str, Any] = Field(default_factory=dict)
     round: int | None = None
     step: int | None = None

@@ -179,7 +179,21 @@ class DataSpec:
 
     def read_cube(self, sample_id: str) -> Cube:
         """The sample's cube, read with the spec's reader options."""
-        return read_cube(self.resolve(self.samples[sample_id].cube), **self.model.reader)
+        return read_cube(self.resolve(self.samples[sample_id].cube), **self.reader_options)
+
+    @cached_property
+    def reader_options(self) -> dict[str, Any]:
+        """The spec's ``read_cube`` options, a wavelengths file (``wavelengths: "@bands.txt"``) resolved against
+        ``root`` under the same paths rule as the samples'."""
+        options = dict(self.model.reader)
+        wavelengths = options.get("wavelengths")
+        if isinstance(wavelengths, str) and wavelengths.startswith("@"):
+            written = wavelengths[1:]
+            if leaves_folder(self.root, written):
+                raise HsisegError(f"{self.path}: reader.wavelengths {written!r} leads outside the spec's root folder "
+                                  f"{self.root}; move the file below it, or write its absolute path")  # fmt: skip
+            options["wavelengths"] = f"@{self.resolve(written)}"
+        return options
 
     def read_annotation(self, sample_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
         """The sample's sparse annotation as a label map (H, W) int32 (:data:`UNLABELLED` = -100).

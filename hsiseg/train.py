@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.writers import write_label_image
-from hsiseg.card import ModelCard, NetworkConfig, OodSettings, Refit
+from hsiseg.card import InputScaling, ModelCard, NetworkConfig, OodSettings, Refit
 from hsiseg.checkpoint import (
     check_resume_point,
     load_model,
@@ -67,7 +67,7 @@ from hsiseg.checkpoint import (
 )
 from hsiseg.data import Augmentation, SpecDataset
 from hsiseg.errors import HsisegError
-from hsiseg.io.atomic import atomic_path
+from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.losses import build_loss
 from hsiseg.metrics import annotated_metrics
 from hsiseg.models import DEFAULT_MODEL, build_model, pixelwise_training, unwrap
@@ -244,7 +244,7 @@ def train(
     reporter: Reporter | None = None,
 ) -> nn.Module:
     """Train (or resume) a run; returns the trained network (unwrapped from DDP)."""
-    run_dir = Path(run_dir)
+    run_dir = check_output_folder(run_dir)
     reporter = reporter or SilentReporter()
     config, resume_from = _resolve_config(run_dir, config, resume)
     config.check()
@@ -282,7 +282,7 @@ def train(
     elif world.main:
         _prepare_run_dir(run_dir, Path(spec_path), config)
         write_held_out_strokes(run_dir, data, tree, config)
-    card_base = _card_base(config, spec_path, tree, preprocessing, model, data.train_images)
+    card_base = _card_base(config, spec, preprocessing, model, data.train_images)
     reporter.start(config.steps, first_round * config.validate_every)
     for round_index in range(first_round, config.rounds):
         started = time.perf_counter()
@@ -437,18 +437,21 @@ def _distributed(network: nn.Module, world: Distributed, device: torch.device) -
     return nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _card_base(config, spec_path, tree, preprocessing, model: nn.Module, train_images: SpecDataset) -> ModelCard:
+def _card_base(config, spec: DataSpec, preprocessing, model: nn.Module, train_images: SpecDataset) -> ModelCard:
     """The card every checkpoint of this run shares (round, metrics and OOD calibration are added per round)."""
     network = NetworkConfig(
         name=config.model,
         in_channels=train_images.num_bands,
-        classes=tree.num_leaves,
+        classes=spec.tree.num_leaves,
         options=config.model_options,
         input_multiple=getattr(model, "input_multiple", 1),
     )
     targets = [train_images.sample(i).target for i in range(len(train_images.sample_ids))]
-    return ModelCard.create(tree, model=network, preprocessing=preprocessing, training={**asdict(config),
-                            "spec": str(spec_path)}, trained_classes=_trained_classes(targets, tree))  # fmt: skip
+    reader = spec.model.reader
+    scaling = InputScaling(scale=reader.get("scale"), offset=reader.get("offset"))
+    return ModelCard.create(spec.tree, model=network, preprocessing=preprocessing, input_scaling=scaling,
+                            training={**asdict(config), "spec": str(spec.path)},
+                            trained_classes=_trained_classes(targets, spec.tree))  # fmt: skip
 
 
 def calibrate_best(checkpoints: Path, data: TrainingData, config: TrainConfig, device: torch.device) -> ModelCard:

@@ -19,10 +19,10 @@ from scipy.io import savemat
 from spectral.io import envi
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import HsisegError, HsisegWarning
 from hsiseg.io import CubeTooLargeError, limits, read_cube, write_cube
 from hsiseg.io.cube import Cube
+from hsiseg_cli.main import app
 
 runner = CliRunner()
 HUGE = (20000, 20000, 100)  # 160 GB as float32

@@ -13,7 +13,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import HsisegError
 from hsiseg.annotations import read_label_image, read_strokes
 from hsiseg.annotations.readers import MAX_IMAGE_PIXELS, load_image
@@ -22,6 +21,7 @@ from hsiseg.spec import DataSpec, leaves_folder
 from hsiseg.spec_check import check_spec
 from hsiseg.splits import read_htc_folds
 from hsiseg.tree import LabelTree
+from hsiseg_cli.main import app
 
 TREE = {"name": "tissue", "children": ["artery", "vein"]}
 SHAPE = (6, 8, 5)

@@ -9,16 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import HsisegError
+from hsiseg.checkpoint import read_card
 from hsiseg.io import Cube, read_cube, write_cube
 from hsiseg.predict import PredictOptions, Predictor, predict_batch
 from hsiseg.predict.claims import try_claim
 from hsiseg.synthetic.dataset import generate_demo_data
 from hsiseg.train import TrainConfig, train
+from hsiseg_cli.main import app
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +241,33 @@ def test_a_full_disk_is_one_line_and_loses_nothing(trained, tmp_path: Path, monk
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert f"hsiseg: error: {rendered}: No space left on device; free some space" in result.output
     assert not rendered.exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_reader_options_of_the_spec_reach_training_and_prediction(tmp_path: Path) -> None:
+    import yaml
+
+    spec_path = generate_demo_data(tmp_path / "data", surgeries=3, frames=1, shape=(24, 32), seed=5)
+    spec = yaml.safe_load(spec_path.read_text())
+    (spec_path.parent / "bands.txt").write_text(" ".join(f"{v:g}" for v in np.linspace(500, 1000, 100)))
+    spec["reader"] = {**spec.get("reader", {}), "scale": 2.0, "wavelengths": "@bands.txt"}
+    scaled = spec_path.with_name("scaled.yaml")
+    scaled.write_text(yaml.safe_dump(spec))
+    config = TrainConfig(steps=2, validate_every=2, batch_size=2, patch_size=16, model="unet",
+                         model_options={"width": 8, "depth": 2}, refit=False)  # fmt: skip
+    train(scaled, tmp_path / "run", config)
+    model_path = tmp_path / "run" / "checkpoints" / "best.json"
+    assert read_card(model_path).input_scaling.scale == 2.0  # recorded in the model card
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(model_path), "--spec", str(scaled), "--split", "test", "-o",
+                                      str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    used = json.loads((out / "args.json").read_text())["reader_options"]
+    assert used == {"scale": 2.0, "wavelengths": f"@{spec_path.parent / 'bands.txt'}"}  # resolved against root
+    (frame,) = [row for row in summary(out).values()]
+    cube = read_cube(frame["source"], scale=2.0)
+    direct = Predictor.from_checkpoint(model_path).predict(cube)
+    np.testing.assert_array_equal(np.load(out / frame["frame"] / "labels.npy"), direct.labels)
+    spec["reader"]["wavelengths"] = "@../bands.txt"
+    scaled.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(app, ["predict", str(model_path), "--spec", str(scaled), "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "reader.wavelengths '../bands.txt' leads outside the spec's root" in result.output

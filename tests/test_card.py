@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import HsisegError
 from hsiseg.card import ModelCard, tree_hash
 from hsiseg.checkpoint import load_model, load_ood_scores, read_card
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES
 from hsiseg.synthetic.dataset import generate_demo_data
 from hsiseg.train import TrainConfig, final_checkpoint, train
+from hsiseg_cli.main import app
 
 
 @pytest.fixture(scope="module")

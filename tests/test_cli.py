@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg.losses import LOSSES
+from hsiseg_cli.main import app
 from tests.conftest import REPO, UNBALANCED
 
 runner = CliRunner()
@@ -64,7 +64,7 @@ def test_installed_console_script() -> None:
     missing = subprocess.run(["hsiseg", "tree", "missing.yaml"], capture_output=True, text=True, check=False)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "hsiseg: error: missing.yaml: label tree file not found"
-    version = subprocess.run([sys.executable, "-m", "cli.main", "--version"], capture_output=True, text=True)
+    version = subprocess.run([sys.executable, "-m", "hsiseg_cli.main", "--version"], capture_output=True, text=True)
     assert version.stdout.strip().startswith("hsiseg ")
 
 
@@ -147,3 +147,29 @@ def test_convert_reader_options(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     bad = runner.invoke(app, ["convert", str(tmp_path / "c.npy"), "-o", str(tmp_path / "o"), "-O", "oops"])
     assert bad.exit_code == 2 and "--option 'oops': expected KEY=VALUE" in bad.output
+
+
+def test_outputs_that_name_the_wrong_kind_of_path_are_one_line(tmp_path) -> None:
+    from hsiseg.synthetic.dataset import generate_demo_data
+
+    spec = generate_demo_data(tmp_path / "data", surgeries=3, frames=1, shape=(24, 32), seed=1)
+    cube = str(next((tmp_path / "data" / "cubes").rglob("*.dat")))
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    commands = {
+        "train": ["train", str(spec), "-o", str(taken), "--steps", "1"],
+        "demo-data": ["demo-data", str(taken)],
+        "convert": ["convert", cube, "-o", str(taken)],
+        "render": ["render", cube, "-o", str(folder)],
+    }
+    for name, arguments in commands.items():
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 2, (name, result.output)
+        errors = [line for line in result.output.splitlines() if line.startswith("hsiseg: error: ")]
+        assert "Traceback" not in result.output and len(errors) == 1, (name, result.output)
+        assert errors[0].endswith("is a file, not a folder; choose a folder") or errors[0].endswith(
+            "is a folder; give a file path"
+        ), errors[0]
+    assert taken.read_text() == "keep me" and list(folder.iterdir()) == []

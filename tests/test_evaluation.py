@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import LabelTree
 from hsiseg.evaluation.scores import (
     auroc,
@@ -26,6 +25,7 @@ from hsiseg.evaluation.scores import (
     summary_scores,
 )
 from hsiseg.metrics import confusion_matrix
+from hsiseg_cli.main import app
 from tests.conftest import REPO
 
 

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import HsisegError
 from hsiseg.checkpoint import load_model, read_card
 from hsiseg.io import Cube, write_cube
@@ -20,6 +19,7 @@ from hsiseg.predict import PredictOptions, Predictor, confident_nodes, level_lab
 from hsiseg.render import cie_rgb, false_colour, node_colours, rgb, window_rgb
 from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
 from hsiseg.train import TrainConfig, train
+from hsiseg_cli.main import app
 
 FRAME_FILES = {"labels.png", "labels.npy", "unknown.png", "areas.csv", "overlay.png", "panel.png", "done.json"}
 

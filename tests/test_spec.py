@@ -10,12 +10,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import HsisegError
 from hsiseg.spec import DataSpec
 from hsiseg.spec_check import check_spec
 from hsiseg.splits import group_folds, read_htc_folds
 from hsiseg.synthetic.dataset import generate_demo_data
+from hsiseg_cli.main import app
 from tests.conftest import REPO
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg.io import read_cube
 from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
 from hsiseg.synthetic.scene import make_scene
 from hsiseg.synthetic.tissues import TISSUES, tissue_reflectance, wavelengths
+from hsiseg_cli.main import app
 
 NM = wavelengths()
 

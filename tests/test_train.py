@@ -16,7 +16,6 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from cli.main import app
 from hsiseg import HsisegError
 from hsiseg.checkpoint import load_model, read_card
 from hsiseg.models import build_model
@@ -24,6 +23,7 @@ from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import generate_demo_data
 from hsiseg.train import TrainConfig, train
+from hsiseg_cli.main import app
 
 SMALL = {"width": 8, "depth": 2}
 

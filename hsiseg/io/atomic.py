@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hsiseg.errors import HsisegError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -77,3 +79,11 @@ def recover_folder(path: str | Path) -> None:
 
 def _previous(path: Path) -> Path:
     return path.with_name(f".{path.name}.old")
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """``path`` as a folder to write into; an existing file there is one clear error (nothing is written)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HsisegError(f"output {path} is a file, not a folder; choose a folder")
+    return path

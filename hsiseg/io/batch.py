@@ -13,6 +13,7 @@ import numpy as np
 
 from hsiseg.errors import HsisegError
 from hsiseg.io import CubeTooLargeError, NoWavelengthsError, detect_format, find_cubes, read_cube, write_cube
+from hsiseg.io.atomic import check_output_folder
 from hsiseg.spectral.normalization import valid_pixels
 
 OUTPUT_SUFFIXES = {"hdf5": ".h5", "envi": ".hdr"}
@@ -136,6 +137,7 @@ def plan_conversion(inputs: Iterable[str | Path], output: Path, to: str = "hdf5"
     """Target paths under ``output``: folder inputs keep their relative layout, files go to its top."""
     if to not in OUTPUT_SUFFIXES:
         raise HsisegError(f"convert: unknown output format {to!r}; choose one of {sorted(OUTPUT_SUFFIXES)}")
+    check_output_folder(output)
     plan = []
     for source, root in expand_inputs(inputs):
         relative = source.relative_to(root) if source.is_relative_to(root) else Path(source.name)

@@ -35,7 +35,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from hsiseg.errors import HsisegError
 from hsiseg.io import read_cube
-from hsiseg.io.atomic import atomic_path
+from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.batch import expand_inputs
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.predict.claims import Claim, try_claim
@@ -118,9 +118,7 @@ class FrameResult:
 
 def plan_frames(inputs: Iterable[str | Path], output: Path, options: PredictOptions) -> list[tuple[str, Path]]:
     """(frame name, cube path) for this part of the work, sorted; checks the output folder is safe."""
-    output = output.resolve()
-    if output.exists() and not output.is_dir():
-        raise HsisegError(f"output {output} is a file, not a folder; choose a folder")
+    output = check_output_folder(output).resolve()
     frames: dict[str, Path] = {}
     for entry in map(Path, inputs):
         if entry.is_dir() and output.is_relative_to(entry.resolve()):
@@ -159,6 +157,9 @@ def predict_batch(
     )  # fmt: skip
     if options.level is not None and not 1 <= options.level <= predictor.tree.depth:
         raise HsisegError(f"--level must be in 1..{predictor.tree.depth} for this model's tree, got {options.level}")
+    # cubes are read as the model's training cubes were (its card's scale/offset) unless the caller says otherwise
+    trained_scaling = predictor.card.input_scaling.reader_options()
+    options = replace(options, reader_options={**trained_scaling, **options.reader_options})
     frames = plan_frames(inputs, output, options)
     if not frames:
         raise HsisegError("predict: no cube files among the inputs")

@@ -95,7 +95,7 @@ def as_reflectance(data: np.ndarray) -> np.ndarray:
     warnings.warn(
         f"RGB rendering: the cube's values (99th percentile above {COUNTS_LIMIT:g}) look like raw counts, not "
         "reflectance in [0, 1]; the image is stretched by that percentile. Read the cube as reflectance with the "
-        "reader option 'scale' (its full-scale value, e.g. 4095 for 12-bit counts)",
+        "reader option 'scale' (values are multiplied by it, e.g. 0.0001 for reflectance x 10000)",
         HsisegWarning,
         stacklevel=3,
     )

@@ -26,6 +26,7 @@ import numpy as np
 from hsiseg.annotations.writers import code_annotation_spec, write_label_image
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
+from hsiseg.io.atomic import check_output_folder
 from hsiseg.spec import dump_spec
 from hsiseg.synthetic.scene import make_scene
 from hsiseg.synthetic.tissues import wavelengths
@@ -112,7 +113,7 @@ def generate_demo_data(
 
     Seeded: the same arguments give the same files, byte for byte.
     """
-    output = Path(output)
+    output = check_output_folder(output)
     if surgeries < 2:
         raise HsisegError("demo-data: at least 2 surgeries are needed (one is held out for testing)")
     if (output / SPEC_NAME).exists() and not overwrite:
