@@ -14,8 +14,10 @@ tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tom
 def test_every_package_is_listed_and_the_cli_has_a_project_name() -> None:
     settings = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(settings["tool"]["setuptools"]["packages"])
-    found = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "hsiseg").rglob("__init__.py")}
+    modules = [path for path in (ROOT / "hsiseg").rglob("*.py") if "__pycache__" not in path.parts]
+    found = {".".join(path.parent.relative_to(ROOT).parts) for path in modules}
     assert found - listed == set(), "add these packages to pyproject.toml's [tool.setuptools] packages"
+    assert all((ROOT / name.replace(".", "/") / "__init__.py").is_file() for name in found)  # no namespace package
     assert "cli" not in listed and "hsiseg_cli" in listed
     assert settings["tool"]["setuptools"]["package-dir"] == {"hsiseg_cli": "cli"}
     assert settings["project"]["scripts"]["hsiseg"] == "hsiseg_cli.main:app"
