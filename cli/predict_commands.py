@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hsiseg.errors import HsisegError
+from hsiseg.io.recording import is_recording
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
+from hsiseg.predict.stream import Selection
 
 from .cube_commands import ReaderOptions, parse_options
 from .errors import USER_ERROR_EXIT_CODE, Interrupted, reports_errors
@@ -82,6 +84,21 @@ def predict(
     part_id: Annotated[int, typer.Option(help="Which part this machine does (0-based).")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     options: ReaderOptions = None,
+    camera: Annotated[
+        Path | None, typer.Option(help="Camera description (YAML) of a snapshot-mosaic recording (.b2nd ...).")
+    ] = None,
+    demosaic: Annotated[str, typer.Option(help="Recordings: subsample (one spectrum per tile) or bilinear.")] = (
+        "subsample"
+    ),
+    every: Annotated[int, typer.Option(help="Recordings: predict every N-th frame.")] = 1,
+    start: Annotated[int, typer.Option(help="Recordings: first frame (0-based).")] = 0,
+    stop: Annotated[int | None, typer.Option(help="Recordings: stop before this frame.")] = None,
+    smooth: Annotated[
+        float, typer.Option(help="Recordings: temporal smoothing of probabilities, 0 (off) to 0.9.")
+    ] = 0.0,
+    export: Annotated[
+        str, typer.Option(help="Recordings: outputs to write from the maps: areas, mp4, html (comma-separated).")
+    ] = "areas,mp4,html",
 ) -> None:
     """Predict tissue maps, unknown-tissue masks, area tables and overlays for cubes or whole recordings."""
     settings = PredictOptions(
@@ -99,6 +116,11 @@ def predict(
         settings.reader_options = {**data_spec.reader_options, **settings.reader_options}
     if not inputs:
         raise HsisegError("predict: give cube files/folders, or --spec SPEC --split NAME")
+    if camera is not None or any(is_recording(path) for path in inputs):
+        from .recording_command import predict_recording_command
+
+        return predict_recording_command(model, inputs, output, settings, camera, demosaic,
+                                         Selection(start, stop, every), smooth, export)  # fmt: skip
     try:
         results = run_prediction(model, inputs, output, settings, Console(stderr=True))
     except KeyboardInterrupt:

@@ -113,21 +113,43 @@ def save_panel(
     title: str = "",
     left_title: str = "image",
 ) -> None:
-    """Side-by-side panel PNG: image | overlay | legend of the classes present, with their area shares.
+    """Side-by-side panel PNG: image | overlay | legend of the classes present, with their area shares
+    (see :func:`panel`)."""
+    canvas = panel(image, overlaid, tree, codes, colours, title, left_title)
+    with atomic_path(path) as temporary:
+        canvas.save(temporary, format="PNG")
+
+
+def panel(
+    image: np.ndarray,
+    overlaid: np.ndarray,
+    tree: LabelTree,
+    codes: np.ndarray,
+    colours: np.ndarray,
+    title: str = "",
+    left_title: str = "image",
+    legend: list[int] | None = None,
+    min_height: int = 320,
+):
+    """Image | overlay | legend as a Pillow image; the legend lists ``legend`` (codes, in order; default: the
+    codes present, largest first) with each one's share of this frame's pixels.
 
     Drawn with Pillow (about 10x faster than a matplotlib figure, which matters for recordings of hundreds of
-    frames); ``codes`` may hold leaf or internal-node codes, -1 for unknown, -2 for invalid.
+    frames); ``codes`` may hold leaf or internal-node codes, -1 for unknown, -2 for invalid. Images lower than
+    ``min_height`` are enlarged (nearest neighbour) to stay readable. With a fixed ``legend`` every frame of a
+    recording gets the same canvas size (a video needs that).
     """
     from PIL import Image, ImageDraw, ImageFont
 
     present, counts = np.unique(codes[codes != -100], return_counts=True)
+    share = dict(zip(present.tolist(), counts.tolist(), strict=True))
     total = max(1, int(counts.sum()))
-    entries = sorted(zip(present.tolist(), counts.tolist(), strict=True), key=lambda entry: -entry[1])
+    entries = legend if legend is not None else sorted(share, key=lambda code: -share[code])
     try:
         font = ImageFont.load_default(size=14)
     except TypeError:  # Pillow < 10.1: the bitmap font
         font = ImageFont.load_default()
-    scale = max(1, -(-320 // image.shape[0]))  # small images are enlarged (nearest neighbour) to stay readable
+    scale = max(1, -(-min_height // image.shape[0]))
     if scale > 1:
         image, overlaid = (np.repeat(np.repeat(x, scale, 0), scale, 1) for x in (image, overlaid))
     height, width = image.shape[:2]
@@ -141,7 +163,7 @@ def save_panel(
     draw.text((margin, margin), left_title, fill="black", font=font)
     draw.text((2 * margin + width, margin), title or "tissue map", fill="black", font=font)
     left = 3 * margin + 2 * width
-    for index, (code, count) in enumerate(entries):
+    for index, code in enumerate(entries):
         top = margin + title_height + index * row
         box = (left, top + 3, left + 22, top + 17)
         if code in (UNKNOWN, INVALID):
@@ -152,6 +174,5 @@ def save_panel(
             draw.rectangle(box, fill=tuple(int(round(255 * c)) for c in colours[code]))
             name = tree.node(code).name
         draw.rectangle(box, outline="black")
-        draw.text((left + 30, top + 2), f"{name} ({count / total:.0%})", fill="black", font=font)
-    with atomic_path(path) as temporary:
-        canvas.save(temporary, format="PNG")
+        draw.text((left + 30, top + 2), f"{name} ({share.get(code, 0) / total:.0%})", fill="black", font=font)
+    return canvas

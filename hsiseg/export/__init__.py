@@ -1,0 +1,127 @@
+"""Exporters: what a streaming run (:mod:`hsiseg.predict.stream`) turns its ``maps.h5`` into.
+
+One module per output, registered by name with :func:`register`; ``export(name, maps, output)`` runs one.
+Each reads the maps frame by frame (memory flat in the number of frames) and writes atomically:
+
+=========  ==============================================================================================
+``areas``  ``areas.csv`` (percent of each class, unknown and invalid per frame, with time stamps) and
+           ``areas.png`` (the shares over time)
+``mp4``    ``overlay.mp4``: image | overlay side by side, legend, frame index and time stamp (H.264, ``av``)
+``html``   ``report.html``: one self-contained file (model, frame strip, per-frame overlay with class
+           toggle and opacity, legend, areas over time, failures and warnings); opens offline
+=========  ==============================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hsiseg.errors import HsisegError
+from hsiseg.tree import LabelTree
+
+Exporter = Callable[["StreamMaps", Path], Path]
+EXPORTERS: dict[str, Exporter] = {}
+DEFAULT_EXPORTS = ("areas", "mp4", "html")
+
+
+def register(name: str) -> Callable[[Exporter], Exporter]:
+    """Decorator: ``function(maps, output_folder) -> written path`` as the exporter ``name``."""
+
+    def add(function: Exporter) -> Exporter:
+        EXPORTERS[name] = function
+        return function
+
+    return add
+
+
+@dataclass
+class StreamMaps:
+    """Read access to a streaming run's ``maps.h5``: frames that are done, in order, one at a time."""
+
+    path: Path
+
+    @cached_property
+    def _attributes(self) -> dict:
+        with h5py.File(self.path, "r") as handle:
+            return {key: handle.attrs[key] for key in handle.attrs} | {
+                "frame": handle["frame"][()], "timestamp": handle["timestamp"][()], "done": handle["done"][()],
+                "pixels": handle["pixels"][()], "shape": handle["labels"].shape,
+            }  # fmt: skip
+
+    @cached_property
+    def tree(self) -> LabelTree:
+        return LabelTree.from_dict(json.loads(self._attributes["label_tree"]), source=f"{self.path} (label_tree)")
+
+    @property
+    def slots(self) -> np.ndarray:
+        """(K,) row numbers of the frames that are done."""
+        return np.flatnonzero(self._attributes["done"])
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(K,) recording indices of the done frames."""
+        return self._attributes["frame"][self.slots]
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """(K,) seconds (NaN where the recording has none)."""
+        return self._attributes["timestamp"][self.slots]
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """(K, 2 + C) counts of invalid, unknown and each leaf per done frame."""
+        return self._attributes["pixels"][self.slots]
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return tuple(self._attributes["shape"][1:])
+
+    def messages(self, kind: str) -> dict[int, list[str]]:
+        """``warnings`` or ``failures``: recording frame index -> messages."""
+        return {int(k): v for k, v in json.loads(self._attributes[kind]).items()}
+
+    def present_codes(self) -> list[int]:
+        """Codes drawn anywhere in the run (leaves, UNKNOWN -1, INVALID -2), most pixels first."""
+        totals = self.pixels.sum(axis=0)
+        order = np.argsort(-totals, kind="stable")
+        return [int(i) - 2 for i in order if totals[i] > 0]
+
+    def read(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB image (h, w, 3) uint8, labels (h, w) int16) of row ``slot``."""
+        with h5py.File(self.path, "r") as handle:
+            return handle["rgb"][slot], handle["labels"][slot]
+
+    def iterate(self):
+        """(slot, frame index, timestamp, image, labels) of every done frame, reading one at a time."""
+        with h5py.File(self.path, "r") as handle:
+            for slot, frame, stamp in zip(self.slots, self.frames, self.timestamps, strict=True):
+                yield int(slot), int(frame), float(stamp), handle["rgb"][slot], handle["labels"][slot]
+
+
+def export(name: str, maps: StreamMaps, output: Path) -> Path:
+    """Run the exporter ``name``; returns what it wrote."""
+    _load_exporters()
+    if name not in EXPORTERS:
+        raise HsisegError(f"unknown export {name!r}; choose from {sorted(EXPORTERS)}")
+    if not len(maps.slots):
+        raise HsisegError(f"{maps.path}: no frame is done; nothing to export")
+    return EXPORTERS[name](maps, output)
+
+
+def _load_exporters() -> None:
+    from hsiseg.export import areas, html, video  # noqa: F401 - registering is importing
+
+
+def frame_label(frame: int, stamp: float) -> str:
+    """``frame 12, 0:00.48`` (with the time stamp when the recording has one)."""
+    if np.isnan(stamp):
+        return f"frame {frame}"
+    minutes, seconds = divmod(stamp, 60)
+    return f"frame {frame}, {int(minutes)}:{seconds:05.2f}"

@@ -1,0 +1,279 @@
+"""Recordings of raw snapshot-mosaic frames, read lazily frame by frame, and turned into cubes.
+
+==============  ==========================================  ================================================
+format          files                                       notes
+==============  ==========================================  ================================================
+``b2nd``        ``.b2nd`` (XiLens; Blosc2 N-d array)        frames on axis 0; ``vlmeta`` kept as metadata,
+                                                            ``timestamps`` / ``time_stamps`` read as seconds
+``npy``         ``.npy`` stack (N, H, W)                    memory-mapped
+``hdf5``        ``.h5``/``.hdf5`` dataset (N, H, W)          option ``dataset`` (default: the only 3-D one)
+``frames``      a folder of 16-bit ``.png``/``.tif`` frames  frames in name order
+==============  ==========================================  ================================================
+
+A reader is a class registered with :func:`register_recording`; :func:`open_recording` picks one from the
+path. ``Recording.raw(i)`` reads frame ``i`` only (memory stays flat in the number of frames);
+:class:`MosaicVideo` adds the camera (:mod:`hsiseg.io.camera`) and demosaicking (:mod:`hsiseg.io.mosaic`):
+``video.cube(i)`` is a calibrated :class:`~hsiseg.io.cube.Cube`. A frame that cannot be read (a truncated
+or corrupt file) is a :class:`HsisegError` naming the file and the frame; the frames before it stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hsiseg.errors import HsisegError
+from hsiseg.io.camera import CameraDescription
+from hsiseg.io.cube import Cube
+from hsiseg.io.mosaic import MosaicDecoder
+
+FRAME_EXTENSIONS = (".png", ".tif", ".tiff")
+TIMESTAMP_KEYS = ("timestamps", "time_stamps", "timestamp")
+
+
+class Recording:
+    """A sequence of raw (H, W) frames with optional per-frame time stamps (seconds) and file metadata."""
+
+    path: Path
+    timestamps: list[float] | None = None
+    meta: dict[str, Any]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index`` as stored (H, W); subclasses implement it."""
+        raise NotImplementedError
+
+    def raw(self, index: int) -> np.ndarray:
+        """Frame ``index`` (H, W), or an :class:`HsisegError` naming the file and frame."""
+        if not 0 <= index < len(self):
+            raise HsisegError(f"{self.path}: frame {index} does not exist (the recording has {len(self)})")
+        try:
+            frame = np.asarray(self.read(index))
+        except HsisegError:
+            raise
+        except Exception as error:  # noqa: BLE001 - decompression libraries raise their own types
+            raise HsisegError(f"{self.path}: frame {index} cannot be read ({type(error).__name__}: {error})"
+                              .splitlines()[0]) from None  # fmt: skip
+        if frame.ndim != 2 or frame.dtype.kind not in "uif":
+            raise HsisegError(f"{self.path}: frame {index} is not a 2-D raw frame (shape {frame.shape}, "
+                              f"{frame.dtype})")  # fmt: skip
+        return frame
+
+    def mean_frame(self) -> np.ndarray:
+        """(H, W) float32 average of every frame (white and dark references)."""
+        total = np.zeros(self.raw(0).shape, dtype=np.float64)
+        for index in range(len(self)):
+            total += self.raw(index)
+        return (total / len(self)).astype(np.float32)
+
+
+RECORDING_READERS: dict[str, type[Recording]] = {}
+RECORDING_SUFFIXES: dict[str, str] = {}
+
+
+def register_recording(name: str, suffixes: tuple[str, ...]) -> Callable[[type[Recording]], type[Recording]]:
+    """Class decorator: a recording reader for these file suffixes (``""`` for folders)."""
+
+    def add(cls: type[Recording]) -> type[Recording]:
+        RECORDING_READERS[name] = cls
+        RECORDING_SUFFIXES.update({suffix: name for suffix in suffixes})
+        return cls
+
+    return add
+
+
+@register_recording("b2nd", (".b2nd",))
+class B2ndRecording(Recording):
+    """XiLens recordings: one Blosc2 N-d array, frames on axis 0, metadata in ``schunk.vlmeta``."""
+
+    def __init__(self, path: Path) -> None:
+        import blosc2
+
+        self.path = path
+        try:
+            self.array = blosc2.open(str(path), mode="r")
+        except Exception as error:  # noqa: BLE001 - blosc2 raises RuntimeError/ValueError for damaged files
+            raise HsisegError(f"{path}: not a readable Blosc2 recording ({error})".splitlines()[0]) from None
+        if len(self.array.shape) != 3:
+            raise HsisegError(f"{path}: a recording is frames x height x width, got shape {self.array.shape}")
+        self.meta = _json_safe(_vlmeta(self.array))
+        self.timestamps = _timestamps(self.meta, len(self), path)
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def read(self, index: int) -> np.ndarray:
+        return self.array[index, ...]
+
+
+@register_recording("npy", (".npy",))
+class NpyRecording(Recording):
+    """An (N, H, W) ``.npy`` stack, memory-mapped (never unpickled)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            raise HsisegError(f"{path}: not a numeric .npy stack ({error})".splitlines()[0]) from None
+        if self.array.ndim != 3:
+            raise HsisegError(f"{path}: a recording is frames x height x width, got shape {self.array.shape}")
+        self.meta = {}
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def read(self, index: int) -> np.ndarray:
+        return np.array(self.array[index])
+
+
+@register_recording("hdf5", (".h5", ".hdf5"))
+class Hdf5Recording(Recording):
+    """An (N, H, W) HDF5 dataset (option ``dataset``; default the only 3-D dataset); attributes as metadata."""
+
+    def __init__(self, path: Path, dataset: str | None = None) -> None:
+        import h5py
+
+        self.path = path
+        try:
+            self.handle = h5py.File(path, "r")
+        except OSError as error:
+            raise HsisegError(f"{path}: not a readable HDF5 file ({error})") from None
+        found = [name for name, node in self.handle.items() if isinstance(node, h5py.Dataset) and node.ndim == 3]
+        name = dataset or (found[0] if len(found) == 1 else None)
+        if name is None or name not in self.handle:
+            raise HsisegError(f"{path}: say which dataset holds the frames (option 'dataset'); 3-D ones: {found}")
+        self.array = self.handle[name]
+        self.meta = _json_safe(dict(self.array.attrs))
+        self.timestamps = _timestamps(self.meta, len(self), path)
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def read(self, index: int) -> np.ndarray:
+        return self.array[index]
+
+
+@register_recording("frames", ("",))
+class FrameFolder(Recording):
+    """A folder of raw frames as 16-bit PNG or TIFF files, in name order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
+        if not self.files:
+            raise HsisegError(f"{path}: no {'/'.join(FRAME_EXTENSIONS)} frames in this folder")
+        self.meta = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> np.ndarray:
+        from hsiseg.annotations.readers import load_image
+
+        return load_image(self.files[index])
+
+
+def open_recording(path: str | Path, format: str | None = None, **options: Any) -> Recording:
+    """The recording at ``path`` (a file, or a folder of frames), by ``format`` or by its suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise HsisegError(f"{path}: recording not found")
+    kind = format or RECORDING_SUFFIXES.get("" if path.is_dir() else path.suffix.lower())
+    if kind not in RECORDING_READERS:
+        raise HsisegError(f"{path}: not a recording hsiseg reads; formats: {sorted(RECORDING_READERS)} "
+                          f"(suffixes {sorted(s for s in RECORDING_SUFFIXES if s)} or a folder of frames)")  # fmt: skip
+    try:
+        return RECORDING_READERS[kind](path, **options)
+    except TypeError as error:
+        raise HsisegError(f"{path}: the {kind} recording reader does not take these options ({error})") from None
+
+
+def is_recording(path: str | Path) -> bool:
+    """Whether ``path`` is read as a mosaic recording (a ``.b2nd`` file) rather than as a cube."""
+    return Path(path).suffix.lower() == ".b2nd"
+
+
+class MosaicVideo:
+    """A recording seen through its camera: ``cube(i)`` is frame ``i`` calibrated and demosaicked.
+
+    ``white`` / ``dark``: the camera's references (recordings or frame files, averaged), unless given here.
+    """
+
+    def __init__(
+        self, recording: Recording, camera: CameraDescription, method: str = "subsample",
+        white: str | Path | None = None, dark: str | Path | None = None,
+    ) -> None:  # fmt: skip
+        self.recording, self.camera = recording, camera
+        white_path = Path(white) if white else (camera.resolve(camera.white) if camera.white else None)
+        dark_path = Path(dark) if dark else (camera.resolve(camera.dark) if camera.dark else None)
+        references = {name: _reference(p) if p else None for name, p in (("white", white_path), ("dark", dark_path))}
+        if references["dark"] is not None and references["white"] is None:
+            raise HsisegError(f"{camera.source}: a dark reference without a white one; give 'white' too")
+        self.decoder = MosaicDecoder(camera, method, references["white"], references["dark"])
+
+    def __len__(self) -> int:
+        return len(self.recording)
+
+    @property
+    def timestamps(self) -> list[float] | None:
+        return self.recording.timestamps
+
+    def cube(self, index: int) -> Cube:
+        """Frame ``index`` as a calibrated cube; ``meta`` has its source (``path#index``) and time stamp."""
+        raw = self.recording.raw(index)
+        meta = {"source": f"{self.recording.path}#{index}", "frame": index}
+        if self.timestamps is not None:
+            meta["timestamp"] = self.timestamps[index]
+        return self.decoder.cube(raw, meta)
+
+
+def _reference(path: Path) -> np.ndarray:
+    """A white or dark reference: a recording (averaged over its frames) or one frame file."""
+    if path.suffix.lower() in FRAME_EXTENSIONS:
+        from hsiseg.annotations.readers import load_image
+
+        return load_image(path).astype(np.float32)
+    return open_recording(path).mean_frame()
+
+
+def _vlmeta(array: Any) -> dict[str, Any]:
+    try:
+        return {str(key): value for key, value in array.schunk.vlmeta.getall().items()}
+    except Exception:  # noqa: BLE001 - absent or unreadable metadata is not an error for the frames
+        return {}
+
+
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as JSON values (arrays to lists, bytes to text); what cannot be converted is left out."""
+    safe = {}
+    for key, value in values.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        safe[key] = value
+    return safe
+
+
+def _timestamps(meta: dict[str, Any], frames: int, path: Path) -> list[float] | None:
+    for key in TIMESTAMP_KEYS:
+        values = meta.get(key)
+        if isinstance(values, list) and len(values) == frames:
+            try:
+                return [float(value) for value in values]
+            except (TypeError, ValueError):
+                raise HsisegError(f"{path}: metadata {key!r} holds values that are not numbers") from None
+    return None

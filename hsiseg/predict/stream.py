@@ -1,0 +1,250 @@
+"""Streaming prediction of a snapshot-mosaic recording: thousands of frames in, one chunked HDF5 file out.
+
+``predict_recording(model, video, OUT, ...)`` predicts the selected frames of a :class:`MosaicVideo`
+(``start``, ``stop``, ``every``) with memory flat in the number of frames: a read-ahead thread reads,
+calibrates, demosaicks and preprocesses the next frame while the network predicts this one, and a
+write-behind thread stores the previous one. ``OUT/maps.h5`` holds, one row per selected frame (chunked one
+frame per chunk, gzip):
+
+- ``labels`` (N, h, w) int16: leaf code, :data:`~hsiseg.labels.UNKNOWN` (-1) or :data:`~hsiseg.labels.INVALID`
+  (-2); ``score`` (N, h, w) float16: the unknown-tissue score in use; ``rgb`` (N, h, w, 3) uint8: the frame
+  as the overlays show it;
+- ``pixels`` (N, 2 + C) int64: pixel counts of invalid, unknown and each leaf; ``frame`` (N,) recording
+  index; ``timestamp`` (N,) seconds (NaN when the recording has none); ``done`` (N,) bool;
+- attributes: ``classes``, ``model_sha256``, ``identity`` (model, options, camera, selection: what resume
+  compares), ``warnings`` and ``failures`` (JSON: frame index -> messages).
+
+The file is flushed after every frame; ``resume`` skips frames whose ``done`` is set and refuses a file written
+with another model, options, camera or selection. A frame that fails (unreadable, corrupt) is recorded and
+the run goes on. Exporters (:mod:`hsiseg.export`: areas over time, MP4, HTML report, GIF) read ``maps.h5``.
+
+Temporal smoothing (``smoothing`` = a in [0, 1), off by default): the probabilities of each frame are
+averaged with the previous frame's smoothed ones, ``p'_t = a p'_{t-1} + (1 - a) p_t`` (an exponential moving
+average over consecutive selected frames; it restarts after a failed frame and on resume), and the leaf map
+is the argmax of ``p'_t``. It steadies flickering labels in video; unknown and invalid masks are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hsiseg.errors import HsisegError
+from hsiseg.io.atomic import atomic_path, check_output_folder
+from hsiseg.io.recording import MosaicVideo
+from hsiseg.labels import INVALID
+from hsiseg.predict.batch import PredictOptions, model_fingerprint, output_options
+from hsiseg.predict.frame_warnings import collect, routed_warnings
+from hsiseg.predict.inference import Prediction, Predictor
+from hsiseg.render import rgb
+
+MAPS = "maps.h5"
+
+
+@dataclass
+class Selection:
+    """Which frames of a recording to predict: ``range(start, stop, every)`` (``stop`` None = to the end)."""
+
+    start: int = 0
+    stop: int | None = None
+    every: int = 1
+
+    def indices(self, frames: int) -> list[int]:
+        if self.every < 1 or self.start < 0 or (self.stop is not None and self.stop < self.start):
+            raise HsisegError(f"frame selection: need every >= 1 and 0 <= start <= stop, got {asdict(self)}")
+        chosen = list(range(self.start, min(frames, self.stop if self.stop is not None else frames), self.every))
+        if not chosen:
+            raise HsisegError(f"frame selection {asdict(self)} picks no frame of a {frames}-frame recording")
+        return chosen
+
+
+@dataclass
+class StreamResult:
+    """What a streaming run did: frames predicted now, skipped (done before), failed (index -> error), and
+    wall and network seconds of this run."""
+
+    maps: Path
+    done: int = 0
+    skipped: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    network_seconds: float = 0.0
+
+
+def predict_recording(
+    model_path: str | Path,
+    video: MosaicVideo,
+    output: str | Path,
+    options: PredictOptions | None = None,
+    selection: Selection | None = None,
+    smoothing: float = 0.0,
+    on_frame: Callable[[int, str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> StreamResult:
+    """Predict the selected frames of ``video`` into ``OUT/maps.h5`` (see module docstring).
+
+    ``on_frame(index, status)`` is called per frame (status ``done``, ``skipped`` or the failure message).
+    """
+    options, selection = options or PredictOptions(), selection or Selection()
+    if not 0 <= smoothing < 1:
+        raise HsisegError(f"temporal smoothing must be in [0, 1), got {smoothing}")
+    output = check_output_folder(output)
+    predictor = Predictor.from_checkpoint(
+        model_path, options.device, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size,
+        flip_tta=options.flip_tta, ood_score=options.ood_score, ood_threshold=options.ood_threshold,
+    )  # fmt: skip
+    indices = selection.indices(len(video))
+    identity = {
+        "model": model_fingerprint(model_path), "options": output_options(options, predictor),
+        "camera": video.camera.model_dump(mode="json"), "demosaicking": video.decoder.method,
+        "selection": asdict(selection), "smoothing": smoothing, "recording": str(video.recording.path),
+    }  # fmt: skip
+    shape = video.cube(indices[0]).shape[:2]
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with _open_maps(output / MAPS, indices, shape, predictor, identity, options, video) as maps:
+        todo = [(slot, index) for slot, index in enumerate(indices) if not maps["done"][slot]]
+        result = StreamResult(output / MAPS, skipped=len(indices) - len(todo))
+        if on_start:
+            on_start(len(indices))
+        for index in indices[: result.skipped] if on_frame else []:
+            on_frame(index, "skipped")
+        with routed_warnings():
+            _stream(video, predictor, maps, todo, options, smoothing, result, on_frame)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, options, video) -> h5py.File:
+    """``maps.h5`` to write into: new, or (``resume``) the same run's; refuses to mix runs."""
+    if path.exists() and not (options.resume or options.overwrite):
+        raise HsisegError(f"{path} exists; pass --continue to finish it or --overwrite to start again")
+    if path.exists() and options.resume and not options.overwrite:
+        try:
+            handle = h5py.File(path, "r+")
+            stored = json.loads(handle.attrs["identity"])
+        except (OSError, KeyError, ValueError):
+            raise HsisegError(f"{path}: damaged or not written by hsiseg (interrupted while writing?); "
+                              "pass --overwrite to start again") from None  # fmt: skip
+        differing = sorted(key for key in identity if stored.get(key) != identity[key])
+        if differing:
+            handle.close()
+            raise HsisegError(f"{path} was written with another {', '.join(differing)}; pass --overwrite to "
+                              "start again, or choose another output folder")  # fmt: skip
+        return handle
+    path.unlink(missing_ok=True)
+    handle = h5py.File(path, "w")
+    count, (height, width), classes = len(indices), shape, predictor.tree.num_leaves
+    frame_chunks = (1, height, width)
+    handle.create_dataset("labels", (count, height, width), np.int16, chunks=frame_chunks, compression="gzip",
+                          fillvalue=INVALID)  # fmt: skip
+    handle.create_dataset("score", (count, height, width), np.float16, chunks=frame_chunks, compression="gzip")
+    handle.create_dataset("rgb", (count, height, width, 3), np.uint8, chunks=(1, height, width, 3),
+                          compression="gzip")  # fmt: skip
+    handle.create_dataset("pixels", (count, classes + 2), np.int64)
+    handle["frame"] = np.asarray(indices, dtype=np.int64)
+    stamps = video.timestamps
+    handle["timestamp"] = np.array([stamps[i] if stamps else np.nan for i in indices], dtype=np.float64)
+    handle.create_dataset("done", (count,), bool)
+    handle.attrs.update({
+        "classes": json.dumps(list(predictor.tree.leaves)), "model_sha256": identity["model"],
+        "identity": json.dumps(identity), "warnings": "{}", "failures": "{}", "recording": str(video.recording.path),
+        "label_tree": json.dumps(predictor.card.label_tree), "ood_score": predictor.ood_score or "",
+    })  # fmt: skip
+    return handle
+
+
+def _stream(video, predictor: Predictor, maps: h5py.File, todo, options, smoothing: float, result, on_frame) -> None:
+    """The pipeline: read ahead (thread), predict (here), write behind (thread)."""
+    previous: np.ndarray | None = None
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-read") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
+    ):
+        load = lambda index: reader.submit(_load, video, predictor, index, options.rgb_method)  # noqa: E731
+        pending = load(todo[0][1]) if todo else None
+        writing: Future | None = None
+        try:
+            for position, (slot, index) in enumerate(todo):
+                loaded = pending.result()
+                if position + 1 < len(todo):
+                    pending = load(todo[position + 1][1])
+                if isinstance(loaded[0], Exception):
+                    previous = None
+                    _fail(maps, result, index, loaded[0], on_frame)
+                    continue
+                cube, prepared, image, warned = loaded
+                started = time.perf_counter()
+                with collect() as raised:
+                    prediction = predictor.predict(cube, prepared)
+                result.network_seconds += time.perf_counter() - started
+                if smoothing:
+                    previous = _smooth(prediction, previous, smoothing)
+                if writing is not None:
+                    writing.result()
+                writing = writer.submit(_write, maps, slot, prediction, image, [*warned, *raised], index)
+                result.done += 1
+                if on_frame:
+                    on_frame(index, "done")
+        finally:
+            if writing is not None:
+                writing.result()
+
+
+def _load(video: MosaicVideo, predictor: Predictor, index: int, rgb_method: str) -> tuple:
+    """In the read-ahead thread: (cube, network input, RGB image, warnings), or (error,)."""
+    with collect() as raised:
+        try:
+            cube = video.cube(index)
+            return cube, predictor.prepare(cube), rgb(cube.data, cube.wavelengths, rgb_method), raised
+        except Exception as error:  # noqa: BLE001 - a damaged frame fails alone
+            return (error,)
+
+
+def _smooth(prediction: Prediction, previous: np.ndarray | None, weight: float) -> np.ndarray:
+    """Exponential moving average of the probabilities; the leaf map follows the smoothed ones."""
+    if previous is not None and previous.shape == prediction.probabilities.shape:
+        prediction.probabilities = weight * previous + (1 - weight) * prediction.probabilities
+        prediction.labels = prediction.probabilities.argmax(0).astype(np.int32)
+    return prediction.probabilities
+
+
+def _write(maps: h5py.File, slot: int, prediction: Prediction, image: np.ndarray, warned: list[str], index: int):
+    """In the write-behind thread: one frame's row of every dataset, then ``done``, then flush."""
+    labels = prediction.labels_with_unknown()
+    maps["labels"][slot] = labels.astype(np.int16)
+    maps["score"][slot] = prediction.score.astype(np.float16)
+    maps["rgb"][slot] = image
+    maps["pixels"][slot] = np.bincount((labels - INVALID).ravel(), minlength=maps["pixels"].shape[1])
+    if warned:
+        _record(maps, "warnings", index, warned)
+    maps["done"][slot] = True
+    maps.flush()
+
+
+def _fail(maps: h5py.File, result: StreamResult, index: int, error: Exception, on_frame) -> None:
+    message = str(error).splitlines()[0] if isinstance(error, HsisegError) else f"{type(error).__name__}: {error}"
+    result.failed[index] = message
+    _record(maps, "failures", index, [message])
+    if on_frame:
+        on_frame(index, message)
+
+
+def _record(maps: h5py.File, attribute: str, index: int, messages: list[str]) -> None:
+    values: dict[str, Any] = json.loads(maps.attrs[attribute])
+    values[str(index)] = messages
+    maps.attrs[attribute] = json.dumps(values)
+
+
+def write_stream_args(output: Path, arguments: dict[str, Any]) -> None:
+    """``OUT/args.json`` of a streaming run."""
+    with atomic_path(output / "args.json") as temporary:
+        temporary.write_text(json.dumps(arguments, indent=2, default=str))

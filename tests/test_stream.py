@@ -1,0 +1,156 @@
+"""Streaming prediction of a snapshot-mosaic recording and its exporters: maps equal frame-by-frame prediction,
+resume at frame granularity, damaged frames fail alone, temporal smoothing against the formula, the MP4 decodes
+back, the HTML report holds every frame and class, the CLI end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hsiseg import HsisegError
+from hsiseg.export import StreamMaps, export
+from hsiseg.io.camera import CameraDescription
+from hsiseg.io.recording import MosaicVideo, open_recording
+from hsiseg.predict import PredictOptions, Predictor
+from hsiseg.predict.stream import Selection, predict_recording
+from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
+from hsiseg.synthetic.recording import write_demo_recording
+from hsiseg.train import TrainConfig, train
+from hsiseg_cli.main import app
+
+FRAMES, SHAPE = 6, (24, 32)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(model checkpoint, recording, camera file)."""
+    folder = tmp_path_factory.mktemp("stream")
+    spec = generate_demo_data(folder / "data", surgeries=3, frames=1, shape=SHAPE, seed=5)
+    config = TrainConfig(steps=2, validate_every=2, batch_size=2, patch_size=16, model="unet",
+                         model_options={"width": 8, "depth": 2}, refit=False)  # fmt: skip
+    train(spec, folder / "run", config)
+    recording, camera = write_demo_recording(folder / "rec", demo_tree(), frames=FRAMES, shape=SHAPE)
+    return folder / "run" / "checkpoints" / "best.json", recording, camera
+
+
+def video(recording: Path, camera: Path) -> MosaicVideo:
+    return MosaicVideo(open_recording(recording), CameraDescription.from_file(camera))
+
+
+def test_streamed_maps_equal_frame_by_frame_prediction(setup, tmp_path) -> None:
+    model, recording, camera = setup
+    result = predict_recording(model, video(recording, camera), tmp_path / "out")
+    assert (result.done, result.skipped, result.failed) == (FRAMES, 0, {})
+    predictor = Predictor.from_checkpoint(model)
+    frames = video(recording, camera)
+    with h5py.File(tmp_path / "out" / "maps.h5") as maps:
+        assert maps["labels"].shape == (FRAMES, *SHAPE) and maps["labels"].chunks == (1, *SHAPE)
+        assert maps["done"][()].all() and list(maps["frame"][()]) == list(range(FRAMES))
+        np.testing.assert_allclose(maps["timestamp"][()], 0.04 * np.arange(FRAMES))
+        for index in range(FRAMES):
+            direct = predictor.predict(frames.cube(index)).labels_with_unknown()
+            np.testing.assert_array_equal(maps["labels"][index], direct)
+            assert maps["pixels"][index].sum() == SHAPE[0] * SHAPE[1]
+            assert maps["pixels"][index][0] == (direct == -2).sum()  # invalid first, then unknown, then leaves
+
+
+def test_resume_selection_and_damaged_frames(setup, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, recording, camera = setup
+    whole = tmp_path / "whole"
+    predict_recording(model, video(recording, camera), whole)
+    original = Predictor.predict
+
+    def interrupted(self, cube, prepared=None):
+        if cube.meta["frame"] == 3:
+            raise KeyboardInterrupt
+        return original(self, cube, prepared)
+
+    monkeypatch.setattr(Predictor, "predict", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        predict_recording(model, video(recording, camera), out)
+    monkeypatch.undo()
+    with h5py.File(out / "maps.h5") as maps:
+        assert list(maps["done"][()]) == [True, True, True, False, False, False]
+    with pytest.raises(HsisegError, match="maps.h5 exists; pass --continue"):
+        predict_recording(model, video(recording, camera), out)
+    with pytest.raises(HsisegError, match="written with another selection"):
+        predict_recording(model, video(recording, camera), out, PredictOptions(resume=True), Selection(every=2))
+    resumed = predict_recording(model, video(recording, camera), out, PredictOptions(resume=True))
+    assert (resumed.done, resumed.skipped) == (3, 3)
+    with h5py.File(out / "maps.h5") as maps, h5py.File(whole / "maps.h5") as reference:
+        np.testing.assert_array_equal(maps["labels"][()], reference["labels"][()])
+
+    picked = predict_recording(model, video(recording, camera), tmp_path / "picked", selection=Selection(1, 6, 2))
+    with h5py.File(tmp_path / "picked" / "maps.h5") as maps:
+        assert list(maps["frame"][()]) == [1, 3, 5] and picked.done == 3
+
+    import blosc2
+
+    frames = np.stack([open_recording(recording).raw(i) for i in range(FRAMES)])
+    broken = tmp_path / "broken.b2nd"
+    blosc2.asarray(frames, urlpath=str(broken), mode="w", chunks=(1, *frames.shape[1:]))
+    data = bytearray(broken.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 300] = bytes(b ^ 0xFF for b in data[middle : middle + 300])
+    broken.write_bytes(bytes(data))
+    damaged = predict_recording(model, MosaicVideo(open_recording(broken), CameraDescription.from_file(camera)),
+                                tmp_path / "damaged")  # fmt: skip
+    assert damaged.failed and damaged.done + len(damaged.failed) == FRAMES
+    assert all("broken.b2nd: frame" in message for message in damaged.failed.values())
+    assert StreamMaps(tmp_path / "damaged" / "maps.h5").messages("failures").keys() == damaged.failed.keys()
+
+
+def test_temporal_smoothing_is_the_moving_average(setup, tmp_path) -> None:
+    model, recording, camera = setup
+    predict_recording(model, video(recording, camera), tmp_path / "out", smoothing=0.6, selection=Selection(0, 2))
+    predictor = Predictor.from_checkpoint(model)
+    frames = video(recording, camera)
+    first, second = (predictor.predict(frames.cube(i)) for i in (0, 1))
+    expected = (0.6 * first.probabilities + 0.4 * second.probabilities).argmax(0)
+    expected = np.where(second.unknown, -1, expected)
+    expected = np.where(second.invalid, -2, expected)
+    with h5py.File(tmp_path / "out" / "maps.h5") as maps:
+        np.testing.assert_array_equal(maps["labels"][1], expected)
+        np.testing.assert_array_equal(maps["labels"][0], first.labels_with_unknown())
+
+
+def test_exporters_and_the_command_line(setup, tmp_path) -> None:
+    import av
+
+    model, recording, camera = setup
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(model), str(recording), "--camera", str(camera), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("areas.csv", "areas.png", "overlay.mp4", "report.html", "args.json"):
+        assert f"wrote {out / name}" in result.output or name in ("areas.png", "args.json"), name
+        assert (out / name).is_file(), name
+    maps = StreamMaps(out / "maps.h5")
+    with (out / "areas.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["frame"]) for row in rows] == list(range(FRAMES)) and rows[1]["timestamp"] == "0.040"
+    assert all(abs(sum(float(v) for k, v in row.items() if k not in ("frame", "timestamp")) - 100) < 0.01
+               for row in rows)  # fmt: skip
+    with av.open(str(out / "overlay.mp4")) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(decoded) == FRAMES and decoded[0].shape[0] % 2 == 0 and decoded[0].shape[1] % 2 == 0
+    page = (out / "report.html").read_text()
+    data = json.loads(page.split('<script id="report-data" type="application/json">')[1].split("</script>")[0])
+    assert [frame["frame"] for frame in data["frames"]] == list(range(FRAMES))
+    assert {entry["code"] for entry in data["classes"]} == set(maps.present_codes())
+    assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
+    again = CliRunner().invoke(app, ["predict", str(model), str(recording), "--camera", str(camera), "-o", str(out),
+                                     "--continue", "--export", "areas"])  # fmt: skip
+    assert again.exit_code == 0 and "0 frames predicted" in again.output and f"{FRAMES} skipped" in again.output
+    missing = CliRunner().invoke(app, ["predict", str(model), str(recording), "-o", str(tmp_path / "x"), "--every",
+                                       "2"])  # fmt: skip
+    assert missing.exit_code == 2 and "needs its camera description (--camera)" in missing.output
+    assert export("areas", maps, tmp_path) == tmp_path / "areas.csv"
+    with pytest.raises(HsisegError, match="unknown export 'avi'"):
+        export("avi", maps, tmp_path)
