@@ -95,7 +95,10 @@ def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
         chosen = (labels == leaf) & ~unknown
         assert int(areas[name]["pixels"]) == chosen.sum()
         assert float(areas[name]["mean_confidence"]) == pytest.approx(probabilities.max(0)[chosen].mean(), abs=2e-3)
-    assert imageio.imread(out / "overview.gif").shape == (3, 40, 56, 3)  # one GIF frame per cube
+    gif = imageio.imread(out / "overview.gif")  # one GIF frame per cube: its panel, with legend and name
+    first_panel = imageio.imread(out / results[0].frame / "panel.png")[..., :3]
+    assert gif.shape[0] == 3 and gif.shape[1:3] >= first_panel.shape[:2] and gif.shape[2] > 2 * 56
+    assert (out / results[0].frame / "panel_confident.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert [row["status"] for row in summary] == ["done"] * 3
     assert json.loads((out / "args.json").read_text())["level"] == 1

@@ -87,3 +87,69 @@ def test_writers_take_str_paths(tmp_path: Path) -> None:
     assert np.array(Image.open(tmp_path / "image.png")).shape == (5, 6, 3)
     assert np.array(Image.open(tmp_path / "labels.png"))[0, :2].tolist() == [0, 1]
     assert Image.open(tmp_path / "panel.png").size[0] > 12
+
+
+def sibling_groups(tree: LabelTree) -> list[list[int]]:
+    return [[tree.node(name).code for name in tree.top_level]] + [
+        list(n.children) for n in tree.iter_depth_first() if n.children
+    ]
+
+
+def min_delta_e(colours: np.ndarray, groups: list[list[int]]) -> float:
+    from itertools import combinations
+
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    lab = rgb2lab(colours[None])[0]
+    return min(float(deltaE_ciede2000(lab[a], lab[b])) for group in groups for a, b in combinations(group, 2))
+
+
+@pytest.mark.parametrize("name", ["neurosurgery", "indian_pines"])
+def test_siblings_get_visibly_different_shades_of_their_family_hue(name: str) -> None:
+    import colorsys
+
+    from tests.conftest import REPO
+
+    tree = LabelTree.from_file(REPO / "data_specs" / "trees" / f"{name}.yaml")
+    colours = node_colours(tree)
+    assert min_delta_e(colours, sibling_groups(tree)) >= 10  # CIEDE2000; about 2 is a just-noticeable difference
+    assert min_delta_e(colours, [list(range(tree.num_leaves))]) >= 10  # every pair of leaves, families included
+    for family in tree.top_level:
+        hue = colorsys.rgb_to_hsv(*colours[tree.node(family).code])[0]
+        for node in tree.iter_depth_first():
+            if tree.path(node.name)[0] == family and not node.color:
+                offset = abs((colorsys.rgb_to_hsv(*colours[node.code])[0] - hue + 0.5) % 1 - 0.5)
+                assert offset <= 0.13, (node.name, offset)  # within +-45 degrees: still the family's hue
+
+
+def test_a_hundred_leaves_stay_distinguishable() -> None:
+    big = {"name": "root", "children": [
+        {"name": f"f{f}", "children": [{"name": f"g{f}{g}", "children": [f"l{f}{g}{leaf}" for leaf in range(5)]}
+                                       for g in range(5)]} for f in range(4)]}  # fmt: skip
+    tree = LabelTree.from_dict(big)
+    assert tree.num_leaves == 100
+    assert min_delta_e(node_colours(tree), [list(range(tree.num_leaves))]) >= 5
+
+
+def test_legend_swatches_show_the_colours_drawn(tmp_path: Path) -> None:
+    tree = LabelTree.from_dict(UNBALANCED)
+    colours = node_colours(tree)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    codes = np.zeros((40, 40), dtype=np.int64)
+    codes[:, 20:] = 3
+    codes[:5] = -1  # unknown
+    drawn = overlay(image, codes, colours, 0.5)
+    save_panel(tmp_path / "panel.png", image, drawn, tree, codes, colours, opacity=0.5)
+    canvas = np.asarray(Image.open(tmp_path / "panel.png").convert("RGB"))
+    legend = canvas[:, 2 * 320 :]  # right of the (enlarged) image and overlay
+    for code in (0, 3):
+        mean = np.round(drawn[codes == code].astype(np.float64).mean(axis=0)).astype(np.uint8)
+        plain = np.round(colours[code] * 255).astype(np.uint8)
+        assert (legend == mean).all(axis=-1).sum() >= 13 * 21, code  # the swatch (inside its outline): mean drawn
+        assert not (legend == plain).all(axis=-1).any() or (plain == mean).all(), code  # not the undrawn colour
+    outlined = tmp_path / "outlines.png"
+    save_panel(outlined, image, overlay(image, codes, colours, contours=True), tree, codes, colours, opacity=None)
+    plain = np.round(colours[3] * 255).astype(np.uint8)
+    legend = np.asarray(Image.open(outlined).convert("RGB"))[:, 2 * 320 :]
+    assert (legend == plain).all(axis=-1).sum() >= 13 * 21  # outlines are opaque: the plain colour

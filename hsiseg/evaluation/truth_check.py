@@ -42,7 +42,7 @@ def write_truth_panels(predictions: Path, spec: DataSpec, frames: dict[str, str]
         path = predictions / frame / "truth_vs_prediction.png"
         save_panel(
             path, _to_uint8(truth_image), _to_uint8(predicted_image), spec.tree, labels, colours,
-            title="prediction", left_title="dense truth",
+            title="prediction", left_title="dense truth", opacity=None,
         )  # fmt: skip
         written.append(path)
     return written

@@ -30,7 +30,7 @@ def write_mp4(maps: StreamMaps, output: Path) -> Path:
         stream = None
         for _, frame, stamp, image, labels in maps.iterate():
             canvas = np.asarray(panel(image, overlay(image, labels, colours, OPACITY), maps.tree, labels, colours,
-                                      frame_label(frame, stamp), "image", legend))  # fmt: skip
+                                      frame_label(frame, stamp), "image", legend, opacity=OPACITY))  # fmt: skip
             canvas = np.pad(canvas, ((0, canvas.shape[0] % 2), (0, canvas.shape[1] % 2), (0, 0)), mode="edge")
             if stream is None:
                 stream = container.add_stream("h264", rate=round(frame_rate(maps)))

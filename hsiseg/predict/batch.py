@@ -178,7 +178,7 @@ def predict_batch(
     finally:  # also when interrupted: the summary lists every frame finished so far
         write_summary(output)
         if options.animation:
-            finished = [output / r.frame / "overlay.png" for r in _sorted(results, frames) if r.status != "failed"]
+            finished = [output / r.frame / "panel.png" for r in _sorted(results, frames) if r.status != "failed"]
             write_animation(output / "overview.gif", finished)
     return _sorted(results, frames)
 
@@ -424,7 +424,8 @@ def _write_outputs(
     image = rgb(cube.data, cube.wavelengths, options.rgb_method)
     overlaid = overlay(image, labels, colours, options.opacity, options.contours)
     save_png(folder / "overlay.png", overlaid)
-    save_panel(folder / "panel.png", image, overlaid, tree, labels, colours, title=name)
+    drawn = None if options.contours else options.opacity  # what the legend swatches blend like
+    save_panel(folder / "panel.png", image, overlaid, tree, labels, colours, title=name, opacity=drawn)
     if options.level is not None:
         level = level_labels(labels, tree, options.level)
         save_png(folder / f"labels_level{options.level}.png", overlay(image, level, colours, 1.0))
@@ -437,6 +438,7 @@ def _write_outputs(
             level,
             colours,
             f"{name}, level {options.level}",
+            opacity=drawn,
         )
     if options.confidence is not None:
         confident = confident_nodes(prediction.probabilities, tree, options.confidence)
@@ -444,7 +446,11 @@ def _write_outputs(
         confident = np.where(prediction.invalid, INVALID, confident)
         with atomic_path(folder / "confident.npy") as temporary, open(temporary, "wb") as handle:
             np.save(handle, confident.astype(np.int16))
-        save_png(folder / "confident.png", overlay(image, confident, colours, options.opacity))
+        confident_overlay = overlay(image, confident, colours, options.opacity)
+        save_png(folder / "confident.png", confident_overlay)
+        title = f"{name}, deepest node with probability >= {options.confidence:g}"
+        save_panel(folder / "panel_confident.png", image, confident_overlay, tree, confident, colours, title,
+                   opacity=options.opacity)  # fmt: skip
     if options.save_probabilities:
         import h5py
 

@@ -1,8 +1,12 @@
 """Tree-aware colours, label overlays and clinician panels (image | overlay | legend).
 
 Palette: each top-level family gets a hue (its ``color`` from the tree file when given, else evenly spaced
-hues); nodes inside a family are shades of that hue, so an overlay reads at every tree level. A ``color``
-given to any node in the tree file wins. Unknown pixels (out of distribution) are drawn with black and white
+hues); nodes inside a family are shades of that hue (within +-22 degrees), so an overlay reads at every tree
+level. The shades are picked one by one as the candidate farthest in CIEDE2000 from every colour already
+given (:func:`family_shades`): siblings stay visibly different (at least 14 on the shipped trees, where 2 is
+a just-noticeable difference; 7 among 100 leaves). A ``color`` given to any node in the tree file wins.
+Legend swatches show what is drawn (:func:`swatch`): the mean overlaid colour of the class in that frame,
+not the undiluted palette colour. Unknown pixels (out of distribution) are drawn with black and white
 diagonal stripes and invalid pixels (no usable spectrum) with a grey checkerboard, which no class colour
 resembles.
 """
@@ -23,24 +27,59 @@ INVALID_NAME = "invalid (no usable spectrum)"
 
 
 def node_colours(tree: LabelTree) -> np.ndarray:
-    """(N, 3) float RGB in [0, 1] for every node code."""
+    """(N, 3) float RGB in [0, 1] for every node code (see module docstring)."""
     from matplotlib.colors import to_rgb
 
     colours = np.zeros((tree.num_nodes, 3))
     families = tree.top_level
+    given = [np.array(to_rgb(n.color)) for n in tree.iter_depth_first() if n.color]
+    chosen: list[np.ndarray] = []
     for index, family in enumerate(families):
         top = tree.node(family)
         hue = colorsys.rgb_to_hsv(*to_rgb(top.color))[0] if top.color else index / len(families)
         members = [n for n in tree.iter_depth_first() if tree.path(n.name)[0] == family]
-        for rank, node in enumerate(members):
-            if node.color:
-                colours[node.code] = to_rgb(node.color)
-                continue
-            shade = rank / max(1, len(members) - 1)
-            value = 0.95 - 0.45 * shade if len(members) > 1 else 0.8
-            saturation = 0.45 + 0.5 * ((rank * 0.618) % 1)
-            colours[node.code] = colorsys.hsv_to_rgb(hue, saturation, value)
+        free = iter(family_shades(hue, sum(not n.color for n in members), given + chosen))
+        for node in members:
+            colours[node.code] = to_rgb(node.color) if node.color else next(free)
+            chosen.append(colours[node.code])
     return colours
+
+
+def family_shades(hue: float, count: int, taken: list[np.ndarray]) -> list[np.ndarray]:
+    """``count`` shades of ``hue`` (hue within +-22 degrees, any saturation and value), chosen one by one as
+    the candidate farthest (CIEDE2000) from those already chosen and from ``taken`` (the colours of other
+    families): members of a family stay recognisably one hue while every pair stays as distinct as the hues
+    allow. The first shade of a family with nothing taken yet is its plain hue."""
+    candidates = _shade_candidates(hue)
+    lab = _lab(candidates)
+    plain = np.array(colorsys.hsv_to_rgb(hue, 0.75, 0.85))
+    start = int(np.argmin(np.linalg.norm(candidates - plain, axis=1)))
+    distance = np.full(len(candidates), np.inf)
+    for colour in taken:
+        distance = np.minimum(distance, _delta_e(lab, _lab(colour[None])[0]))
+    chosen = []
+    for _ in range(count):
+        pick = start if not chosen else int(np.argmax(distance))
+        chosen.append(candidates[pick])
+        distance = np.minimum(distance, _delta_e(lab, lab[pick]))
+    return chosen
+
+
+def _shade_candidates(hue: float) -> np.ndarray:
+    offsets, saturations, values = np.linspace(-0.06, 0.06, 5), np.linspace(0.3, 1.0, 8), np.linspace(0.4, 0.97, 8)
+    return np.array([colorsys.hsv_to_rgb((hue + o) % 1, s, v) for o in offsets for s in saturations for v in values])
+
+
+def _lab(rgb_values: np.ndarray) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    return rgb2lab(rgb_values[None])[0]
+
+
+def _delta_e(lab: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    from skimage.color import deltaE_ciede2000
+
+    return deltaE_ciede2000(lab, np.broadcast_to(reference, lab.shape))
 
 
 def stripes(shape: tuple[int, int], period: int = 6) -> np.ndarray:
@@ -112,10 +151,11 @@ def save_panel(
     colours: np.ndarray,
     title: str = "",
     left_title: str = "image",
+    opacity: float | None = 0.5,
 ) -> None:
     """Side-by-side panel PNG: image | overlay | legend of the classes present, with their area shares
     (see :func:`panel`)."""
-    canvas = panel(image, overlaid, tree, codes, colours, title, left_title)
+    canvas = panel(image, overlaid, tree, codes, colours, title, left_title, opacity=opacity)
     with atomic_path(path) as temporary:
         canvas.save(temporary, format="PNG")
 
@@ -130,6 +170,7 @@ def panel(
     left_title: str = "image",
     legend: list[int] | None = None,
     min_height: int = 320,
+    opacity: float | None = 0.5,
 ):
     """Image | overlay | legend as a Pillow image; the legend lists ``legend`` (codes, in order; default: the
     codes present, largest first) with each one's share of this frame's pixels.
@@ -137,7 +178,8 @@ def panel(
     Drawn with Pillow (about 10x faster than a matplotlib figure, which matters for recordings of hundreds of
     frames); ``codes`` may hold leaf or internal-node codes, -1 for unknown, -2 for invalid. Images lower than
     ``min_height`` are enlarged (nearest neighbour) to stay readable. With a fixed ``legend`` every frame of a
-    recording gets the same canvas size (a video needs that).
+    recording gets the same canvas size (a video needs that). Swatches show what is drawn (see :func:`swatch`;
+    ``opacity`` None: the overlay is opaque or outlines only, so swatches are the plain colours).
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -149,6 +191,7 @@ def panel(
         font = ImageFont.load_default(size=14)
     except TypeError:  # Pillow < 10.1: the bitmap font
         font = ImageFont.load_default()
+    original, drawn = image, overlaid
     scale = max(1, -(-min_height // image.shape[0]))
     if scale > 1:
         image, overlaid = (np.repeat(np.repeat(x, scale, 0), scale, 1) for x in (image, overlaid))
@@ -166,13 +209,34 @@ def panel(
     for index, code in enumerate(entries):
         top = margin + title_height + index * row
         box = (left, top + 3, left + 22, top + 17)
-        if code in (UNKNOWN, INVALID):
-            pattern = stripes((14, 22), period=4) if code == UNKNOWN else checkerboard((14, 22), period=4)
-            canvas.paste(Image.fromarray((pattern * 255).astype(np.uint8)), box[:2])
-            name = UNKNOWN_NAME if code == UNKNOWN else INVALID_NAME
-        else:
-            draw.rectangle(box, fill=tuple(int(round(255 * c)) for c in colours[code]))
-            name = tree.node(code).name
+        canvas.paste(Image.fromarray(swatch(code, original, drawn, codes, colours, opacity)), box[:2])
+        name = {UNKNOWN: UNKNOWN_NAME, INVALID: INVALID_NAME}.get(code) or tree.node(code).name
         draw.rectangle(box, outline="black")
         draw.text((left + 30, top + 2), f"{name} ({share.get(code, 0) / total:.0%})", fill="black", font=font)
     return canvas
+
+
+SWATCH = (14, 22)  # legend swatch (height, width) in pixels
+
+
+def swatch(
+    code: int, image: np.ndarray, overlaid: np.ndarray, codes: np.ndarray, colours: np.ndarray, opacity: float | None
+) -> np.ndarray:
+    """(14, 22, 3) uint8 legend swatch of ``code`` showing what the overlay draws for it: the mean overlaid
+    colour of its pixels in this frame (a class colour blended with the tissue under it); for unknown and
+    invalid their pattern blended with the mean image under them. A class absent from the frame is blended
+    over mid-grey; with ``opacity`` None the plain colour or pattern."""
+    mask = codes == code
+    if code in (UNKNOWN, INVALID):
+        layer = stripes(SWATCH, period=4) if code == UNKNOWN else checkerboard(SWATCH, period=4)
+        if opacity is not None:
+            under = image[mask].mean(axis=0) / 255 if mask.any() else np.full(3, 0.5)
+            layer = (1 - opacity) * under + opacity * layer
+        return np.round(layer * 255).astype(np.uint8)
+    if opacity is None:
+        colour = colours[code] * 255
+    elif mask.any():
+        colour = overlaid[mask].astype(np.float64).mean(axis=0)
+    else:
+        colour = ((1 - opacity) * 0.5 + opacity * colours[code]) * 255
+    return np.broadcast_to(np.round(colour).astype(np.uint8), (*SWATCH, 3)).copy()
