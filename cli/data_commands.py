@@ -28,9 +28,13 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
     partial_fraction: Annotated[float, typer.Option(help="Share of scribbles labelled with the parent node.")] = 0.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that has a demo.yaml.")] = False,
+    recording: Annotated[
+        int, typer.Option(help="Also write a snapshot-mosaic recording of this many frames into OUTPUT/recording.")
+    ] = 0,
 ) -> None:
     """Generate physically grounded synthetic neurosurgical HSI scenes (Tivita and ENVI files) with sparse
-    scribbles, dense ground truth and a data spec."""
+    scribbles, dense ground truth and a data spec; optionally a short snapshot-mosaic recording (a moving
+    instrument, 4 x 4 mosaic, white/dark references, camera file)."""
     total = surgeries * frames
     with Progress(
         TextColumn("scenes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True)
@@ -47,6 +51,12 @@ def demo_data(
             on_scene=lambda _: progress.advance(task),
         )
     typer.echo(f"wrote {total} scenes of {surgeries} surgeries; data spec: {spec}")
+    if recording:
+        from hsiseg.synthetic.dataset import demo_tree
+        from hsiseg.synthetic.recording import write_demo_recording
+
+        video, camera = write_demo_recording(output / "recording", demo_tree(), recording, (height, width), seed + 7)
+        typer.echo(f"wrote a {recording}-frame snapshot-mosaic recording {video} (camera: {camera})")
 
 
 @reports_errors

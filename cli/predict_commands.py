@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import h5py
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hsiseg.errors import HsisegError
 from hsiseg.io.recording import is_recording
+from hsiseg.labels import INVALID
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
 from hsiseg.predict.stream import Selection
@@ -190,7 +192,8 @@ def demo(
     held-out surgery, score it against its dense truth, render overlays, print where they are."""
     from hsiseg.evaluation.truth_check import dense_truth_scores, write_truth_panels
     from hsiseg.spec import DataSpec
-    from hsiseg.synthetic.dataset import generate_demo_data
+    from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
+    from hsiseg.synthetic.recording import write_demo_recording
     from hsiseg.train import TrainConfig, final_checkpoint, train
 
     from .train_command import RichReporter
@@ -201,13 +204,15 @@ def demo(
     if overwrite and output.exists():
         import shutil
 
-        for sub in ("data", "run", "predictions"):
+        for sub in ("data", "run", "predictions", "recording"):
             shutil.rmtree(output / sub, ignore_errors=True)
-    console.print("[bold]1/4[/] generating 4 synthetic surgeries (Tivita and ENVI cubes, scribbles, dense truth)")
+    console.print("[bold]1/5[/] generating 4 synthetic surgeries (Tivita and ENVI cubes, scribbles, dense truth) "
+                  f"and a {DEMO_RECORDING_FRAMES}-frame snapshot-mosaic recording")  # fmt: skip
     spec_path = generate_demo_data(output / "data")
+    recording, camera = write_demo_recording(output / "data" / "recording", demo_tree(), DEMO_RECORDING_FRAMES)
     config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=min(steps, 100))
     console.print(
-        f"[bold]2/4[/] training the default network ({config.model}, loss {config.loss}) for {config.steps} "
+        f"[bold]2/5[/] training the default network ({config.model}, loss {config.loss}) for {config.steps} "
         "steps on the scribbles of 2 surgeries, validating on a third, then refitting on all 3"
     )
     reporter = RichReporter()
@@ -217,12 +222,12 @@ def demo(
         reporter.stop()
     spec = DataSpec.from_file(spec_path)
     test_cubes = [spec.resolve(spec.samples[i].cube) for i in spec.split("test")]
-    console.print(f"[bold]3/4[/] predicting the held-out surgery ({len(test_cubes)} frames)")
+    console.print(f"[bold]3/5[/] predicting the held-out surgery ({len(test_cubes)} frames)")
     results = run_prediction(
         final_checkpoint(output / "run"), test_cubes, output / "predictions",
         PredictOptions(level=1, confidence=0.7, animation=True), console,
     )  # fmt: skip
-    console.print("[bold]4/4[/] scoring the held-out surgery against its dense truth (every pixel)")
+    console.print("[bold]4/5[/] scoring the held-out surgery against its dense truth (every pixel)")
     scores = dense_truth_scores(output / "predictions", spec, "test")
     by_cube = {str(spec.resolve(spec.samples[i].cube)): i for i in spec.split("test")}
     write_truth_panels(
@@ -235,6 +240,8 @@ def demo(
                    f"{folder / 'truth_vs_prediction.png'}")  # fmt: skip
     typer.echo(f"animated overview: {output / 'predictions' / 'overview.gif'}")
     typer.echo(f"summary: {output / 'predictions' / 'summary.csv'}")
+    console.print(f"[bold]5/5[/] predicting the snapshot-mosaic recording ({DEMO_RECORDING_FRAMES} frames, streamed)")
+    streamed = demo_recording(final_checkpoint(output / "run"), recording, camera, output / "recording")
     done = [r for r in results if r.status == "done"]
     unknown = sum(r.unknown_percent for r in done) / max(1, len(done))
     typer.echo(
@@ -242,6 +249,32 @@ def demo(
         f"mean Dice {scores['mean_dice']:.3f}; flagged unknown {unknown:.1f}% (every tissue of this scene was "
         "scribbled in training, so these are false alarms)"
     )
+    typer.echo(f"recording: leaf accuracy {streamed:.3f} against its dense truth; overlay video "
+               f"{output / 'recording' / 'overlay.mp4'}, report {output / 'recording' / 'report.html'}")  # fmt: skip
+
+
+DEMO_RECORDING_FRAMES = 24
+
+
+def demo_recording(model: Path, recording: Path, camera: Path, output: Path) -> float:
+    """Stream the demo recording through the model, export areas/MP4/HTML; leaf accuracy on valid pixels."""
+    import numpy as np
+
+    from hsiseg.export import StreamMaps, export
+    from hsiseg.io.camera import CameraDescription
+    from hsiseg.io.recording import MosaicVideo, open_recording
+    from hsiseg.predict.stream import predict_recording
+
+    video = MosaicVideo(open_recording(recording), CameraDescription.from_file(camera))
+    result = predict_recording(model, video, output, PredictOptions(overwrite=True))
+    maps = StreamMaps(result.maps)
+    for name in ("areas", "mp4", "html"):
+        export(name, maps, output)
+    truth = np.load(recording.parent / "truth.npy")
+    with h5py.File(result.maps) as handle:
+        labels = handle["labels"][()]
+    valid = labels != INVALID
+    return float((labels[valid] == truth[valid]).mean())
 
 
 @reports_errors
