@@ -89,7 +89,7 @@ def test_evaluate_cli_report(tmp_path: Path) -> None:
     runner = CliRunner()
     demo = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--steps", "20"])
     assert demo.exit_code == 0, demo.output
-    assert "recording: leaf accuracy" in demo.output  # the snapshot-mosaic recording, streamed and exported
+    assert "): leaf accuracy" in demo.output  # the snapshot-mosaic recording, streamed and exported
     for name in ("maps.h5", "overlay.mp4", "report.html", "areas.csv", "areas.png"):
         assert (tmp_path / "demo" / "recording" / name).is_file(), name
     spec = tmp_path / "demo" / "data" / "demo.yaml"

@@ -154,3 +154,28 @@ def test_exporters_and_the_command_line(setup, tmp_path) -> None:
     assert export("areas", maps, tmp_path) == tmp_path / "areas.csv"
     with pytest.raises(HsisegError, match="unknown export 'avi'"):
         export("avi", maps, tmp_path)
+
+
+def browser() -> str | None:
+    import shutil
+
+    return next((found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))),
+                None)  # fmt: skip
+
+
+@pytest.mark.skipif(browser() is None, reason="no Chromium on this machine (Debian package chromium)")
+def test_the_html_report_runs_in_a_headless_browser(setup, tmp_path) -> None:
+    """The page's own script draws the first frame, lists every class and reacts to nothing from outside."""
+    import subprocess
+
+    model, recording, camera = setup
+    result = predict_recording(model, video(recording, camera), tmp_path)
+    maps = StreamMaps(result.maps)
+    export("areas", maps, tmp_path)
+    page = export("html", maps, tmp_path)
+    command = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+               "--dump-dom", page.as_uri()]  # fmt: skip
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    assert '<b id="name">frame 0, 0:00.00</b>' in dom  # the script ran and drew frame 0
+    assert dom.count('type="checkbox"') == len(maps.present_codes())  # one toggle per class in the run
+    assert dom.count("<img") >= FRAMES  # the frame strip

@@ -1,11 +1,11 @@
 """A short synthetic snapshot-mosaic recording: a metal instrument moving over the synthetic surgical scene,
-seen by a made-up 4 x 4 camera whose 16 filters cover 500-1000 nm (so a model trained on the demo's 500-1000 nm
+seen by a made-up 5 x 5 camera whose 25 filters cover 500-1000 nm (so a model trained on the demo's 500-1000 nm
 cubes can read it), written as XiLens would: raw 10-bit frames in a Blosc2 ``.b2nd`` file with time stamps,
 white and dark reference recordings, and the camera description (:mod:`hsiseg.io.camera`).
 
 Per frame: the scene's truth with the instrument shifted along its shaft, rendered by
 :func:`hsiseg.synthetic.scene.render` (the same random fields every frame, so only the instrument moves);
-each filter position integrates the 100-band spectrum with a Gaussian response (FWHM 30 nm); raw counts are
+each filter position integrates the 100-band spectrum with a Gaussian response (FWHM 10 nm); raw counts are
 ``dark + (white - dark) * reflectance`` with shot-like noise, clipped at the sensor's saturation (1023:
 strong glare saturates, and those pixels are invalid after demosaicking). ``truth.npy`` holds each frame's
 dense leaf codes (N, H, W) for scoring.
@@ -22,14 +22,14 @@ from hsiseg.synthetic.scene import _bar, layout, render
 from hsiseg.synthetic.tissues import wavelengths
 from hsiseg.tree import LabelTree
 
-MOSAIC = (4, 4)
+MOSAIC = (5, 5)
 SATURATION = 1023
 WHITE_LEVEL, DARK_LEVEL = 900.0, 40.0
-FWHM = 30.0
+FWHM = 10.0
 
 
 def camera_wavelengths() -> np.ndarray:
-    """(16,) nm of the filter positions, row by row; deliberately not in increasing order across the tile."""
+    """(25,) nm of the filter positions, row by row; deliberately not in increasing order across the tile."""
     centres = np.linspace(500.0, 1000.0, MOSAIC[0] * MOSAIC[1])
     return centres.reshape(MOSAIC).T.ravel()  # column-major placement, as real mosaics interleave their filters
 
@@ -76,7 +76,7 @@ def write_demo_recording(folder: str | Path, tree: LabelTree, frames: int = 12, 
     recording = folder / "recording.b2nd"
     array = blosc2.asarray(np.stack(raw), urlpath=str(recording), mode="w", chunks=(1, *sensor))
     array.schunk.vlmeta["timestamps"] = [round(0.04 * i, 3) for i in range(frames)]  # 25 frames/s
-    array.schunk.vlmeta["camera"] = "hsiseg synthetic 4x4 500-1000 nm"
+    array.schunk.vlmeta["camera"] = "hsiseg synthetic 5x5 500-1000 nm"
     for name, stack in references.items():
         blosc2.asarray(np.stack(stack), urlpath=str(folder / f"{name}.b2nd"), mode="w", chunks=(1, *sensor))
     np.save(folder / "truth.npy", np.stack(truths))
@@ -93,7 +93,7 @@ def _counts(reflectance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _camera_text() -> str:
     description = {
-        "name": "hsiseg synthetic 4x4 camera (500-1000 nm)",
+        "name": "hsiseg synthetic 5x5 camera (500-1000 nm)",
         "mosaic": list(MOSAIC),
         "offset": [0, 0],
         "wavelengths": [round(float(v), 2) for v in camera_wavelengths()],
@@ -103,7 +103,7 @@ def _camera_text() -> str:
         "dark": "dark.b2nd",
     }
     header = (
-        "# Camera description of the synthetic demo recording (hsiseg.io.camera): 4 x 4 filters, 16 bands\n"
+        "# Camera description of the synthetic demo recording (hsiseg.io.camera): 5 x 5 filters, 25 bands\n"
         "# 500-1000 nm placed column by column in the tile, 10-bit sensor; white/dark reference recordings.\n"
     )
     return header + yaml.safe_dump(description, sort_keys=False)
