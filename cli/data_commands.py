@@ -98,7 +98,8 @@ def check(
     if report.problems:
         for problem in report.problems:
             typer.echo(f"problem: {problem}", err=True)
-        typer.echo(f"hsiseg: error: {spec}: {len(report.problems)} problems", err=True)
+        count = len(report.problems)
+        typer.echo(f"hsiseg: error: {spec}: {count} problem{'s' if count != 1 else ''}", err=True)
         raise typer.Exit(USER_ERROR_EXIT_CODE)
     typer.echo(f"{spec}: ok")
 
@@ -136,10 +137,14 @@ def scribbles(
     (disjoint; both keep TRUTH's values, IGNORE_VALUE = unlabelled), for training on the first and scoring on
     the second."""
     from hsiseg.annotations.simulate import write_simulated_scribbles
+    from hsiseg.errors import OutputExistsError
 
-    written = write_simulated_scribbles(
-        truth, output, fraction, held_out, stroke_length, seed, min_strokes, ignore_value, overwrite
-    )
+    try:
+        written = write_simulated_scribbles(
+            truth, output, fraction, held_out, stroke_length, seed, min_strokes, ignore_value, overwrite
+        )
+    except OutputExistsError as error:
+        raise OutputExistsError(f"{error} (--overwrite)") from None
     share = written.scribbled_pixels / max(1, written.labelled_pixels)
     typer.echo(
         f"wrote {written.scribbled_pixels} scribbled pixels ({share:.1%} of {written.labelled_pixels} labelled) to "

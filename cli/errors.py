@@ -13,8 +13,9 @@ import typer
 
 from hsiseg.errors import HsisegError
 
+from .entry import INTERRUPTED_EXIT_CODE
+
 USER_ERROR_EXIT_CODE = 2
-INTERRUPTED_EXIT_CODE = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 

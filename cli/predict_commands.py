@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -10,14 +11,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hsiseg.errors import HsisegError
+from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.recording import is_recording
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
 from hsiseg.predict.stream import Selection
 
-from .cube_commands import ReaderOptions, parse_options
+from .cube_commands import MAX_CUBE_HINT, MaxCubeGB, ReaderOptions, parse_options, reader_options_with_limit
 from .errors import USER_ERROR_EXIT_CODE, Interrupted, reports_errors
 
 
@@ -42,7 +43,8 @@ def run_prediction(
             done = progress.tasks[task].completed + 1
             progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
             if result.status == "failed":
-                progress.console.print(f"[red]failed[/]: {result.frame}: {result.error}", soft_wrap=True)
+                hint = MAX_CUBE_HINT if "max_bytes" in result.error else ""
+                progress.console.print(f"[red]failed[/]: {result.frame}: {result.error}{hint}", soft_wrap=True)
             if result.status in ("done", "failed"):
                 for text in result.warnings:
                     progress.console.print(f"[yellow]warning[/]: {result.frame}: {text}", soft_wrap=True)
@@ -86,6 +88,7 @@ def predict(
     part_id: Annotated[int, typer.Option(help="Which part this machine does (0-based).")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     options: ReaderOptions = None,
+    max_cube_gb: MaxCubeGB = None,
     camera: Annotated[
         Path | None, typer.Option(help="Camera description (YAML) of a snapshot-mosaic recording (.b2nd ...).")
     ] = None,
@@ -108,7 +111,7 @@ def predict(
         ood_threshold=ood_threshold, level=level, confidence=confidence, save_probabilities=probabilities,
         opacity=opacity, contours=contours, animation=animation,
         overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, device=device,
-        reader_options=parse_options(options),
+        reader_options=reader_options_with_limit(options, max_cube_gb),
     )  # fmt: skip
     if spec is not None:
         from hsiseg.spec import DataSpec
@@ -150,14 +153,22 @@ def render(
 ) -> None:
     """Render a cube as RGB (CIE 1931 + D65, or band windows), a false-colour composite, or a single-band or
     band-ratio map with a colour bar."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HsisegWarning)
+        _render(cube, output, bands, band, ratio, method, parse_options(options))
+    for warning in caught:
+        typer.echo(f"hsiseg: warning: {warning.message}", err=True)
+    typer.echo(f"wrote {output}")
+
+
+def _render(cube: Path, output: Path, bands, band, ratio, method: str, options: dict) -> None:
     from hsiseg.io import read_cube
     from hsiseg.render import false_colour, rgb, save_png
     from hsiseg.render.colour import band_map, ratio_map, save_scalar_map
 
-    loaded = read_cube(cube, **parse_options(options))
+    loaded = read_cube(cube, **options)
     if band is not None:
         save_scalar_map(output, band_map(loaded.data, loaded.wavelengths, band), f"reflectance at {band:g} nm")
-        typer.echo(f"wrote {output}")
         return
     if ratio is not None:
         try:
@@ -166,7 +177,6 @@ def render(
             raise HsisegError(f"--ratio {ratio!r}: expected NUM/DEN in nm, e.g. 560/760") from None
         values = ratio_map(loaded.data, loaded.wavelengths, numerator, denominator)
         save_scalar_map(output, values, f"{numerator:g} nm / {denominator:g} nm", colour_map="magma")
-        typer.echo(f"wrote {output}")
         return
     if bands:
         try:
@@ -179,7 +189,6 @@ def render(
     else:
         image = rgb(loaded.data, loaded.wavelengths, method)
     save_png(output, image)
-    typer.echo(f"wrote {output}")
 
 
 @reports_errors

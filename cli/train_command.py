@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hsiseg.ood import DEFAULT_SCORES
-from hsiseg.train import TrainConfig, final_checkpoint, train
+from hsiseg.train import TrainConfig, check_resume_options, final_checkpoint, train
 
 from .cube_commands import parse_options
 from .errors import Interrupted, reports_errors
@@ -168,6 +169,9 @@ def train_command(
         ood_score=ood_score, ood_keep=ood_keep,
         fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
     )  # fmt: skip
+    if resume:
+        requested = {k: v for k, v in asdict(config).items() if k != "steps" and v != getattr(DEFAULTS, k)}
+        check_resume_options(output, requested)
     reporter = JsonLinesReporter() if jsonl else (None if quiet else RichReporter())
     try:
         train(spec, output, config if steps is not None or not resume else None, resume=resume, reporter=reporter)

@@ -14,3 +14,7 @@ class HsisegError(Exception):
 
 class HsisegWarning(UserWarning):
     """A documented repair of user input (e.g. NaN values set to 0); the message says what was done."""
+
+
+class OutputExistsError(HsisegError):
+    """An output file exists and the caller did not allow replacing it (the CLI names its flag)."""

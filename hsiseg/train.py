@@ -612,14 +612,33 @@ def _resolve_config(run_dir: Path, config: TrainConfig | None, resume: bool) -> 
         raise HsisegError(f"{saved}: written by another hsiseg version ({error}); start a new run") from None
     if config is not None and config.steps != stored.steps:
         stored.steps = config.steps  # continuing for longer is allowed; everything else stays as it was
+        _write_args(run_dir, json.loads(saved.read_text())["spec"], stored)
     return stored, resume_from
+
+
+def check_resume_options(run_dir: str | Path, requested: dict[str, Any]) -> None:
+    """Refuse to resume when ``requested`` settings (those a user asked for; ``steps`` may change) differ from
+    the run's own: a resumed run continues exactly as it was configured."""
+    saved = Path(run_dir) / "args.json"
+    if not saved.is_file():
+        return  # _resolve_config says there is nothing to resume
+    stored = asdict(TrainConfig(**json.loads(saved.read_text())["config"]))
+    changed = sorted(k for k, v in requested.items() if k != "steps" and json.loads(json.dumps(v)) != stored.get(k))
+    if changed:
+        shown = ", ".join(f"{k} ({stored.get(k)!r} in the run, {requested[k]!r} asked)" for k in changed)
+        raise HsisegError(f"{saved}: a resumed run continues with its own settings, and these differ: {shown}; "
+                          "drop them to resume, or start a new run to change them")  # fmt: skip
 
 
 def _prepare_run_dir(run_dir: Path, spec_path: Path, config: TrainConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(spec_path, run_dir / "spec.yaml")
+    _write_args(run_dir, str(spec_path.resolve()), config)
+
+
+def _write_args(run_dir: Path, spec: str, config: TrainConfig) -> None:
     with atomic_path(run_dir / "args.json") as temporary:
-        temporary.write_text(json.dumps({"spec": str(spec_path.resolve()), "config": asdict(config)}, indent=2))
+        temporary.write_text(json.dumps({"spec": spec, "config": asdict(config)}, indent=2))
 
 
 def write_held_out_strokes(run_dir: Path, data: TrainingData, tree, config: TrainConfig) -> None:

@@ -78,7 +78,7 @@ def assert_check_problem(spec: Path, *fragments: str) -> None:
     code, lines = run_check(spec)
     assert code == 2
     assert any(line.startswith("problem: ") and all(f in line for f in fragments) for line in lines), lines
-    assert lines[-1] == f"hsiseg: error: {spec}: 1 problems"
+    assert lines[-1] == f"hsiseg: error: {spec}: 1 problem"
 
 
 def png_header_only(path: Path, width: int, height: int) -> None:

@@ -52,7 +52,7 @@ def test_continue_refuses_another_model_or_other_options(trained, tmp_path: Path
     model_path, cubes = trained
     out = tmp_path / "out"
     first = predict_batch(model_path, [cubes], out)
-    with pytest.raises(HsisegError, match=r"3 finished frames were predicted with another options \(opacity\)"):
+    with pytest.raises(HsisegError, match=r"3 finished frames were predicted with other options \(opacity\)"):
         predict_batch(model_path, [cubes], out, PredictOptions(resume=True, opacity=0.8))
     assert json.loads((out / "args.json").read_text())["opacity"] == 0.5  # args.json still tells the truth
     other = another_model(model_path, tmp_path / "other")
@@ -271,3 +271,67 @@ def test_reader_options_of_the_spec_reach_training_and_prediction(tmp_path: Path
     scaled.write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(app, ["predict", str(model_path), "--spec", str(scaled), "-o", str(tmp_path / "x")])
     assert result.exit_code == 2 and "reader.wavelengths '../bands.txt' leads outside the spec's root" in result.output
+
+
+def test_review_findings_are_one_line(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Found by a review run as a user would: Ctrl-C while loading, object .npy cubes, read-only targets,
+    figures of failed frames, render warnings as plain lines."""
+    import errno
+    import types
+
+    import hsiseg_cli.entry as entry
+
+    class Loading(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt  # Ctrl-C while the command line's modules load
+
+    monkeypatch.setitem(sys.modules, "hsiseg_cli.main", Loading("hsiseg_cli.main"))
+    with pytest.raises(SystemExit) as stopped:
+        entry.main()
+    assert (
+        stopped.value.code == 130
+        and capsys.readouterr().err == "hsiseg: interrupted while starting; nothing was done\n"
+    )
+    monkeypatch.undo()
+
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(HsisegError, match="holds Python objects .* never unpickles; save the cube as a numeric"):
+        read_cube(tmp_path / "objects.npy", wavelengths=[1.0])
+
+    import hsiseg.io.atomic as atomic
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".x.png.abc.part"))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as denied, atomic.atomic_path(tmp_path / "x.png"):
+        pass
+    assert denied.value.filename == str(tmp_path / "x.png")  # the file asked for, not a hidden temporary one
+    monkeypatch.undo()
+
+    model_path, cubes = trained
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "bad_SpecCube.dat").write_bytes(b"\x00" * 40)
+    (result,) = predict_batch(model_path, [inputs], tmp_path / "out")
+    assert result.status == "failed" and result.unknown_percent is None and result.invalid_percent is None
+    assert "unknown_percent" in (tmp_path / "out" / "summary.csv").read_text()
+
+    counts = Cube(np.random.default_rng(0).uniform(0, 4095, (8, 8, 31)).astype(np.float32), np.arange(400, 710, 10))
+    write_cube(tmp_path / "counts.h5", counts)
+    rendered = CliRunner().invoke(app, ["render", str(tmp_path / "counts.h5"), "-o", str(tmp_path / "c.png")])
+    assert rendered.exit_code == 0
+    assert "hsiseg: warning: RGB rendering: the cube's values" in rendered.output and ".py:" not in rendered.output
+
+
+def test_resume_refuses_changed_settings_and_records_a_longer_budget(tmp_path: Path) -> None:
+    spec = generate_demo_data(tmp_path / "data", surgeries=3, frames=1, shape=(24, 32), seed=5)
+    base = ["train", str(spec), "-o", str(tmp_path / "run"), "--model", "pixel", "--width", "8",
+            "--pixels-per-step", "32", "--val-every", "2", "--quiet"]  # fmt: skip
+    assert CliRunner().invoke(app, [*base, "--steps", "2"]).exit_code == 0
+    changed = CliRunner().invoke(app, [*base, "--resume", "--lr", "0.01"])
+    assert changed.exit_code == 2 and "a resumed run continues with its own settings" in changed.output
+    assert "learning_rate (0.003 in the run, 0.01 asked)" in changed.output
+    longer = CliRunner().invoke(app, [*base, "--resume", "--steps", "4"])
+    assert longer.exit_code == 0, longer.output
+    assert json.loads((tmp_path / "run" / "args.json").read_text())["config"]["steps"] == 4

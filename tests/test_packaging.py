@@ -20,6 +20,6 @@ def test_every_package_is_listed_and_the_cli_has_a_project_name() -> None:
     assert all((ROOT / name.replace(".", "/") / "__init__.py").is_file() for name in found)  # no namespace package
     assert "cli" not in listed and "hsiseg_cli" in listed
     assert settings["tool"]["setuptools"]["package-dir"] == {"hsiseg_cli": "cli"}
-    assert settings["project"]["scripts"]["hsiseg"] == "hsiseg_cli.main:app"
+    assert settings["project"]["scripts"]["hsiseg"] == "hsiseg_cli.entry:main"
     for module in (ROOT / "cli").glob("*.py"):  # relative imports: the folder works under its installed name
         assert "from cli" not in module.read_text() and "import cli" not in module.read_text(), module

@@ -56,7 +56,10 @@ def test_scribbles_are_reproducible_and_refuse_to_overwrite(tmp_path: Path) -> N
     assert second.held_out == tmp_path / "rest.npy" and load_image(second.held_out).dtype == np.uint8
     result = runner.invoke(app, ["scribbles", str(truth_path), "-o", str(tmp_path / "a.png")])
     assert result.exit_code == 2
-    assert result.output.strip() == f"hsiseg: error: {tmp_path / 'a.png'} exists; choose another file or pass overwrite"
+    assert (
+        result.output.strip()
+        == f"hsiseg: error: {tmp_path / 'a.png'} exists; choose another file or allow overwriting it (--overwrite)"
+    )
     again = runner.invoke(app, ["scribbles", str(truth_path), "-o", str(tmp_path / "a.png"), "--overwrite"])
     assert again.exit_code == 0, again.output
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from hsiseg.annotations.readers import UNLABELLED, read_label_values
 from hsiseg.annotations.writers import write_label_values
-from hsiseg.errors import HsisegError
+from hsiseg.errors import HsisegError, OutputExistsError
 
 STEPS = np.array([(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)])
 
@@ -157,7 +157,7 @@ def check_outputs(truth: Path, outputs: tuple[Path, ...], overwrite: bool) -> No
         if path.suffix.lower() not in (".png", ".npy"):
             raise HsisegError(f"{path}: label images are written as .png or .npy")
         if path.exists() and not overwrite:
-            raise HsisegError(f"{path} exists; choose another file or pass overwrite")
+            raise OutputExistsError(f"{path} exists; choose another file or allow overwriting it")
 
 
 def fitted(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -3,10 +3,10 @@ from elsewhere): the run's model and recording, the areas-over-time plot, a stri
 selected frame's image and overlay with a toggle per class and an opacity slider, the legend, the unknown and
 invalid shares, and every failure and warning.
 
-Each frame is embedded as two PNG data URIs: the RGB image and its label map (grey value = code + 3, so
-invalid = 1, unknown = 2, leaf k = k + 3); the page colours the labels itself with the run's palette, so the
-class toggles and the opacity act on the real map. At most ``MAX_FRAMES`` frames are embedded, evenly spaced
-(the file stays a few MB); the report says how many of how many.
+Each frame is embedded as two data URIs: the RGB image as JPEG (quality 85) and its label map as a lossless
+PNG (grey value = code + 3, so invalid = 1, unknown = 2, leaf k = k + 3); the page colours the labels itself
+with the run's palette, so the class toggles and the opacity act on the real map. At most ``MAX_FRAMES``
+frames are embedded, evenly spaced; the report says how many of how many.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def write_html(maps: StreamMaps, output: Path) -> Path:
     with_slots = {int(s) for s in slots}
     for slot, frame, stamp, image, labels in maps.iterate():
         if slot in with_slots:
-            frames.append({"name": frame_label(frame, stamp), "frame": frame, "image": _png(image),
+            frames.append({"name": frame_label(frame, stamp), "frame": frame, "image": _jpeg(image),
                            "labels": _png((labels.astype(np.int16) + LABEL_OFFSET).astype(np.uint8))})  # fmt: skip
     classes = _classes(maps)
     page = TEMPLATE.format(
@@ -57,6 +57,14 @@ def _chosen(maps: StreamMaps) -> np.ndarray:
     if len(slots) <= MAX_FRAMES:
         return slots
     return slots[np.unique(np.linspace(0, len(slots) - 1, MAX_FRAMES).round().astype(int))]
+
+
+def _jpeg(array: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _png(array: np.ndarray) -> str:

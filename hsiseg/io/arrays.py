@@ -67,6 +67,9 @@ def read_npy(
     path: Path, wavelengths: Any = None, axes: str = "HWB", image_shape: Any = None, max_bytes: int | None = None
 ) -> Cube:
     """Read a ``.npy`` cube (memory-mapped; ``max_bytes`` checked from its header before reading)."""
+    if _npy_dtype(path).hasobject:
+        raise HsisegError(f"{path}: holds Python objects (dtype object), which hsiseg never unpickles; save the "
+                          "cube as a numeric array, e.g. numpy.save(path, cube.astype('float32'))")  # fmt: skip
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -81,6 +84,18 @@ def read_npy(
         )
     check_cube_size(path, stored.shape, max_bytes)
     return _to_cube(path, array, wavelengths, axes, image_shape, "npy", {"stored_dtype": stored.stored})
+
+
+def _npy_dtype(path: Path) -> np.dtype:
+    """The dtype in a ``.npy`` header (nothing else is read); a file without a valid header: float64 (the
+    loader then says what is wrong)."""
+    try:
+        with path.open("rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            return read_header(handle, max_header_size=1 << 20)[2]
+    except (ValueError, OSError, EOFError):
+        return np.dtype(np.float64)
 
 
 def read_npz(

@@ -44,21 +44,21 @@ def subsample(region: np.ndarray, mosaic: tuple[int, int]) -> np.ndarray:
 
 
 def bilinear(region: np.ndarray, mosaic: tuple[int, int]) -> np.ndarray:
-    """(T_r * m_r, T_c * m_c) -> (T_r * m_r, T_c * m_c, m_r * m_c) float32: each band's samples (one per tile,
-    at its filter position) linearly interpolated to every pixel, edges held constant."""
+    """(T_r * m_r, T_c * m_c) -> (T_r * m_r, T_c * m_c, m_r * m_c) float32 (a view of band-major planes): each
+    band's samples (one per tile, at its filter position) linearly interpolated to every pixel, edges held
+    constant."""
     rows, columns = mosaic
     samples = subsample(region, mosaic).astype(np.float32, copy=False)  # (T_r, T_c, P)
     height, width = region.shape
-    out = np.empty((height, width, rows * columns), dtype=np.float32)
+    planes = np.empty((rows * columns, height, width), dtype=np.float32)  # band-major: contiguous writes
     for row in range(rows):
         top, bottom, vertical = _neighbours(height, row, rows)
         for column in range(columns):
             left, right, horizontal = _neighbours(width, column, columns)
             band = samples[..., row * columns + column]
-            upper = band[top][:, left] * (1 - horizontal) + band[top][:, right] * horizontal
-            lower = band[bottom][:, left] * (1 - horizontal) + band[bottom][:, right] * horizontal
-            out[..., row * columns + column] = upper * (1 - vertical)[:, None] + lower * vertical[:, None]
-    return out
+            along = band[top] * (1 - vertical)[:, None] + band[bottom] * vertical[:, None]  # (H, T_c): rows first
+            planes[row * columns + column] = along[:, left] * (1 - horizontal) + along[:, right] * horizontal
+    return planes.transpose(1, 2, 0)
 
 
 def _neighbours(length: int, position: int, period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,6 +90,11 @@ class MosaicDecoder:
         if self.method not in DEMOSAICKING:
             raise HsisegError(f"demosaicking method {self.method!r} is unknown; choose one of {list(DEMOSAICKING)}")
         self._order = np.argsort(self._band_wavelengths(), kind="stable")
+        matrix = self.camera.correction_matrix
+        # planes are made in output order, unless a correction matrix mixes them (its rows are sorted instead)
+        self._plane_positions = np.arange(self.camera.positions) if matrix is not None else self._order
+        self._matrix = None if matrix is None else matrix[self._order]
+        self._tile_gains: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _band_wavelengths(self) -> np.ndarray:
         correction = self.camera.correction
@@ -99,6 +104,42 @@ class MosaicDecoder:
     def wavelengths(self) -> np.ndarray:
         """(B,) nm of the output bands, increasing."""
         return self._band_wavelengths()[self._order]
+
+    def _gains(self, region_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per tile and plane (P, T_r, T_c): dark and gain 1 / (white - dark) (0 where the white gives no
+        signal), and the (T_r, T_c) tiles with such a dead position; computed once per frame geometry."""
+        if region_shape not in self._tile_gains:
+            reference = np.zeros(region_shape, np.float32)
+            dark = active_region(self.dark, self.camera) if self.dark is not None else reference
+            span = active_region(self.white, self.camera) - dark if self.white is not None else reference + 1
+            usable = span > 0
+            gain = np.divide(1.0, span, out=np.zeros(region_shape, np.float32), where=usable)
+            planes = [self._planes(values) for values in (dark, gain)]
+            dead = subsample(~usable, self.camera.mosaic).any(axis=-1)
+            self._tile_gains[region_shape] = (*planes, dead)
+        return self._tile_gains[region_shape]
+
+    def _planes(self, region: np.ndarray) -> np.ndarray:
+        """(T_r * m_r, T_c * m_c) -> (P, T_r, T_c) float32, one plane per filter position in plane order."""
+        columns = self.camera.mosaic[1]
+        return np.stack([region[p // columns :: self.camera.mosaic[0], p % columns :: columns]
+                         for p in self._plane_positions]).astype(np.float32)  # fmt: skip
+
+    def _subsample(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fast default: (B, T_r, T_c) calibrated planes and (T_r, T_c) invalid tiles, in two passes over
+        the frame (subtract the dark while converting, multiply by the gain)."""
+        dark, gain, dead = self._gains(region.shape)
+        rows, columns = self.camera.mosaic
+        planes = np.empty(dark.shape, np.float32)
+        for plane, position in enumerate(self._plane_positions):
+            row, column = divmod(int(position), columns)
+            np.subtract(region[row::rows, column::columns], dark[plane], out=planes[plane], casting="unsafe")
+        planes *= gain
+        invalid = dead
+        saturation = self.camera.saturation
+        if saturation is not None and region.max() >= saturation:  # one cheap pass; tiles only when needed
+            invalid = dead | subsample(region >= saturation, self.camera.mosaic).any(axis=-1)
+        return planes, invalid
 
     def calibrate(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Active region (raw) -> (reflectance float32, unusable bool) per sensor pixel."""
@@ -116,20 +157,22 @@ class MosaicDecoder:
         return reflectance, unusable | ~usable
 
     def cube(self, frame: np.ndarray, meta: dict | None = None) -> Cube:
-        """One raw (H, W) frame -> Cube (h, w, B) with wavelengths, invalid pixels in ``repaired``."""
+        """One raw (H, W) frame -> Cube (h, w, B) with wavelengths, invalid pixels in ``repaired``. With
+        ``subsample`` the data is a band-major buffer seen as (h, w, B) (no copy to pixel-major order)."""
         if frame.ndim != 2:
             raise HsisegError(f"{self.camera.source}: a raw mosaic frame is 2-D (H, W), got shape {frame.shape}")
-        reflectance, unusable = self.calibrate(active_region(frame, self.camera))
+        region = active_region(frame, self.camera)
         if self.method == "subsample":
-            spectra = subsample(reflectance, self.camera.mosaic)
-            invalid = subsample(unusable, self.camera.mosaic).any(axis=-1)
+            planes, invalid = self._subsample(region)
+            if self._matrix is not None:
+                planes = np.tensordot(self._matrix, planes, axes=1)
+            spectra = planes.transpose(1, 2, 0)
         else:
-            spectra = bilinear(reflectance, self.camera.mosaic)
+            reflectance, unusable = self.calibrate(region)
+            planes = bilinear(reflectance, self.camera.mosaic).transpose(2, 0, 1)  # (P, H, W), position order
             tile_invalid = subsample(unusable, self.camera.mosaic).any(axis=-1)
             invalid = np.repeat(np.repeat(tile_invalid, self.camera.mosaic[0], 0), self.camera.mosaic[1], 1)
-        matrix = self.camera.correction_matrix
-        if matrix is not None:
-            spectra = spectra @ matrix.T
-        spectra = np.ascontiguousarray(spectra[..., self._order], dtype=np.float32)
+            planes = np.tensordot(self._matrix, planes, axes=1) if self._matrix is not None else planes[self._order]
+            spectra = planes.transpose(1, 2, 0)
         details = {"camera": self.camera.name, "demosaicking": self.method, "calibrated": self.white is not None}
         return Cube(spectra, self.wavelengths, {**(meta or {}), **details}, repaired=invalid)

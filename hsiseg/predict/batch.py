@@ -97,8 +97,8 @@ class FrameResult:
     source: str
     status: str
     seconds: float = 0.0
-    unknown_percent: float = 0.0
-    invalid_percent: float = 0.0
+    unknown_percent: float | None = None  # None (blank in summary.csv) unless the frame was predicted
+    invalid_percent: float | None = None
     main_class: str = ""
     error: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -222,7 +222,7 @@ def _check_existing(
     if mismatched and not options.overwrite:
         name, differences = mismatched[0]
         raise HsisegError(
-            f"{output}: {len(mismatched)} finished frames were predicted with another {' and '.join(differences)} "
+            f"{output}: {len(mismatched)} finished frames were predicted with {' and '.join(differences)} "
             f"(e.g. {name}); pass --overwrite with --continue to redo them, or choose another output folder"
         )
     return skipped, todo
@@ -233,11 +233,11 @@ def _has_outputs(folder: Path) -> bool:
 
 
 def _differences(record: FrameResult, identity: FrameResult) -> list[str]:
-    """What differs between a finished frame and this run: ``model`` and/or the names of options."""
-    found = ["model"] if record.model != identity.model else []
+    """What differs between a finished frame and this run: "another model" and/or "other options (names)"."""
+    found = ["another model"] if record.model != identity.model else []
     names = sorted(set(record.options) | set(identity.options))
     changed = [n for n in names if record.options.get(n) != identity.options.get(n)]
-    return found + ([f"options ({', '.join(changed)})"] if changed else [])
+    return found + ([f"other options ({', '.join(changed)})"] if changed else [])
 
 
 def _write_args(output: Path, model_path, inputs, options: PredictOptions, predictor: Predictor, identity) -> None:

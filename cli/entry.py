@@ -1,0 +1,17 @@
+"""The ``hsiseg`` console script: Ctrl-C while the command line is still loading (torch and friends take a
+few seconds to import) ends with one line, like Ctrl-C anywhere else, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+def main() -> None:
+    try:
+        from .main import app
+    except KeyboardInterrupt:
+        sys.stderr.write("hsiseg: interrupted while starting; nothing was done\n")
+        raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+    app()
