@@ -81,7 +81,9 @@ def predict(
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Write probabilities.h5 (float16).")] = False,
     opacity: Annotated[float, typer.Option(help="Overlay opacity.")] = 0.5,
     contours: Annotated[bool, typer.Option("--contours", help="Overlay outlines only.")] = False,
-    animation: Annotated[bool, typer.Option("--animation", help="Also write overview.gif of all frames.")] = False,
+    animation: Annotated[
+        bool, typer.Option("--animation", help="Also write overview.gif and overview.mp4 of all frames.")
+    ] = False,
     resume: Annotated[bool, typer.Option("--continue", help="Skip frames whose outputs are complete.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     num_parts: Annotated[int, typer.Option(help="Split the frames into this many parts (machines).")] = 1,
@@ -247,7 +249,7 @@ def demo(
         folder = output / "predictions" / result.frame
         typer.echo(f"{result.frame}: {result.status}; panel {folder / 'panel.png'}, truth | prediction "
                    f"{folder / 'truth_vs_prediction.png'}")  # fmt: skip
-    typer.echo(f"animated overview: {output / 'predictions' / 'overview.gif'}")
+    typer.echo(f"animated overview: {output / 'predictions' / 'overview.gif'} (and overview.mp4)")
     typer.echo(f"summary: {output / 'predictions' / 'summary.csv'}")
     console.print(f"[bold]5/5[/] predicting the snapshot-mosaic recording ({DEMO_RECORDING_FRAMES} frames, streamed)")
     streamed = demo_recording(final_checkpoint(output / "run"), recording, camera, output / "recording")

@@ -99,6 +99,11 @@ def test_batch_outputs_resume_and_summary(trained, tmp_path: Path) -> None:
     first_panel = imageio.imread(out / results[0].frame / "panel.png")[..., :3]
     assert gif.shape[0] == 3 and gif.shape[1:3] >= first_panel.shape[:2] and gif.shape[2] > 2 * 56
     assert (out / results[0].frame / "panel_confident.png").is_file()
+    import av
+
+    with av.open(str(out / "overview.mp4")) as container:  # the same panels as an MP4 for clinicians
+        video = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(video) == 3 and video[0].shape[:2] == tuple(v + v % 2 for v in gif.shape[1:3])
     summary = json.loads((out / "summary.json").read_text())
     assert [row["status"] for row in summary] == ["done"] * 3
     assert json.loads((out / "args.json").read_text())["level"] == 1

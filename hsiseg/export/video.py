@@ -21,26 +21,38 @@ OPACITY = 0.5
 
 @register("mp4")
 def write_mp4(maps: StreamMaps, output: Path) -> Path:
+    colours, legend = node_colours(maps.tree), maps.present_codes()
+
+    def canvases():
+        for _, frame, stamp, image, labels in maps.iterate():
+            yield np.asarray(panel(image, overlay(image, labels, colours, OPACITY), maps.tree, labels, colours,
+                                   frame_label(frame, stamp), "image", legend, opacity=OPACITY))  # fmt: skip
+
+    return encode(output / "overlay.mp4", canvases(), frame_rate(maps))
+
+
+def encode(path: Path, images, rate: float) -> Path:
+    """H.264 MP4 of (H, W, 3) uint8 images (sizes may differ: each is padded to the first one's even size,
+    or cropped), written atomically."""
     import av
 
-    colours, legend = node_colours(maps.tree), maps.present_codes()
-    path = output / "overlay.mp4"
     with atomic_path(path) as temporary:
         container = av.open(str(temporary), mode="w", format="mp4")
         stream = None
-        for _, frame, stamp, image, labels in maps.iterate():
-            canvas = np.asarray(panel(image, overlay(image, labels, colours, OPACITY), maps.tree, labels, colours,
-                                      frame_label(frame, stamp), "image", legend, opacity=OPACITY))  # fmt: skip
-            canvas = np.pad(canvas, ((0, canvas.shape[0] % 2), (0, canvas.shape[1] % 2), (0, 0)), mode="edge")
+        for image in images:
             if stream is None:
-                stream = container.add_stream("h264", rate=round(frame_rate(maps)))
-                stream.height, stream.width = canvas.shape[:2]
+                stream = container.add_stream("h264", rate=max(1, round(rate)))
+                stream.height, stream.width = image.shape[0] + image.shape[0] % 2, image.shape[1] + image.shape[1] % 2
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": "20"}
-            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+            fitted = np.full((stream.height, stream.width, 3), 255, dtype=np.uint8)
+            height, width = min(image.shape[0], stream.height), min(image.shape[1], stream.width)
+            fitted[:height, :width] = image[:height, :width, :3]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(fitted, format="rgb24")):
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
         container.close()
     return path
 

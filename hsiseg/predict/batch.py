@@ -74,7 +74,7 @@ class PredictOptions:
     opacity: float = 0.5
     contours: bool = False
     rgb_method: str = "auto"
-    animation: bool = False  # also write overview.gif: the frames' overlays in order
+    animation: bool = False  # also write overview.gif and overview.mp4: the frames' panels in order
     overwrite: bool = False
     resume: bool = False
     num_parts: int = 1
@@ -180,6 +180,7 @@ def predict_batch(
         if options.animation:
             finished = [output / r.frame / "panel.png" for r in _sorted(results, frames) if r.status != "failed"]
             write_animation(output / "overview.gif", finished)
+            write_video(output / "overview.mp4", finished)
     return _sorted(results, frames)
 
 
@@ -506,6 +507,27 @@ def _frame_record(folder: Path) -> FrameResult | None:
         if (folder / name).is_file():
             return FrameResult.from_file(folder / name)
     return None
+
+
+def write_video(path: Path, frames: list[Path], frames_per_second: float = 2.0) -> None:
+    """An H.264 MP4 of panel PNGs (padded to the largest), read one at a time."""
+    import imageio.v3 as imageio
+
+    from hsiseg.export.video import encode
+
+    existing = [frame for frame in frames if frame.is_file()]
+    if not existing:
+        return
+    shapes = [imageio.improps(frame).shape for frame in existing]
+    height, width = max(shape[0] for shape in shapes), max(shape[1] for shape in shapes)
+
+    def padded():
+        for frame in existing:
+            image = imageio.imread(frame)[..., :3]
+            yield np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)),
+                         constant_values=255)  # fmt: skip
+
+    encode(path, padded(), frames_per_second)
 
 
 def write_animation(path: Path, frames: list[Path], seconds_per_frame: float = 0.5) -> None:
