@@ -363,3 +363,22 @@ def test_uncalibrated_scores_are_refused(trained) -> None:
     assert Predictor(model, card).ood_score is None  # nothing calibrated: no pixel is unknown
     calibrated = Predictor.from_checkpoint(model_path, ood_score="energy")
     assert calibrated.ood_threshold == read_card(model_path).ood.scores["energy"].threshold
+
+
+def test_a_new_per_frame_output_is_one_registered_function(trained, tmp_path: Path) -> None:
+    from hsiseg.predict.frame_outputs import FRAME_WRITERS, frame_writer
+
+    model_path, cubes = trained
+
+    @frame_writer("unknown-share", wanted=lambda options: options.opacity < 0.4)
+    def write_share(output) -> None:
+        (output.folder / "unknown_share.txt").write_text(f"{output.prediction.unknown.mean():.4f}")
+
+    try:
+        predict_batch(model_path, [cubes], tmp_path / "off")
+        assert not list((tmp_path / "off").rglob("unknown_share.txt"))  # not asked for by these options
+        results = predict_batch(model_path, [cubes], tmp_path / "on", PredictOptions(opacity=0.3))
+        shares = [float((tmp_path / "on" / r.frame / "unknown_share.txt").read_text()) for r in results]
+        assert shares == pytest.approx([r.unknown_percent / 100 for r in results], abs=1e-4)
+    finally:
+        del FRAME_WRITERS["unknown-share"]

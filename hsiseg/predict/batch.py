@@ -1,13 +1,9 @@
 """Batch prediction of whole recorded surgeries: many frames in, maps and overlays out.
 
-For every input cube, ``OUT/<frame>/`` receives ``labels.png`` (indexed PNG with the tree palette; value =
-leaf code + 1, 0 = unknown or invalid), ``labels.npy`` (int16 raw leaf codes, before the unknown and invalid
-masks), ``unknown.png`` and ``invalid.png`` (masks; invalid = no usable spectrum, never tissue, never unknown),
-``ood_score.npy`` (float32 map of the unknown-tissue score in use), ``areas.csv`` (pixels, percent and mean
-confidence per class, unknown and invalid), ``overlay.png`` and ``panel.png`` (image | overlay | legend),
-optionally ``probabilities.h5`` (float16 probabilities and every calibrated OOD score's map under
-``scores/<name>``, so any score can be evaluated later), ``labels_level<d>.png`` and ``confident.png``/``.npy``
-(hierarchical decoding), and last ``done.json``: the frame's :class:`FrameResult` (areas summary, warnings,
+For every input cube, ``OUT/<frame>/`` receives the files of the per-frame writers the options ask for
+(:mod:`hsiseg.predict.frame_outputs`: the label, unknown and invalid maps, the OOD score map, ``areas.csv``,
+overlay and panel; optionally the tree-level map, the confident-node map and ``probabilities.h5``) and
+last ``done.json``: the frame's :class:`FrameResult` (areas summary, warnings,
 the model's SHA-256 and the output-shaping options), the source of truth for everything built on top. A
 frame that fails gets ``failed.json`` instead (its one-line error); any exception counts (a reader's
 ``MemoryError`` or a network's ``RuntimeError`` as well as bad input), and the batch goes on.
@@ -45,11 +41,11 @@ from hsiseg.errors import HsisegError
 from hsiseg.io import read_cube
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.batch import expand_inputs
-from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.predict.claims import Claim, try_claim
+from hsiseg.predict.frame_outputs import FrameOutput, write_frame_outputs
 from hsiseg.predict.frame_warnings import collect, routed_warnings
-from hsiseg.predict.inference import Prediction, Predictor, confident_nodes, level_labels
-from hsiseg.render import node_colours, overlay, rgb, save_indexed_png, save_panel, save_png
+from hsiseg.predict.inference import Prediction, Predictor
+from hsiseg.render import node_colours, rgb
 
 MOSTLY_INVALID = 0.5  # share of invalid pixels above which a frame is flagged in the summary
 DONE, FAILED = "done.json", "failed.json"
@@ -409,75 +405,14 @@ def _write_frame(
 def _write_outputs(
     folder: Path, name, cube, prediction: Prediction, predictor: Predictor, colours, options, result: FrameResult
 ) -> None:
+    """The frame's files (:mod:`hsiseg.predict.frame_outputs`, as the options ask), then ``done.json``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DONE).unlink(missing_ok=True)
     (folder / FAILED).unlink(missing_ok=True)
-    tree = predictor.tree
-    labels = prediction.labels_with_unknown()
-    save_indexed_png(folder / "labels.png", labels, colours[: tree.num_leaves])
-    with atomic_path(folder / "labels.npy") as temporary, open(temporary, "wb") as handle:
-        np.save(handle, prediction.labels.astype(np.int16))  # raw leaf codes; unknown.png says which are unknown
-    save_png(folder / "unknown.png", (prediction.unknown * 255).astype(np.uint8))
-    save_png(folder / "invalid.png", (prediction.invalid * 255).astype(np.uint8))
-    with atomic_path(folder / "ood_score.npy") as temporary, open(temporary, "wb") as handle:
-        np.save(handle, prediction.score.astype(np.float32))
-    _write_areas(folder / "areas.csv", labels, prediction, tree)
     image = rgb(cube.data, cube.wavelengths, options.rgb_method)
-    overlaid = overlay(image, labels, colours, options.opacity, options.contours)
-    save_png(folder / "overlay.png", overlaid)
-    drawn = None if options.contours else options.opacity  # what the legend swatches blend like
-    save_panel(folder / "panel.png", image, overlaid, tree, labels, colours, title=name, opacity=drawn)
-    if options.level is not None:
-        level = level_labels(labels, tree, options.level)
-        save_png(folder / f"labels_level{options.level}.png", overlay(image, level, colours, 1.0))
-        level_overlay = overlay(image, level, colours, options.opacity, options.contours)
-        save_panel(
-            folder / f"panel_level{options.level}.png",
-            image,
-            level_overlay,
-            tree,
-            level,
-            colours,
-            f"{name}, level {options.level}",
-            opacity=drawn,
-        )
-    if options.confidence is not None:
-        confident = confident_nodes(prediction.probabilities, tree, options.confidence)
-        confident = np.where(prediction.unknown, UNKNOWN, confident)
-        confident = np.where(prediction.invalid, INVALID, confident)
-        with atomic_path(folder / "confident.npy") as temporary, open(temporary, "wb") as handle:
-            np.save(handle, confident.astype(np.int16))
-        confident_overlay = overlay(image, confident, colours, options.opacity)
-        save_png(folder / "confident.png", confident_overlay)
-        title = f"{name}, deepest node with probability >= {options.confidence:g}"
-        save_panel(folder / "panel_confident.png", image, confident_overlay, tree, confident, colours, title,
-                   opacity=options.opacity)  # fmt: skip
-    if options.save_probabilities:
-        import h5py
-
-        with atomic_path(folder / "probabilities.h5") as temporary, h5py.File(temporary, "w") as handle:
-            handle.create_dataset("probabilities", data=prediction.probabilities.astype(np.float16), compression="gzip")
-            for score_name, values in prediction.scores.items():
-                handle.create_dataset(f"scores/{score_name}", data=values.astype(np.float32), compression="gzip")
-            handle.attrs["classes"] = json.dumps(list(tree.leaves))
+    write_frame_outputs(FrameOutput(folder, name, prediction, predictor.tree, colours, options, image))
     with atomic_path(folder / DONE) as temporary:  # last: marks the frame complete for --continue
         temporary.write_text(json.dumps(asdict(result), indent=2))
-
-
-def _write_areas(path: Path, labels: np.ndarray, prediction: Prediction, tree) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["class", "pixels", "percent", "mean_confidence"])
-    total = labels.size
-    bins = (labels - INVALID).ravel()  # 0 = invalid, 1 = unknown, code + 2 otherwise: one pass for all classes
-    counts = np.bincount(bins, minlength=tree.num_leaves + 2)
-    confidence_sums = np.bincount(bins, weights=prediction.confidence.ravel(), minlength=tree.num_leaves + 2)
-    for index, count in enumerate(counts):
-        if count:
-            name = ("invalid", "unknown")[index] if index < 2 else tree.leaves[index - 2]
-            writer.writerow([name, int(count), f"{100 * count / total:.3f}", f"{confidence_sums[index] / count:.4f}"])
-    with atomic_path(path) as temporary:
-        temporary.write_text(buffer.getvalue())
 
 
 def write_summary(output: Path) -> list[FrameResult]:
