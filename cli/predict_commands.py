@@ -106,6 +106,9 @@ def predict(
     export: Annotated[
         str, typer.Option(help="Recordings: outputs to write from the maps: areas, mp4, html (comma-separated).")
     ] = "areas,mp4,html",
+    batch_frames: Annotated[
+        int, typer.Option(help="Recordings: frames per forward pass (4-8 on a GPU; 1 on a CPU is as fast).")
+    ] = 1,
 ) -> None:
     """Predict tissue maps, unknown-tissue masks, area tables and overlays for cubes or whole recordings."""
     settings = PredictOptions(
@@ -127,7 +130,7 @@ def predict(
         from .recording_command import predict_recording_command
 
         return predict_recording_command(model, inputs, output, settings, camera, demosaic,
-                                         Selection(start, stop, every), smooth, export)  # fmt: skip
+                                         Selection(start, stop, every), smooth, export, batch_frames)  # fmt: skip
     try:
         results = run_prediction(model, inputs, output, settings, Console(stderr=True))
     except KeyboardInterrupt:

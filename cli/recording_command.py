@@ -22,7 +22,7 @@ from .predict_commands import frame_progress
 
 def predict_recording_command(
     model: Path, inputs: list[Path], output: Path, settings: PredictOptions, camera: Path | None, demosaic: str,
-    selection: Selection, smooth: float, exports: str,
+    selection: Selection, smooth: float, exports: str, batch_frames: int = 1,
 ) -> None:  # fmt: skip
     if len(inputs) != 1:
         raise HsisegError(f"predict: give one recording at a time (got {len(inputs)} inputs)")
@@ -47,7 +47,7 @@ def predict_recording_command(
 
         try:
             result = predict_recording(model, video, output, settings, selection, smooth, on_frame,
-                                       lambda total: progress.update(task, total=total))  # fmt: skip
+                                       lambda total: progress.update(task, total=total), batch_frames)  # fmt: skip
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; finished frames are kept in {output / 'maps.h5'}; resume with the same "
                               "command and --continue") from None  # fmt: skip

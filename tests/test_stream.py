@@ -179,3 +179,21 @@ def test_the_html_report_runs_in_a_headless_browser(setup, tmp_path) -> None:
     assert '<b id="name">frame 0, 0:00.00</b>' in dom  # the script ran and drew frame 0
     assert dom.count('type="checkbox"') == len(maps.present_codes())  # one toggle per class in the run
     assert dom.count("<img") >= FRAMES  # the frame strip
+
+
+def test_frames_batched_for_the_network_give_the_same_maps(setup, tmp_path) -> None:
+    model, recording, camera = setup
+    predictor = Predictor.from_checkpoint(model)
+    frames = video(recording, camera)
+    prepared = [predictor.prepare(frames.cube(i)) for i in range(3)]
+    together = predictor.predict_many(prepared)
+    for item, batched in zip(prepared, together, strict=True):
+        alone = predictor.predict(None, item)
+        np.testing.assert_allclose(batched.probabilities, alone.probabilities, atol=1e-5)
+        np.testing.assert_array_equal(batched.labels_with_unknown(), alone.labels_with_unknown())
+    single = predict_recording(model, video(recording, camera), tmp_path / "one")
+    grouped = predict_recording(model, video(recording, camera), tmp_path / "four", batch_frames=4)
+    assert (single.done, grouped.done) == (FRAMES, FRAMES)
+    with h5py.File(tmp_path / "one" / "maps.h5") as one, h5py.File(tmp_path / "four" / "maps.h5") as four:
+        np.testing.assert_array_equal(one["labels"][()], four["labels"][()])
+        np.testing.assert_array_equal(one["pixels"][()], four["pixels"][()])

@@ -212,8 +212,25 @@ class Predictor:
         """Leaf map, probabilities, OOD scores, unknown and invalid masks of one cube (``prepared``: its network
         input, when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
         prepared = self.prepare(cube) if prepared is None else prepared
+        return self._finish(prepared, *self.outputs(prepared.image))
+
+    @torch.no_grad()
+    def predict_many(self, prepared: list[Prepared]) -> list[Prediction]:
+        """Several frames at once: one forward pass when they have one size that fits a window (frames of a
+        video on a GPU), else one by one. The same predictions as :meth:`predict` on each."""
+        shapes = {tuple(item.image.shape) for item in prepared}
+        _, height, width = prepared[0].image.shape
+        if len(prepared) == 1 or len(shapes) > 1 or height > self.tile or width > self.tile:
+            return [self._finish(item, *self.outputs(item.image)) for item in prepared]
+        logits, features = self._forward(torch.stack([item.image for item in prepared]).to(self.device))
+        return [
+            self._finish(item, logits[k].float().cpu(), None if features is None else features[k].float().cpu())
+            for k, item in enumerate(prepared)
+        ]
+
+    def _finish(self, prepared: Prepared, logits: torch.Tensor, features: torch.Tensor | None) -> Prediction:
+        """Probabilities, leaf map, OOD score maps and masks from one frame's (C, H, W) logits and features."""
         image, invalid = prepared.image, prepared.invalid
-        logits, features = self.outputs(image)
         probabilities = torch.softmax(logits, 0)
         confidence, labels = probabilities.max(0)
         computed = {name: self.scores[name] for name in self.computed}
