@@ -101,7 +101,7 @@ def predict(
     start: Annotated[int, typer.Option(help="Recordings: first frame (0-based).")] = 0,
     stop: Annotated[int | None, typer.Option(help="Recordings: stop before this frame.")] = None,
     smooth: Annotated[
-        float, typer.Option(help="Recordings: temporal smoothing of probabilities, 0 (off) to 0.9.")
+        float, typer.Option(help="Recordings: temporal smoothing of probabilities, 0 (off) up to (not including) 1.")
     ] = 0.0,
     export: Annotated[
         str, typer.Option(help="Recordings: outputs to write from the maps: areas, mp4, html (comma-separated).")

@@ -32,8 +32,14 @@ def predict_recording_command(
     unknown = sorted(set(chosen) - set(DEFAULT_EXPORTS))
     if unknown:
         raise HsisegError(f"--export: unknown {unknown}; choose from {list(DEFAULT_EXPORTS)}")
-    video = MosaicVideo(open_recording(inputs[0], **settings.reader_options), CameraDescription.from_file(camera),
-                        demosaic)  # fmt: skip
+    batch_only = {"--num-parts": settings.num_parts > 1, "--level": settings.level is not None,
+                  "--confidence": settings.confidence is not None, "--probabilities": settings.save_probabilities,
+                  "--animation": settings.animation, "--contours": settings.contours}  # fmt: skip
+    asked = [flag for flag, given in batch_only.items() if given]
+    if asked:
+        raise HsisegError(f"predict: {', '.join(asked)} apply to folders of cubes, not to a recording; drop them")
+    reader_options = {k: v for k, v in settings.reader_options.items() if k != "max_bytes"}  # frames are small
+    video = MosaicVideo(open_recording(inputs[0], **reader_options), CameraDescription.from_file(camera), demosaic)
     console = Console(stderr=True)
     started = time.perf_counter()
     with frame_progress(console, 0) as progress:

@@ -80,7 +80,7 @@ def test_resume_selection_and_damaged_frames(setup, tmp_path, monkeypatch: pytes
         assert list(maps["done"][()]) == [True, True, True, False, False, False]
     with pytest.raises(HsisegError, match="maps.h5 exists; pass --continue"):
         predict_recording(model, video(recording, camera), out)
-    with pytest.raises(HsisegError, match="written with another selection"):
+    with pytest.raises(HsisegError, match="written by a run that differs in: frames, selection"):
         predict_recording(model, video(recording, camera), out, PredictOptions(resume=True), Selection(every=2))
     resumed = predict_recording(model, video(recording, camera), out, PredictOptions(resume=True))
     assert (resumed.done, resumed.skipped) == (3, 3)
@@ -197,3 +197,60 @@ def test_frames_batched_for_the_network_give_the_same_maps(setup, tmp_path) -> N
     with h5py.File(tmp_path / "one" / "maps.h5") as one, h5py.File(tmp_path / "four" / "maps.h5") as four:
         np.testing.assert_array_equal(one["labels"][()], four["labels"][()])
         np.testing.assert_array_equal(one["pixels"][()], four["pixels"][()])
+
+
+def test_review_findings_resume_sizes_references_locks(setup, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import blosc2
+    import imageio.v3 as imageio
+
+    from hsiseg.predict.claims import try_claim
+
+    model, recording, camera = setup
+    frames = np.stack([open_recording(recording).raw(i) for i in range(FRAMES)])
+    copy = tmp_path / "copy.b2nd"
+    blosc2.asarray(frames, urlpath=str(copy), mode="w", chunks=(1, *frames.shape[1:]))
+    out = tmp_path / "out"
+    original = MosaicVideo.cube
+
+    def fails_at_two(self, index):
+        if index == 2:
+            raise HsisegError("frame 2 cannot be read (test)")
+        return original(self, index)
+
+    monkeypatch.setattr(MosaicVideo, "cube", fails_at_two)
+    first = predict_recording(model, video(copy, camera), out)
+    monkeypatch.undo()
+    assert list(first.failed) == [2] and StreamMaps(out / "maps.h5").messages("failures") == {
+        2: ["frame 2 cannot be read (test)"]}  # fmt: skip
+    seen = []
+    again = predict_recording(model, video(copy, camera), out, PredictOptions(resume=True),
+                              on_frame=lambda index, status: seen.append((index, status)))  # fmt: skip
+    assert again.done == 1 and sorted(seen) == [(0, "skipped"), (1, "skipped"), (2, "done"), (3, "skipped"),
+                                                (4, "skipped"), (5, "skipped")]  # fmt: skip
+    assert StreamMaps(out / "maps.h5").messages("failures") == {}  # the retried frame's failure is cleared
+
+    blosc2.asarray(frames[::-1].copy(), urlpath=str(copy), mode="w", chunks=(1, *frames.shape[1:]))
+    with pytest.raises(HsisegError, match="differs in: recording"):  # same name, other frames
+        predict_recording(model, video(copy, camera), out, PredictOptions(resume=True))
+
+    lock = try_claim(out / ".maps.lock")
+    with pytest.raises(HsisegError, match="another run is writing it"):
+        predict_recording(model, video(copy, camera), out, PredictOptions(overwrite=True))
+    lock.release()
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for index, frame in enumerate(frames[:3]):
+        imageio.imwrite(folder / f"f{index}.png", frame if index != 1 else frame[:-5])  # one frame cut short
+    mixed = predict_recording(model, video(folder, camera), tmp_path / "mixed")
+    assert mixed.done == 2 and "115 x 160" in mixed.failed[1]  # that frame fails alone, naming its size
+
+    small = tmp_path / "small.npy"
+    np.save(small, frames[:, :50, :60])
+    result = CliRunner().invoke(app, ["predict", str(model), str(small), "--camera", str(camera), "-o",
+                                      str(tmp_path / "s")])  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the white reference has" in result.output
+    refused = CliRunner().invoke(app, ["predict", str(model), str(recording), "--camera", str(camera), "-o",
+                                       str(tmp_path / "r"), "--level", "1"])  # fmt: skip
+    assert refused.exit_code == 2 and "--level apply to folders of cubes, not to a recording" in refused.output

@@ -84,8 +84,11 @@ class StreamMaps:
         return tuple(self._attributes["shape"][1:])
 
     def messages(self, kind: str) -> dict[int, list[str]]:
-        """``warnings`` or ``failures``: recording frame index -> messages."""
-        return {int(k): v for k, v in json.loads(self._attributes[kind]).items()}
+        """``warnings`` or ``failures``: recording frame index -> messages (frames that have any)."""
+        with h5py.File(self.path, "r") as handle:
+            rows = handle[kind].asstr()[()]
+            frames = handle["frame"][()]
+        return {int(frame): json.loads(row) for frame, row in zip(frames, rows, strict=True) if row}
 
     def present_codes(self) -> list[int]:
         """Codes drawn anywhere in the run (leaves, UNKNOWN -1, INVALID -2), most pixels first."""

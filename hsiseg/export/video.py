@@ -7,6 +7,7 @@ canvas is padded to even sizes (H.264 with 4:2:0 chroma needs them).
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def encode(path: Path, images, rate: float) -> Path:
         stream = None
         for image in images:
             if stream is None:
-                stream = container.add_stream("h264", rate=max(1, round(rate)))
+                stream = container.add_stream("h264", rate=Fraction(rate).limit_denominator(1001))
                 stream.height, stream.width = image.shape[0] + image.shape[0] % 2, image.shape[1] + image.shape[1] % 2
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": "20"}

@@ -12,7 +12,8 @@ Steps, per frame (``MosaicDecoder.cube``):
 5. bands sorted by wavelength.
 
 A pixel is invalid (never tissue, never unknown) where any raw value it was made from is at or above the
-camera's ``saturation``, or where the white reference gives no signal; ``Cube.repaired`` carries that mask.
+camera's ``saturation``, or where the white reference gives no signal; ``Cube.repaired`` carries that mask
+(with ``bilinear``, a bad tile also marks its neighbours' pixels, which interpolate from it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 
 from hsiseg.errors import HsisegError
 from hsiseg.io.camera import CameraDescription
@@ -161,6 +163,11 @@ class MosaicDecoder:
         ``subsample`` the data is a band-major buffer seen as (h, w, B) (no copy to pixel-major order)."""
         if frame.ndim != 2:
             raise HsisegError(f"{self.camera.source}: a raw mosaic frame is 2-D (H, W), got shape {frame.shape}")
+        for name, reference in (("white", self.white), ("dark", self.dark)):
+            if reference is not None and reference.shape != frame.shape:
+                raise HsisegError(f"{self.camera.source}: the {name} reference has {reference.shape[0]} x "
+                                  f"{reference.shape[1]} pixels, the frame {frame.shape[0]} x {frame.shape[1]}; "
+                                  "record the references with the same camera settings")  # fmt: skip
         region = active_region(frame, self.camera)
         if self.method == "subsample":
             planes, invalid = self._subsample(region)
@@ -171,6 +178,7 @@ class MosaicDecoder:
             reflectance, unusable = self.calibrate(region)
             planes = bilinear(reflectance, self.camera.mosaic).transpose(2, 0, 1)  # (P, H, W), position order
             tile_invalid = subsample(unusable, self.camera.mosaic).any(axis=-1)
+            tile_invalid = binary_dilation(tile_invalid, np.ones((3, 3), bool))  # neighbours interpolate from it
             invalid = np.repeat(np.repeat(tile_invalid, self.camera.mosaic[0], 0), self.camera.mosaic[1], 1)
             planes = np.tensordot(self._matrix, planes, axes=1) if self._matrix is not None else planes[self._order]
             spectra = planes.transpose(1, 2, 0)

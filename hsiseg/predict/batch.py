@@ -287,20 +287,23 @@ def _run(
                 if claim is None or (not redo and _finished_elsewhere(output / name, identity)):
                     report(_busy_or_skipped(output / name, result, claim))
                     continue
-                prediction = _predict(read, predictor, result)
-                result.seconds = time.perf_counter() - started
-                if prediction is None:
-                    _record_failure(output / name, result)
-                    claim.release()
-                    report(result)
-                    continue
-                if pending_write is not None:
-                    _finish_write(pending_write, report)  # at most one frame waits for writing: memory stays flat
-                _summarise(prediction, predictor, result)
-                cube = read[0]
-                future = writer.submit(
-                    _write_frame, output / name, name, source, cube, prediction, predictor, colours, options, result
-                )
+                try:
+                    prediction = _predict(read, predictor, result)
+                    result.seconds = time.perf_counter() - started
+                    if prediction is None:
+                        _record_failure(output / name, result)
+                        claim.release()
+                        report(result)
+                        continue
+                    if pending_write is not None:
+                        _finish_write(pending_write, report)  # one frame waits for writing: memory stays flat
+                        pending_write = None
+                    _summarise(prediction, predictor, result)
+                    future = writer.submit(_write_frame, output / name, name, source, read[0], prediction, predictor,
+                                           colours, options, result)  # fmt: skip
+                except BaseException:
+                    claim.release()  # (Ctrl-C) the frame is not finished: another run may take it
+                    raise
                 pending_write = (future, result, claim)
         finally:
             if pending_write is not None:

@@ -10,13 +10,18 @@ frame per chunk, gzip):
   (-2); ``score`` (N, h, w) float16: the unknown-tissue score in use; ``rgb`` (N, h, w, 3) uint8: the frame
   as the overlays show it;
 - ``pixels`` (N, 2 + C) int64: pixel counts of invalid, unknown and each leaf; ``frame`` (N,) recording
-  index; ``timestamp`` (N,) seconds (NaN when the recording has none); ``done`` (N,) bool;
-- attributes: ``classes``, ``model_sha256``, ``identity`` (model, options, camera, selection: what resume
-  compares), ``warnings`` and ``failures`` (JSON: frame index -> messages).
+  index; ``timestamp`` (N,) seconds (NaN when the recording has none); ``done`` (N,) bool; ``warnings`` and
+  ``failures`` (N,) strings: a JSON list of the frame's messages ("" = none);
+- attributes: ``classes``, ``label_tree``, ``model_sha256``, ``identity`` (what resume compares: model, the
+  options the maps depend on, camera, demosaicking, selection and the resolved frame indices, smoothing, and
+  the recording: path, frame count, raw frame shape, SHA-256 of its first readable selected frame).
 
-The file is flushed after every frame; ``resume`` skips frames whose ``done`` is set and refuses a file written
-with another model, options, camera or selection. A frame that fails (unreadable, corrupt) is recorded and
-the run goes on. Exporters (:mod:`hsiseg.export`: areas over time, MP4, HTML report, GIF) read ``maps.h5``.
+One run writes a folder at a time (a lock). The file is flushed after every frame; ``resume`` skips frames
+whose ``done`` is set, retries failed ones, and refuses a file written for another model, options, camera,
+selection or recording. A frame that fails (unreadable, corrupt, another size, the network, writing) is
+recorded and the run goes on. A process killed while HDF5 writes its metadata can leave ``maps.h5``
+unreadable (HDF5 is not crash-safe); resume then says so, and the run starts again with ``overwrite``.
+Exporters (:mod:`hsiseg.export`: areas over time, MP4, HTML report) read ``maps.h5``.
 
 Temporal smoothing (``smoothing`` = a in [0, 1), off by default): the probabilities of each frame are
 averaged with the previous frame's smoothed ones, ``p'_t = a p'_{t-1} + (1 - a) p_t`` (an exponential moving
@@ -26,6 +31,8 @@ is the argmax of ``p'_t``. It steadies flickering labels in video; unknown and i
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -42,6 +49,7 @@ from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.recording import MosaicVideo
 from hsiseg.labels import INVALID
 from hsiseg.predict.batch import PredictOptions, model_fingerprint, output_options
+from hsiseg.predict.claims import try_claim
 from hsiseg.predict.frame_warnings import collect, routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor
 from hsiseg.render import rgb
@@ -107,25 +115,58 @@ def predict_recording(
         flip_tta=options.flip_tta, ood_score=options.ood_score, ood_threshold=options.ood_threshold,
     )  # fmt: skip
     indices = selection.indices(len(video))
+    shape, recording = _geometry(video, indices)
     identity = {
-        "model": model_fingerprint(model_path), "options": output_options(options, predictor),
+        "model": model_fingerprint(model_path), "options": _map_options(options, predictor),
         "camera": video.camera.model_dump(mode="json"), "demosaicking": video.decoder.method,
-        "selection": asdict(selection), "smoothing": smoothing, "recording": str(video.recording.path),
+        "selection": asdict(selection), "frames": indices, "smoothing": smoothing, "recording": recording,
     }  # fmt: skip
-    shape = video.cube(indices[0]).shape[:2]
     output.mkdir(parents=True, exist_ok=True)
+    claim = try_claim(output / ".maps.lock")
+    if claim is None:
+        raise HsisegError(f"{output / MAPS}: another run is writing it; wait for it, or choose another folder")
     started = time.perf_counter()
-    with _open_maps(output / MAPS, indices, shape, predictor, identity, options, video) as maps:
-        todo = [(slot, index) for slot, index in enumerate(indices) if not maps["done"][slot]]
-        result = StreamResult(output / MAPS, skipped=len(indices) - len(todo))
-        if on_start:
-            on_start(len(indices))
-        for index in indices[: result.skipped] if on_frame else []:
-            on_frame(index, "skipped")
-        with routed_warnings():
-            _stream(video, predictor, maps, todo, options, smoothing, result, on_frame, batch_frames)
+    try:
+        with _open_maps(output / MAPS, indices, shape, predictor, identity, options, video) as maps:
+            done = maps["done"][()]
+            todo = [(slot, index) for slot, index in enumerate(indices) if not done[slot]]
+            result = StreamResult(output / MAPS, skipped=int(done.sum()))
+            if on_start:
+                on_start(len(indices))
+            for index in np.asarray(indices)[done] if on_frame else []:
+                on_frame(int(index), "skipped")
+            with routed_warnings():
+                _stream(video, predictor, maps, todo, options, smoothing, result, on_frame, batch_frames)
+    finally:
+        claim.release()
     result.seconds = time.perf_counter() - started
     return result
+
+
+MAP_OPTIONS = ("tile", "overlap", "flip_tta", "rgb_method", "reader_options", "ood_score", "ood_threshold")
+
+
+def _map_options(options: PredictOptions, predictor: Predictor) -> dict[str, Any]:
+    """The options ``maps.h5`` depends on (resume compares them)."""
+    return {k: v for k, v in output_options(options, predictor).items() if k in MAP_OPTIONS}
+
+
+def _geometry(video: MosaicVideo, indices: list[int]) -> tuple[tuple[int, int], dict[str, Any]]:
+    """(h, w) of the maps, from the first readable raw frame (nothing is decoded), and what identifies the
+    recording for resume: path, frame count, raw frame shape, SHA-256 of that frame."""
+    for index in indices:
+        try:
+            raw = video.recording.raw(index)
+        except HsisegError:
+            continue
+        rows, columns = video.camera.tiles(raw.shape)
+        mosaic = video.camera.mosaic
+        shape = (rows, columns) if video.decoder.method == "subsample" else (rows * mosaic[0], columns * mosaic[1])
+        fingerprint = hashlib.sha256(np.ascontiguousarray(raw).tobytes()).hexdigest()
+        recording = {"path": str(video.recording.path), "frames": len(video), "raw_shape": list(raw.shape),
+                     "first_readable": index, "sha256": fingerprint}  # fmt: skip
+        return shape, recording
+    raise HsisegError(f"{video.recording.path}: none of the selected frames can be read")
 
 
 def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, options, video) -> h5py.File:
@@ -135,18 +176,22 @@ def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, optio
     if path.exists() and options.resume and not options.overwrite:
         try:
             handle = h5py.File(path, "r+")
+        except OSError:
+            raise HsisegError(f"{path}: damaged or not written by hsiseg (a process killed while writing can "
+                              "leave HDF5 metadata broken); pass --overwrite to start again") from None  # fmt: skip
+        try:
             stored = json.loads(handle.attrs["identity"])
-        except (OSError, KeyError, ValueError):
-            raise HsisegError(f"{path}: damaged or not written by hsiseg (interrupted while writing?); "
-                              "pass --overwrite to start again") from None  # fmt: skip
+        except (KeyError, ValueError):
+            handle.close()
+            raise HsisegError(f"{path}: not written by hsiseg's streaming prediction; choose another folder") from None
         differing = sorted(key for key in identity if stored.get(key) != identity[key])
         if differing:
             handle.close()
-            raise HsisegError(f"{path} was written with another {', '.join(differing)}; pass --overwrite to "
-                              "start again, or choose another output folder")  # fmt: skip
+            raise HsisegError(f"{path} was written by a run that differs in: {', '.join(differing)}; pass "
+                              "--overwrite to start again, or choose another output folder")  # fmt: skip
         return handle
     path.unlink(missing_ok=True)
-    handle = h5py.File(path, "w")
+    handle = h5py.File(path, "w", libver="latest")  # compact chunk indexes: memory flat in frames
     count, (height, width), classes = len(indices), shape, predictor.tree.num_leaves
     frame_chunks = (1, height, width)
     handle.create_dataset("labels", (count, height, width), np.int16, chunks=frame_chunks, compression="gzip",
@@ -159,9 +204,11 @@ def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, optio
     stamps = video.timestamps
     handle["timestamp"] = np.array([stamps[i] if stamps else np.nan for i in indices], dtype=np.float64)
     handle.create_dataset("done", (count,), bool)
+    for name in ("warnings", "failures"):  # per frame, a JSON list of messages ("" = none)
+        handle.create_dataset(name, (count,), h5py.string_dtype())
     handle.attrs.update({
         "classes": json.dumps(list(predictor.tree.leaves)), "model_sha256": identity["model"],
-        "identity": json.dumps(identity), "warnings": "{}", "failures": "{}", "recording": str(video.recording.path),
+        "identity": json.dumps(identity), "recording": str(video.recording.path),
         "label_tree": json.dumps(predictor.card.label_tree), "ood_score": predictor.ood_score or "",
     })  # fmt: skip
     return handle
@@ -169,34 +216,52 @@ def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, optio
 
 def _stream(video, predictor: Predictor, maps: h5py.File, todo, options, smoothing: float, result, on_frame,
             batch_frames: int = 1) -> None:  # fmt: skip
-    """The pipeline: read ahead (thread), predict ``batch_frames`` at a time (here), write behind (thread)."""
-    previous: np.ndarray | None = None
+    """The pipeline: read ahead (thread), predict ``batch_frames`` at a time (here), write behind (thread).
+    Any failure of a frame (unreadable, another size, the network, writing) is that frame's alone."""
+    shape = maps["labels"].shape[1:]
+    state = {"previous": None, "slot": None}  # smoothing carries over consecutive selected frames only
     group: list[tuple] = []  # (slot, index, cube, prepared, image, warnings) waiting for the network
     with (
         ThreadPoolExecutor(1, thread_name_prefix="hsiseg-read") as reader,
         ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
     ):
-        load = lambda index: reader.submit(_load, video, predictor, index, options.rgb_method)  # noqa: E731
+        load = lambda index: reader.submit(_load, video, predictor, index, options.rgb_method, shape)  # noqa: E731
         pending = load(todo[0][1]) if todo else None
-        writing: list[Future] = []
+        writing: list[tuple[Future, int, int]] = []
+
+        def finish_write() -> None:
+            future, slot, index = writing.pop()
+            error = future.result()
+            if error is not None:
+                result.done -= 1
+                _fail(maps, result, slot, index, error, on_frame)
 
         def predict_group() -> None:
-            nonlocal previous
             if not group:
                 return
             started = time.perf_counter()
             with collect() as raised:
-                if len(group) == 1:
-                    predictions = [predictor.predict(group[0][2], group[0][3])]
-                else:
-                    predictions = predictor.predict_many([item[3] for item in group])
+                try:
+                    if len(group) == 1:
+                        predictions = [predictor.predict(group[0][2], group[0][3])]
+                    else:
+                        predictions = predictor.predict_many([item[3] for item in group])
+                except Exception as error:  # noqa: BLE001 - e.g. out of GPU memory: these frames fail, not the run
+                    for slot, index, *_ in group:
+                        _fail(maps, result, slot, index, error, on_frame)
+                    state["previous"] = None
+                    group.clear()
+                    return
             result.network_seconds += time.perf_counter() - started
             for (slot, index, _, _, image, warned), prediction in zip(group, predictions, strict=True):
                 if smoothing:
-                    previous = _smooth(prediction, previous, smoothing)
+                    consecutive = state["slot"] is not None and slot == state["slot"] + 1
+                    state["previous"] = _smooth(prediction, state["previous"] if consecutive else None, smoothing)
+                    state["slot"] = slot
                 if writing:
-                    writing.pop().result()  # at most one frame waits for writing: memory stays flat
-                writing.append(writer.submit(_write, maps, slot, prediction, image, [*warned, *raised], index))
+                    finish_write()  # at most one frame waits for writing: memory stays flat
+                future = writer.submit(_write, maps, slot, prediction, image, [*warned, *raised])
+                writing.append((future, slot, index))
                 result.done += 1
                 if on_frame:
                     on_frame(index, "done")
@@ -208,24 +273,27 @@ def _stream(video, predictor: Predictor, maps: h5py.File, todo, options, smoothi
                 if position + 1 < len(todo):
                     pending = load(todo[position + 1][1])
                 if isinstance(loaded[0], Exception):
-                    predict_group()  # the frames before it, in order; smoothing restarts after a gap
-                    previous = None
-                    _fail(maps, result, index, loaded[0], on_frame)
+                    predict_group()  # the frames before it, in order
+                    state["previous"] = None
+                    _fail(maps, result, slot, index, loaded[0], on_frame)
                     continue
                 group.append((slot, index, *loaded))
                 if len(group) >= batch_frames:
                     predict_group()
             predict_group()
         finally:
-            for future in writing:
-                future.result()
+            while writing:
+                finish_write()
 
 
-def _load(video: MosaicVideo, predictor: Predictor, index: int, rgb_method: str) -> tuple:
+def _load(video: MosaicVideo, predictor: Predictor, index: int, rgb_method: str, shape: tuple[int, int]) -> tuple:
     """In the read-ahead thread: (cube, network input, RGB image, warnings), or (error,)."""
     with collect() as raised:
         try:
             cube = video.cube(index)
+            if cube.shape[:2] != tuple(shape):
+                raise HsisegError(f"{cube.meta['source']}: frame of {cube.shape[0]} x {cube.shape[1]} pixels after "
+                                  f"demosaicking, the recording's others have {shape[0]} x {shape[1]}")  # fmt: skip
             return cube, predictor.prepare(cube), rgb(cube.data, cube.wavelengths, rgb_method), raised
         except Exception as error:  # noqa: BLE001 - a damaged frame fails alone
             return (error,)
@@ -239,31 +307,32 @@ def _smooth(prediction: Prediction, previous: np.ndarray | None, weight: float) 
     return prediction.probabilities
 
 
-def _write(maps: h5py.File, slot: int, prediction: Prediction, image: np.ndarray, warned: list[str], index: int):
-    """In the write-behind thread: one frame's row of every dataset, then ``done``, then flush."""
-    labels = prediction.labels_with_unknown()
-    maps["labels"][slot] = labels.astype(np.int16)
-    maps["score"][slot] = prediction.score.astype(np.float16)
-    maps["rgb"][slot] = image
-    maps["pixels"][slot] = np.bincount((labels - INVALID).ravel(), minlength=maps["pixels"].shape[1])
-    if warned:
-        _record(maps, "warnings", index, warned)
-    maps["done"][slot] = True
-    maps.flush()
+def _write(maps: h5py.File, slot: int, prediction: Prediction, image: np.ndarray, warned: list[str]):
+    """In the write-behind thread: one frame's row of every dataset, then ``done``, then flush; returns the
+    exception instead of raising it (the frame fails, the run goes on)."""
+    try:
+        labels = prediction.labels_with_unknown()
+        maps["labels"][slot] = labels.astype(np.int16)
+        maps["score"][slot] = prediction.score.astype(np.float16)
+        maps["rgb"][slot] = image
+        maps["pixels"][slot] = np.bincount((labels - INVALID).ravel(), minlength=maps["pixels"].shape[1])
+        maps["warnings"][slot] = json.dumps(warned) if warned else ""
+        maps["failures"][slot] = ""  # a frame that failed in an earlier run and succeeds now
+        maps["done"][slot] = True
+        maps.flush()
+    except Exception as error:  # noqa: BLE001 - e.g. a full disk: this frame fails
+        return error
+    return None
 
 
-def _fail(maps: h5py.File, result: StreamResult, index: int, error: Exception, on_frame) -> None:
+def _fail(maps: h5py.File, result: StreamResult, slot: int, index: int, error: Exception, on_frame) -> None:
     message = str(error).splitlines()[0] if isinstance(error, HsisegError) else f"{type(error).__name__}: {error}"
+    message = message.splitlines()[0] if message else type(error).__name__
     result.failed[index] = message
-    _record(maps, "failures", index, [message])
+    with contextlib.suppress(Exception):  # the failure is still reported and returned
+        maps["failures"][slot] = json.dumps([message])
     if on_frame:
         on_frame(index, message)
-
-
-def _record(maps: h5py.File, attribute: str, index: int, messages: list[str]) -> None:
-    values: dict[str, Any] = json.loads(maps.attrs[attribute])
-    values[str(index)] = messages
-    maps.attrs[attribute] = json.dumps(values)
 
 
 def write_stream_args(output: Path, arguments: dict[str, Any]) -> None:
