@@ -172,3 +172,12 @@ def test_damaged_recordings_fail_frame_by_frame(bands, tmp_path) -> None:
     with pytest.raises(HsisegError, match="not a recording hsiseg reads"):
         open_recording(tmp_path / "camera.yaml" if (tmp_path / "camera.yaml").exists() else tmp_path / "rec.b2nd",
                        format="avi")  # fmt: skip
+
+
+def test_an_hdf5_stack_is_a_white_reference_too(bands, tmp_path) -> None:
+    shape = mosaic_frame(bands).shape
+    with h5py.File(tmp_path / "white.h5", "w") as handle:
+        handle["frames"] = np.full((2, *shape), 1000, dtype=np.uint16)
+    write_recording(tmp_path / "rec.b2nd", mosaic_frame(bands)[None])
+    video = MosaicVideo(open_recording(tmp_path / "rec.b2nd"), camera(), white=tmp_path / "white.h5")
+    np.testing.assert_allclose(video.cube(0).data, bands[..., np.argsort(WAVELENGTHS)] / 1000.0, rtol=1e-6)

@@ -5,6 +5,7 @@ An interrupted write (Ctrl-C, a crash, a full disk) leaves the previous file, or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -80,7 +81,8 @@ def recover_folder(path: str | Path) -> None:
         if path.exists():
             shutil.rmtree(previous, ignore_errors=True)
         else:
-            os.replace(previous, path)
+            with contextlib.suppress(FileNotFoundError):  # another process (a DDP rank) restored it first
+                os.replace(previous, path)
     for stale in path.parent.glob(f".{path.name}.*.new"):
         shutil.rmtree(stale, ignore_errors=True)
 

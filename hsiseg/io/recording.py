@@ -65,6 +65,9 @@ class Recording:
                               f"{frame.dtype})")  # fmt: skip
         return frame
 
+    def close(self) -> None:
+        """Release the file (readers that hold one open override this)."""
+
     def mean_frame(self) -> np.ndarray:
         """(H, W) float32 average of every frame (white and dark references)."""
         total = np.zeros(self.raw(0).shape, dtype=np.float64)
@@ -159,6 +162,9 @@ class Hdf5Recording(Recording):
     def read(self, index: int) -> np.ndarray:
         return self.array[index]
 
+    def close(self) -> None:
+        self.handle.close()
+
 
 @register_recording("frames", ("",))
 class FrameFolder(Recording):
@@ -240,7 +246,11 @@ def _reference(path: Path) -> np.ndarray:
         from hsiseg.annotations.readers import load_image
 
         return load_image(path).astype(np.float32)
-    return open_recording(path).mean_frame()
+    recording = open_recording(path)
+    try:
+        return recording.mean_frame()
+    finally:
+        recording.close()
 
 
 def _vlmeta(array: Any) -> dict[str, Any]:
