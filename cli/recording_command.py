@@ -13,7 +13,6 @@ from hsiseg.export import DEFAULT_EXPORTS, StreamMaps, export
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.recording import MosaicVideo, open_recording
 from hsiseg.predict import PredictOptions
-from hsiseg.predict.batch import model_fingerprint
 from hsiseg.predict.stream import Selection, predict_recording, write_stream_args
 
 from .errors import USER_ERROR_EXIT_CODE, Interrupted
@@ -57,10 +56,10 @@ def predict_recording_command(
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; finished frames are kept in {output / 'maps.h5'}; resume with the same "
                               "command and --continue") from None  # fmt: skip
-    write_stream_args(output, {"model": str(model), "model_sha256": model_fingerprint(model),
+    maps = StreamMaps(result.maps)
+    write_stream_args(output, {"model": str(model), "model_sha256": maps.model_sha256,
                                "recording": str(inputs[0]), "camera": str(camera), "demosaicking": demosaic,
                                "selection": vars(selection), "smoothing": smooth, "exports": chosen})  # fmt: skip
-    maps = StreamMaps(result.maps)
     written = [export(name, maps, output) for name in ("areas", *[c for c in chosen if c != "areas"])]
     rate = result.done / max(1e-9, result.seconds)
     typer.echo(f"{result.done} frames predicted ({rate:.2f} frames/s), {result.skipped} skipped, "

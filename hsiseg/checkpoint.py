@@ -229,11 +229,22 @@ def check_resume_point(folder: Path) -> Path:
 
 
 def _digest(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": files_sha256(path)}
+
+
+def files_sha256(*paths: Path) -> str:
+    """SHA-256 of the files' bytes, one after the other, read in 1 MiB blocks."""
     hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return {"bytes": path.stat().st_size, "sha256": hasher.hexdigest()}
+    for path in paths:
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+    return hasher.hexdigest()
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """SHA-256 of a checkpoint's card and weights: which model predicted something."""
+    return files_sha256(Path(path).with_suffix(".json"), Path(path).with_suffix(".safetensors"))
 
 
 def _python_rng_to_json(state: tuple) -> list:

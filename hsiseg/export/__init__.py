@@ -52,7 +52,7 @@ class StreamMaps:
         with h5py.File(self.path, "r") as handle:
             return {key: handle.attrs[key] for key in handle.attrs} | {
                 "frame": handle["frame"][()], "timestamp": handle["timestamp"][()], "done": handle["done"][()],
-                "pixels": handle["pixels"][()], "shape": handle["labels"].shape,
+                "pixels": handle["pixels"][()],
             }  # fmt: skip
 
     @cached_property
@@ -80,8 +80,22 @@ class StreamMaps:
         return self._attributes["pixels"][self.slots]
 
     @property
-    def frame_shape(self) -> tuple[int, int]:
-        return tuple(self._attributes["shape"][1:])
+    def selected(self) -> int:
+        """Frames the run selected (done or not)."""
+        return len(self._attributes["done"])
+
+    @property
+    def recording(self) -> str:
+        return str(self._attributes.get("recording", ""))
+
+    @property
+    def model_sha256(self) -> str:
+        return str(self._attributes.get("model_sha256", ""))
+
+    @property
+    def ood_score(self) -> str:
+        """The unknown-tissue score the run used ("" when none was calibrated)."""
+        return str(self._attributes.get("ood_score", ""))
 
     def messages(self, kind: str) -> dict[int, list[str]]:
         """``warnings`` or ``failures``: recording frame index -> messages (frames that have any)."""
@@ -95,11 +109,6 @@ class StreamMaps:
         totals = self.pixels.sum(axis=0)
         order = np.argsort(-totals, kind="stable")
         return [int(i) - 2 for i in order if totals[i] > 0]
-
-    def read(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
-        """(RGB image (h, w, 3) uint8, labels (h, w) int16) of row ``slot``."""
-        with h5py.File(self.path, "r") as handle:
-            return handle["rgb"][slot], handle["labels"][slot]
 
     def iterate(self):
         """(slot, frame index, timestamp, image, labels) of every done frame, reading one at a time."""

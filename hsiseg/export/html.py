@@ -40,7 +40,7 @@ def write_html(maps: StreamMaps, output: Path) -> Path:
                            "labels": _png((labels.astype(np.int16) + LABEL_OFFSET).astype(np.uint8))})  # fmt: skip
     classes = _classes(maps)
     page = TEMPLATE.format(
-        title=html.escape(Path(str(maps._attributes.get("recording", maps.path))).name),
+        title=html.escape(Path(maps.recording or maps.path).name),
         summary=_summary(maps, len(frames)),
         areas=_areas_image(output),
         messages=_messages(maps),
@@ -90,15 +90,14 @@ def _classes(maps: StreamMaps) -> list[dict]:
 
 
 def _summary(maps: StreamMaps, embedded: int) -> str:
-    attributes = maps._attributes
     totals = maps.pixels.sum(axis=0)
     unknown, invalid = (totals[code + 2] / max(1, totals.sum()) for code in (UNKNOWN, INVALID))
     rows = {
-        "recording": attributes.get("recording", ""),
-        "frames predicted": f"{len(maps.slots)} of {len(attributes['done'])} selected ({embedded} shown here)",
-        "model (SHA-256)": attributes.get("model_sha256", "")[:16] + "...",
+        "recording": maps.recording,
+        "frames predicted": f"{len(maps.slots)} of {maps.selected} selected ({embedded} shown here)",
+        "model (SHA-256)": maps.model_sha256[:16] + "...",
         "classes the model knows": ", ".join(maps.tree.leaves),
-        "unknown-tissue score": attributes.get("ood_score", "") or "none calibrated",
+        "unknown-tissue score": maps.ood_score or "none calibrated",
         "unknown / invalid pixels": f"{unknown:.1%} / {invalid:.1%}",
     }
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())

@@ -25,7 +25,6 @@ never compute the same frame twice (a claim per frame, :mod:`hsiseg.predict.clai
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import time
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from hsiseg.checkpoint import model_fingerprint
 from hsiseg.errors import HsisegError
 from hsiseg.io import read_cube
 from hsiseg.io.atomic import atomic_path, check_output_folder
@@ -178,16 +178,6 @@ def predict_batch(
             write_animation(output / "overview.gif", finished)
             write_video(output / "overview.mp4", finished)
     return _sorted(results, frames)
-
-
-def model_fingerprint(model_path: str | Path) -> str:
-    """SHA-256 of a checkpoint's card and weights: which model predicted a frame."""
-    hasher = hashlib.sha256()
-    for suffix in (".json", ".safetensors"):
-        with Path(model_path).with_suffix(suffix).open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                hasher.update(block)
-    return hasher.hexdigest()
 
 
 def output_options(options: PredictOptions, predictor: Predictor) -> dict[str, Any]:
@@ -349,20 +339,20 @@ def _predict(read: tuple, predictor: Predictor, result: FrameResult) -> Predicti
     """The frame's prediction; on any failure ``None`` with ``result`` marked failed. Warnings are recorded."""
     result.warnings.extend(read[-1])
     if isinstance(read[0], Exception):
-        result.status, result.error = "failed", _one_line(read[0])
+        result.status, result.error = "failed", one_line(read[0])
         return None
     cube, prepared, _ = read
     with collect() as raised:
         try:
             prediction = predictor.predict(cube, prepared)
         except Exception as error:  # noqa: BLE001 - see _read
-            result.status, result.error = "failed", _one_line(error)
+            result.status, result.error = "failed", one_line(error)
             prediction = None
     result.warnings.extend(w for w in raised if w not in result.warnings)
     return prediction
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     """An error as one line; errors that are not hsiseg's own name their type (MemoryError: ...)."""
     if isinstance(error, OSError) and error.strerror:
         return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
@@ -399,7 +389,7 @@ def _write_frame(
     try:
         _write_outputs(folder, name, cube, prediction, predictor, colours, options, result)
     except Exception as error:  # noqa: BLE001 - a full disk or a renderer's bug fails this frame only
-        result.status, result.error = "failed", f"writing {folder}: {_one_line(error)}"
+        result.status, result.error = "failed", f"writing {folder}: {one_line(error)}"
         _record_failure(folder, result)
         return result.error
     return ""

@@ -44,11 +44,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hsiseg.checkpoint import model_fingerprint
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.recording import MosaicVideo
 from hsiseg.labels import INVALID
-from hsiseg.predict.batch import PredictOptions, model_fingerprint, output_options
+from hsiseg.predict.batch import PredictOptions, one_line, output_options
 from hsiseg.predict.claims import try_claim
 from hsiseg.predict.frame_warnings import collect, routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor
@@ -326,8 +327,7 @@ def _write(maps: h5py.File, slot: int, prediction: Prediction, image: np.ndarray
 
 
 def _fail(maps: h5py.File, result: StreamResult, slot: int, index: int, error: Exception, on_frame) -> None:
-    message = str(error).splitlines()[0] if isinstance(error, HsisegError) else f"{type(error).__name__}: {error}"
-    message = message.splitlines()[0] if message else type(error).__name__
+    message = one_line(error)
     result.failed[index] = message
     with contextlib.suppress(Exception):  # the failure is still reported and returned
         maps["failures"][slot] = json.dumps([message])
