@@ -128,14 +128,15 @@ class MosaicDecoder:
                          for p in self._plane_positions]).astype(np.float32)  # fmt: skip
 
     def _subsample(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The fast default: (B, T_r, T_c) calibrated planes and (T_r, T_c) invalid tiles, in two passes over
-        the frame (subtract the dark while converting, multiply by the gain)."""
+        """The fast default: (B, T_r, T_c) calibrated planes and (T_r, T_c) invalid tiles. Gathering the raw
+        planes first and converting contiguous memory is faster than converting while subtracting (measured)."""
         dark, gain, dead = self._gains(region.shape)
         rows, columns = self.camera.mosaic
         planes = np.empty(dark.shape, np.float32)
         for plane, position in enumerate(self._plane_positions):
             row, column = divmod(int(position), columns)
-            np.subtract(region[row::rows, column::columns], dark[plane], out=planes[plane], casting="unsafe")
+            np.copyto(planes[plane], region[row::rows, column::columns], casting="unsafe")
+        planes -= dark
         planes *= gain
         invalid = dead
         saturation = self.camera.saturation
