@@ -58,22 +58,24 @@ FLAT = {"ce", "dice-ce"}
 HELD_OUT = "Stone-Steel-Towers"
 
 
-def train_network(image, scribbles, tree, loss_name, options, seed, steps, pixels=512):
+def train_network(image, scribbles, tree, loss_name, options, seed, steps, pixels=512, device="cpu"):
     """Train hsiseg's default network (``TrainConfig()``: spectral-spatial, guided context) on (B, H, W)
     ``image`` with (H, W) target codes: batches of annotated pixels drawn with class-balanced weights and
     spectral augmentation, AdamW with warm-up and cosine decay, as ``hsiseg train`` does (without holding
-    strokes out: every scribble trains for the whole budget, as the refit does)."""
+    strokes out: every scribble trains for the whole budget, as the refit does). The network is trained on
+    ``device`` and returned there."""
     defaults = TrainConfig()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(defaults.model, image.shape[0], tree.num_leaves, **defaults.model_options)
-    loss_fn = build_loss(loss_name, tree, **options)
+    loss_fn = build_loss(loss_name, tree, **options).to(device)
     annotated = scribbles != UNLABELLED
     if not annotated.any():
         raise ValueError("no annotated pixel to train on")
     spectra = np.ascontiguousarray(image[:, annotated].T)  # (P, B)
     codes = scribbles[annotated].astype(np.int64)
     unwrap(model).fit_input_statistics(torch.from_numpy(spectra))
+    model.to(device)
     weights = class_balanced_weights(codes, defaults.class_balance)
     probabilities = weights / weights.sum()
     augmentation = Augmentation(flips=False, rotations=False, noise=0.01)
@@ -83,8 +85,8 @@ def train_network(image, scribbles, tree, loss_name, options, seed, steps, pixel
     for _ in range(steps):
         chosen = rng.choice(codes.size, size=pixels, p=probabilities)
         batch, _ = augmentation(spectra[chosen][None], [], rng)  # (1, P, B)
-        logits = model(torch.from_numpy(np.ascontiguousarray(batch.transpose(2, 0, 1)))[None])
-        loss = loss_fn(logits, torch.from_numpy(codes[chosen])[None, None])
+        logits = model(torch.from_numpy(np.ascontiguousarray(batch.transpose(2, 0, 1)))[None].to(device))
+        loss = loss_fn(logits, torch.from_numpy(codes[chosen])[None, None].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), defaults.grad_clip)

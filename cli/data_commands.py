@@ -31,10 +31,19 @@ def demo_data(
     recording: Annotated[
         int, typer.Option(help="Also write a snapshot-mosaic recording of this many frames into OUTPUT/recording.")
     ] = 0,
+    scene: Annotated[
+        str, typer.Option(help="neurosurgery (the demo, 14 leaves) or rich (100 leaves, long-tailed classes).")
+    ] = "neurosurgery",
+    sibling_scale: Annotated[
+        float, typer.Option(help="rich scene: sibling leaves' spectral spread (< 1 closer, > 1 farther apart).")
+    ] = 1.0,
 ) -> None:
-    """Generate physically grounded synthetic neurosurgical HSI scenes (Tivita and ENVI files) with sparse
+    """Generate physically grounded synthetic surgical HSI scenes (Tivita and ENVI files) with sparse
     scribbles, dense ground truth and a data spec; optionally a short snapshot-mosaic recording (a moving
-    instrument, 4 x 4 mosaic, white/dark references, camera file)."""
+    instrument, 5 x 5 mosaic, white/dark references, camera file) of the neurosurgery scene."""
+    if recording and scene != "neurosurgery":
+        typer.echo("hsiseg: error: --recording writes the neurosurgery scene; leave it out with --scene rich", err=True)
+        raise typer.Exit(USER_ERROR_EXIT_CODE)
     total = surgeries * frames
     with Progress(
         TextColumn("scenes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True)
@@ -49,6 +58,8 @@ def demo_data(
             partial_fraction=partial_fraction,
             overwrite=overwrite,
             on_scene=lambda _: progress.advance(task),
+            scene=scene,
+            sibling_scale=sibling_scale,
         )
     typer.echo(f"wrote {total} scenes of {surgeries} surgeries; data spec: {spec}")
     if recording:

@@ -200,3 +200,53 @@ def test_quick_ood_benchmark_end_to_end() -> None:
         if run["method"] not in ood.BASELINES:
             assert 0 <= run["known_flagged"] <= 1 and 0 <= run["unknown_caught"] <= 1
     assert "| mahalanobis |" in result["report"]
+
+
+def test_quick_tree_experiment_end_to_end() -> None:
+    experiment = benchmark("experiment_tree")
+    result = experiment.main(["--quick"])
+    runs = result["runs"]
+    assert {r["regime"] for r in runs} == {experiment.REGIMES[1].name, experiment.REGIMES[3].name}
+    coarse = {r["loss"] for r in runs if r["regime"] == experiment.REGIMES[3].name}
+    assert coarse == {"ce", experiment.GUESSED, "tree-ce"}
+    assert {r["seed"] for r in runs} == {0, 1}
+    for run in runs:
+        assert all(0 <= run[m] <= 1 for m in experiment.METRICS if m != "severity") and run["severity"] >= 0
+    assert "| tree-ce | " in result["report"] and "[" in result["report"]  # paired intervals
+
+
+def test_tree_experiment_scores_against_brute_force() -> None:
+    experiment = benchmark("experiment_tree")
+    from hsiseg.synthetic.rich import leaf_model, rich_tree
+
+    tree = rich_tree()
+    prior = leaf_model(tree).prior
+    held = [tree.leaf_index(n) for n in experiment.HELD_OUT_LEAVES]
+    group = [tree.leaf_index(n) for n in tree.leaves_of(experiment.HELD_OUT_GROUP)]
+    known = [c for c in np.argsort(-prior) if c not in held + group]
+    truth = np.array(known[:6] + held + group[:1])
+    labels = np.array(known[:5] + [known[0]] + held + group[:1])  # one known pixel wrong
+    scores = np.array([1.0] * 6 + [0.0] * 3)  # held-out pixels score lowest: perfect separation
+    result = experiment.scores_of(labels, scores, truth, tree, prior)
+    # brute force: 6 known classes, 5 right; class known[0] has TP 1, FP 1 -> Dice 2/3; known[5] Dice 0
+    assert result["leaf_dice"] == pytest.approx((4 + 2 / 3 + 0) / 6)
+    assert result["severity"] == pytest.approx(tree.distance_matrix()[known[5], known[0]] / 6)
+    assert result["ood_leaf"] == 1.0 and result["ood_group"] == 1.0
+    assert result["frequent_dice"] == pytest.approx((4 + 2 / 3) / 6)  # the 6 commonest known leaves are frequent
+    assert np.isnan(result["rare_dice"])  # no rare leaf in this truth
+
+
+def test_tree_experiment_flat_targets_drop_or_guess_group_strokes() -> None:
+    experiment = benchmark("experiment_tree")
+    from hsiseg.synthetic.rich import leaf_model, rich_tree
+
+    tree = rich_tree()
+    prior = leaf_model(tree).prior
+    group = tree.index("meninges")
+    members = [tree.leaf_index(n) for n in tree.leaves_of("meninges")]
+    target = np.array([[group, members[0], -100]])
+    flat = experiment.flat_targets(target, tree, prior)
+    assert flat["ce"].tolist() == [[-100, members[0], -100]]
+    commonest = max(members, key=lambda c: prior[c])
+    assert flat[experiment.GUESSED].tolist() == [[commonest, members[0], -100]]
+    assert set(experiment.flat_targets(np.array([[members[1]]]), tree, prior)) == {"ce"}

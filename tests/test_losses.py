@@ -394,6 +394,26 @@ def test_gwdl_ignores_unannotated_pixels(demo_tree: LabelTree) -> None:
     torch.testing.assert_close(loss(changed, target), loss(logits, target))
 
 
+def test_gwdl_ce_term_is_the_per_image_cross_entropy(demo_tree: LabelTree) -> None:
+    """ce_weight adds w * (per-image mean of -log P_t): plain CE for leaves, the node marginal for a parent."""
+    logits, target = random_batch(demo_tree, shape=(3, 6, 5), partial=True)
+    plain = build_loss("tree-gwdl", demo_tree, reduction="none")(logits, target)
+    mixed = build_loss("tree-gwdl", demo_tree, reduction="none", ce_weight=0.5)(logits, target)
+    probs = torch.softmax(logits.double(), 1).flatten(2)  # (B, C, S)
+    codes = target.flatten(1)
+    for image in range(logits.shape[0]):
+        terms = []
+        for pixel, code in enumerate(codes[image].tolist()):
+            if code == IGNORE:
+                continue
+            leaves = [demo_tree.leaf_index(n) for n in demo_tree.leaves_of(demo_tree.node(code).name)]
+            terms.append(-math.log(float(probs[image, leaves, pixel].sum())))
+        expected = float(plain[image]) + 0.5 * (sum(terms) / len(terms) if terms else 0.0)
+        assert float(mixed[image]) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(HsisegError, match="'ce_weight' must be >= 0"):
+        build_loss("tree-gwdl", demo_tree, ce_weight=-1)
+
+
 def test_dice_ce_matches_reference(demo_tree: LabelTree) -> None:
     logits, target = random_batch(demo_tree, shape=(2, 8, 8), partial=False)
     loss = build_loss("dice-ce", demo_tree, reduction="none", smooth=0.0)

@@ -10,6 +10,9 @@ Per image, over annotated pixels ``i`` with label ``g_i`` and Wasserstein cost
 MONAI's ``GeneralizedWassersteinDiceLoss`` gives class 0 the weight ``a_0 = 0`` because it assumes class 0
 is background. hsiseg is background-free: the class weights ``a`` are explicit and uniform by default.
 A partial label ``t`` uses the collapsed-subtree distance row ``d(t, .)`` and the mean weight of its leaves.
+
+``ce_weight > 0`` adds a cross-entropy term per image, ``L = 1 - GWDS + ce_weight * mean_i(-log P_{t_i})``
+(the Dice + CE compound that Dice losses are usually trained with; a partial label uses its node's marginal).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hsiseg.errors import HsisegError
-from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, TreeLoss, reduce_images
+from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, TreeLoss, node_log_likelihood, reduce_images
 from hsiseg.losses.wasserstein import distance_scale
 from hsiseg.tree import LabelTree
 
@@ -30,7 +33,8 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
 
     Options: ``class_weights`` (C non-negative values in ``tree.leaves`` order, default all 1),
     ``normalize_distances`` (default True; TP is only meaningful when ``W <= 1``), ``smooth_nr``,
-    ``smooth_dr`` (1e-5 as in MONAI), ``batch_dice`` (pool all images of the batch into one score).
+    ``smooth_dr`` (1e-5 as in MONAI), ``batch_dice`` (pool all images of the batch into one score),
+    ``ce_weight`` (>= 0, default 0: a cross-entropy term added per image).
     ``reduction`` works on images (see :mod:`hsiseg.losses.base`).
     """
 
@@ -46,6 +50,7 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch_dice: bool = False,
+        ce_weight: float = 0.0,
     ) -> None:
         super().__init__(tree, ignore_index, reduction)
         weights = (
@@ -66,13 +71,17 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
         self.batch_dice = bool(batch_dice)
+        if not ce_weight >= 0:
+            raise HsisegError(f"loss option 'ce_weight' must be >= 0, got {ce_weight}")
+        self.ce_weight = float(ce_weight)
 
     def flat_forward(
         self, logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor, target_shape: torch.Size
     ) -> torch.Tensor:
         dtype = logits.dtype
         mask = valid.to(dtype)
-        probs = torch.softmax(logits, dim=1)
+        log_probs = F.log_softmax(logits, dim=1)
+        probs = log_probs.exp()
         distances = F.embedding(codes, self.node_distances.to(dtype))  # (B, S, C)
         wasserstein = torch.einsum("bcs,bsc->bs", probs, distances) * mask  # W_i, 0 where unannotated
         weights = self.node_weights.to(dtype)[codes] * mask
@@ -82,4 +91,7 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
             true_positives, errors = true_positives.sum(0, keepdim=True), errors.sum(0, keepdim=True)
         score = (2 * true_positives + self.smooth_nr) / (2 * true_positives + errors + self.smooth_dr)
         per_image = (1 - score).expand(logits.shape[0])
+        if self.ce_weight:
+            cross_entropy = -node_log_likelihood(log_probs, codes, valid, self.leaf_sets.to(dtype)) * mask
+            per_image = per_image + self.ce_weight * cross_entropy.sum(1) / mask.sum(1).clamp(min=1)
         return reduce_images(per_image, valid.any(1), self.reduction)

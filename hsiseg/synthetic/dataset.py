@@ -11,12 +11,16 @@ Layout of the output folder::
 
 Surgeries are subjects: the last one is the test split, the others are dealt into folds by surgery.
 Each surgery has its own tissue offsets (blood volume, oxygenation), as patients differ.
+
+Two scenes (:data:`SCENES`): ``neurosurgery`` (the demo: 14 leaves, :mod:`hsiseg.synthetic.scene`) and ``rich``
+(100 leaves under the same four families, long-tailed, for the label-tree benchmark: :mod:`hsiseg.synthetic.rich`).
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,9 @@ from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
 from hsiseg.io.atomic import check_output_folder
 from hsiseg.spec import dump_spec
-from hsiseg.synthetic.scene import make_scene
+from hsiseg.synthetic.rich import TREE_RESOURCE as RICH_TREE_RESOURCE
+from hsiseg.synthetic.rich import leaf_model, render_rich, rich_layout
+from hsiseg.synthetic.scene import Scene, make_scene, scribble
 from hsiseg.synthetic.tissues import wavelengths
 from hsiseg.tree import LabelTree
 
@@ -38,8 +44,54 @@ TREE_RESOURCE = "neurosurgery_tree.yaml"
 
 def demo_tree() -> LabelTree:
     """The packaged neurosurgery label tree of the demo scene."""
-    with resources.as_file(resources.files("hsiseg.resources") / TREE_RESOURCE) as path:
+    return packaged_tree(TREE_RESOURCE)
+
+
+def packaged_tree(resource: str) -> LabelTree:
+    with resources.as_file(resources.files("hsiseg.resources") / resource) as path:
         return LabelTree.from_file(path)
+
+
+# one scene: (tree, rng, (H, W), patient offset (blood scale, saturation shift), partial fraction) -> Scene
+SceneMaker = Callable[[LabelTree, np.random.Generator, tuple[int, int], np.ndarray, float], Scene]
+
+
+@dataclass(frozen=True)
+class SceneKind:
+    """A synthetic scene ``demo-data`` can write: its packaged label tree, a description and a scene maker
+    (given the ``sibling_scale``, the rich scene's one knob; other scenes ignore it)."""
+
+    tree_resource: str
+    description: str
+    maker: Callable[[LabelTree, float], SceneMaker]
+
+
+def _neurosurgery(tree: LabelTree, sibling_scale: float) -> SceneMaker:
+    def make(tree, rng, shape, offset, partial_fraction):
+        return make_scene(tree, rng, shape, offset, partial_fraction=partial_fraction)
+
+    return make
+
+
+def _rich(tree: LabelTree, sibling_scale: float) -> SceneMaker:
+    model = leaf_model(tree, sibling_scale)
+
+    def make(tree, rng, shape, offset, partial_fraction):
+        truth = rich_layout(model, shape, rng)
+        cube = render_rich(truth, model, rng, offset)
+        return Scene(cube, truth, scribble(truth, tree, rng, partial_fraction=partial_fraction))
+
+    return make
+
+
+SCENES: dict[str, SceneKind] = {
+    "neurosurgery": SceneKind(TREE_RESOURCE, "synthetic neurosurgical scenes (hsiseg demo-data)", _neurosurgery),
+    "rich": SceneKind(
+        RICH_TREE_RESOURCE,
+        "rich synthetic surgical scenes, 100 leaves (hsiseg demo-data --scene rich)",
+        _rich,
+    ),
+}
 
 
 def sample_ids(surgeries: int, frames: int) -> list[tuple[str, str, int]]:
@@ -55,7 +107,15 @@ def cube_path(subject: str, frame: int, surgery_index: int) -> str:
     return f"cubes/{subject}/frame{frame:02d}.hdr"
 
 
-def spec_dict(tree: LabelTree, surgeries: int, frames: int, folds: int, label_tree: str, root: str | None) -> dict:
+def spec_dict(
+    tree: LabelTree,
+    surgeries: int,
+    frames: int,
+    folds: int,
+    label_tree: str,
+    root: str | None,
+    description: str = SCENES["neurosurgery"].description,
+) -> dict:
     """The data spec describing a generated folder."""
     samples = []
     ids = sample_ids(surgeries, frames)
@@ -70,7 +130,7 @@ def spec_dict(tree: LabelTree, surgeries: int, frames: int, folds: int, label_tr
                 "truth": f"truth/{sample_id}.png",
             }
         )
-    spec: dict[str, Any] = {"name": "demo", "description": "synthetic neurosurgical scenes (hsiseg demo-data)"}
+    spec: dict[str, Any] = {"name": "demo", "description": description}
     if root is not None:
         spec["root"] = root
     spec.update(
@@ -79,14 +139,19 @@ def spec_dict(tree: LabelTree, surgeries: int, frames: int, folds: int, label_tr
             "preprocessing": {"normalization": "l1"},
             "annotations": code_annotation_spec(tree),
             "samples": samples,
-            "splits": {
-                "folds": min(folds, surgeries - 1),
-                "seed": 0,
-                "test": [i for i, subject, _ in ids if subject == f"surgery{surgeries:02d}"],
-            },
+            "splits": splits(ids, surgeries, folds),
         }
     )
     return spec
+
+
+def splits(ids: list[tuple[str, str, int]], surgeries: int, folds: int) -> dict[str, Any]:
+    """The last surgery is the test split; the others are dealt into folds by surgery, or (one surgery left:
+    folds need two) all train."""
+    test = [i for i, subject, _ in ids if subject == f"surgery{surgeries:02d}"]
+    if surgeries - 1 >= 2:
+        return {"folds": min(folds, surgeries - 1), "seed": 0, "test": test}
+    return {"train": [i for i, _, _ in ids if i not in test], "test": test}
 
 
 def spec_text(spec: dict) -> str:
@@ -108,34 +173,45 @@ def generate_demo_data(
     partial_fraction: float = 0.0,
     overwrite: bool = False,
     on_scene: Callable[[str], None] | None = None,
+    scene: str = "neurosurgery",
+    sibling_scale: float = 1.0,
 ) -> Path:
-    """Write ``surgeries x frames`` scenes and their spec into ``output``; returns the spec path.
+    """Write ``surgeries x frames`` scenes of the kind ``scene`` (:data:`SCENES`) and their spec into
+    ``output``; returns the spec path. ``sibling_scale`` (> 0) moves the rich scene's sibling leaves closer
+    (< 1) or farther apart (> 1).
 
     Seeded: the same arguments give the same files, byte for byte.
     """
+    if scene not in SCENES:
+        raise HsisegError(f"demo-data: scene {scene!r} is unknown; choose one of {list(SCENES)}")
+    if not sibling_scale > 0:
+        raise HsisegError(f"demo-data: sibling_scale must be > 0, got {sibling_scale}")
     output = check_output_folder(output)
     if surgeries < 2:
         raise HsisegError("demo-data: at least 2 surgeries are needed (one is held out for testing)")
     if (output / SPEC_NAME).exists() and not overwrite:
         raise HsisegError(f"{output / SPEC_NAME} exists; choose another folder or pass --overwrite")
-    tree = demo_tree()
+    kind = SCENES[scene]
+    tree = packaged_tree(kind.tree_resource)
+    make = kind.maker(tree, sibling_scale)
     rng = np.random.default_rng(seed)
     offsets = {
         f"surgery{s + 1:02d}": np.array([rng.uniform(0.8, 1.25), rng.uniform(-0.05, 0.05)]) for s in range(surgeries)
     }
     output.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(resources.files("hsiseg.resources") / TREE_RESOURCE) as tree_file:
+    with resources.as_file(resources.files("hsiseg.resources") / kind.tree_resource) as tree_file:
         shutil.copyfile(tree_file, output / "label_tree.yaml")
     for sample_id, subject, frame in sample_ids(surgeries, frames):
         scene_rng = np.random.default_rng([seed, int(subject[-2:]), frame])
-        scene = make_scene(tree, scene_rng, shape, offsets[subject], partial_fraction=partial_fraction)
-        cube = Cube(scene.cube, wavelengths(), {"source": sample_id, "synthetic": True})
+        drawn = make(tree, scene_rng, shape, offsets[subject], partial_fraction)
+        cube = Cube(drawn.cube, wavelengths(), {"source": sample_id, "synthetic": True})
         write_cube(output / cube_path(subject, frame, int(subject[-2:]) - 1), cube)
-        for folder, label_map in (("scribbles", scene.scribbles), ("truth", scene.truth)):
+        for folder, label_map in (("scribbles", drawn.scribbles), ("truth", drawn.truth)):
             write_label_image(output / folder / f"{sample_id}.png", label_map)
         if on_scene is not None:
             on_scene(sample_id)
     spec_path = output / SPEC_NAME
     with atomic_path(spec_path) as temporary:
-        temporary.write_text(spec_text(spec_dict(tree, surgeries, frames, folds, "label_tree.yaml", None)))
+        spec = spec_dict(tree, surgeries, frames, folds, "label_tree.yaml", None, kind.description)
+        temporary.write_text(spec_text(spec))
     return spec_path

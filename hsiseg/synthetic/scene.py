@@ -163,13 +163,20 @@ def render(
                 soaked = np.clip(_smooth_noise(rng, shape, 3)[mask], 0, None)[:, None]
                 spectrum = spectrum * (1 - 0.6 * soaked) + tissue_reflectance("pooled blood") * 0.6 * soaked
             cube[mask] = spectrum * texture
+    wet = np.isin(
+        truth, [tree.leaf_index(n) for n in ("pooled blood", "metal instrument", "suction tube", "artery", "vein")]
+    )
+    return light_and_noise(cube, wet, rng, noise)
+
+
+def light_and_noise(cube: np.ndarray, wet: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """Camera effects on (H, W, B) float64 reflectance: illumination fall-off towards the corners, specular
+    glare (stronger on the (H, W) ``wet`` surfaces) and signal-dependent sensor noise; float32 out."""
+    shape = wet.shape
     height, width = shape
     rows, columns = np.mgrid[:height, :width]
     radius2 = ((rows - height / 2) / height) ** 2 + ((columns - width / 2) / width) ** 2
     cube *= (1 - 0.6 * radius2)[..., None]  # illumination fall-off towards the corners
-    wet = np.isin(
-        truth, [tree.leaf_index(n) for n in ("pooled blood", "metal instrument", "suction tube", "artery", "vein")]
-    )
     glare = np.zeros(shape)
     for _ in range(rng.integers(2, 6)):
         row, column = rng.integers(height), rng.integers(width)
