@@ -56,13 +56,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return x
 
 
-def guided_average(probabilities: torch.Tensor, guide: torch.Tensor, sigma: float, tau: float) -> torch.Tensor:
+def guided_average(
+    probabilities: torch.Tensor, guide: torch.Tensor, sigma: float, tau: float, block_rows: int | None = None
+) -> torch.Tensor:
     """Edge-aware average of ``probabilities`` (N, C, H, W) guided by ``guide`` (N, G, H, W).
 
     Pixel i gets sum_j w_ij p_j / sum_j w_ij over offsets |i - j| <= ceil(3 sigma) in each axis, with
     w_ij = exp(-|i - j|^2 / (2 sigma^2)) * exp(-||g_i - g_j||^2 / (2 (tau m)^2)), where m^2 is the (lower) median of
     ||g_i - g_j||^2 over horizontally adjacent pixels of the image (a scale for "similar" that follows the
     guide's own spread). Borders are reflected (replicated in images smaller than the radius).
+
+    Computed in bands of ``block_rows`` output rows (default: bands of about 1 MiB of probabilities, so the
+    (2 r + 1)^2 passes stay in the CPU cache); every pixel's sum runs in the same order, so the result does not
+    depend on the band height.
     """
     height, width = probabilities.shape[-2:]
     radius = max(1, math.ceil(3 * sigma))
@@ -73,8 +79,27 @@ def guided_average(probabilities: torch.Tensor, guide: torch.Tensor, sigma: floa
     mode = "reflect" if min(height, width) > radius else "replicate"
     padding = (radius, radius, radius, radius)
     padded_p, padded_g = F.pad(probabilities, padding, mode=mode), F.pad(guide, padding, mode=mode)
-    total = torch.zeros_like(probabilities)
-    weight_sum = torch.zeros_like(probabilities[:, :1])
+    if block_rows is None:
+        row_bytes = (
+            probabilities.shape[0] * probabilities.shape[1] * (width + 2 * radius) * probabilities.element_size()
+        )
+        block_rows = max(1, (1 << 20) // max(1, row_bytes))
+    bands = []
+    for top in range(0, height, block_rows):
+        rows = min(block_rows, height - top)
+        bands.append(_guided_band(padded_p[..., top : top + rows + 2 * radius, :],
+                                  padded_g[..., top : top + rows + 2 * radius, :],
+                                  guide[..., top : top + rows, :], sigma, scale, radius))  # fmt: skip
+    return bands[0] if len(bands) == 1 else torch.cat(bands, dim=-2)
+
+
+def _guided_band(
+    padded_p: torch.Tensor, padded_g: torch.Tensor, guide: torch.Tensor, sigma: float, scale: torch.Tensor, radius: int
+) -> torch.Tensor:
+    """:func:`guided_average` for one band of rows: ``guide`` (N, G, h, W) and the padded inputs around it."""
+    height, width = guide.shape[-2:]
+    total = torch.zeros((*padded_p.shape[:2], height, width), dtype=padded_p.dtype, device=padded_p.device)
+    weight_sum = torch.zeros_like(total[:, :1])
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             rows, columns = slice(radius + dy, radius + dy + height), slice(radius + dx, radius + dx + width)
