@@ -4,13 +4,15 @@ Run: ``python benchmarks/experiment_tree.py --output benchmarks/results/experime
 5 seeds; about 45 min on 2 CPU cores), or ``--quick`` (2 seeds, 2 losses, 2 regimes, few steps: the smoke test
 in the test suite).
 
-Data: the rich synthetic surgical scene (:mod:`hsiseg.synthetic.rich`, ``hsiseg demo-data --scene rich``):
-100 leaves, 23 groups, 4 families, long-tailed class areas, siblings spectrally close. Per seed a new set of
-scenes (7 surgeries x 3 frames of 96 x 128): 5 surgeries train, 2 are scored on every pixel (dense truth).
+Data: the rich synthetic surgical scene (:mod:`hsiseg.synthetic.rich`, the generator behind ``hsiseg demo-data
+--scene rich``): 100 leaves, 23 groups, 4 families, long-tailed class areas, siblings spectrally close. Per seed
+a new set of leaf spectra (``spectra_seed``) and scenes (7 surgeries x 3 frames of 96 x 128): 5 surgeries
+train, 2 are scored on every pixel (dense truth).
 Scribbles are simulated on the training scenes (random-walk strokes, every visible class at least once).
 Two leaves (``lung metastasis``, ``needle holder``) and one whole group (``veins``) are never scribbled in any
-run: their pixels measure unknown-tissue detection with hsiseg's default score (``mahalanobis`` on the
-network's features, fitted on the annotated training pixels), AUROC against the known tissue.
+run, and strokes in those leaves' groups are never coarsened. Their pixels measure unknown-tissue detection
+with hsiseg's default score (``mahalanobis`` on the network's features, fitted on the annotated training
+pixels), AUROC against the known tissue.
 
 Regimes (each at 2% of the pixels scribbled unless named):
 - label budget: 0.5%, 2%, 10%;
@@ -46,7 +48,7 @@ from hsiseg.labels import UNLABELLED
 from hsiseg.losses import build_loss
 from hsiseg.metrics import confusion_matrix, dice_per_class
 from hsiseg.ood.calibration import fit_scores, network_outputs, pixel_outputs, score_maps
-from hsiseg.synthetic.rich import leaf_model, rich_scenes, rich_tree
+from hsiseg.synthetic.rich import SPECTRA_SEED, leaf_model, rich_scenes, rich_tree
 from hsiseg.train import TrainConfig
 from hsiseg.tree import LabelTree
 
@@ -68,8 +70,9 @@ RARE, FREQUENT = 50, 20  # the 50 least and the 20 most common leaves by prior
 SCORE = "mahalanobis"
 METRICS = {
     "leaf_dice": "leaf Dice",
+    "leaf_accuracy": "leaf accuracy",
     "top_dice": "family Dice",
-    "severity": "severity (lower is better)",
+    "error_severity": "tree distance of errors (lower: milder)",
     "rare_dice": "rare-leaf Dice",
     "frequent_dice": "frequent-leaf Dice",
     "ood_leaf": "AUROC held-out leaves",
@@ -111,7 +114,7 @@ def network_input(cube: np.ndarray) -> np.ndarray:
 
 
 def make_data(seed: int, sibling_scale: float, surgeries: int, frames: int, test_surgeries: int) -> Data:
-    scenes = rich_scenes(surgeries, frames, seed=seed, sibling_scale=sibling_scale)
+    scenes = rich_scenes(surgeries, frames, seed=seed, sibling_scale=sibling_scale, spectra_seed=SPECTRA_SEED + seed)
     test_subjects = {f"surgery{s + 1:02d}" for s in range(surgeries - test_surgeries, surgeries)}
     train = [s for s in scenes if s.subject not in test_subjects]
     test = [s for s in scenes if s.subject in test_subjects]
@@ -128,21 +131,40 @@ def held_out_codes(tree: LabelTree) -> tuple[list[int], list[int]]:
 
 
 def training_target(data: Data, regime: Regime, tree: LabelTree, seed: int) -> np.ndarray:
-    """Scribbles (H, W) on the training mosaic, held-out classes never scribbled, coarsened per the regime."""
+    """Scribbles (H, W) on the training mosaic, held-out classes never scribbled, coarsened per the regime.
+
+    Strokes of a group that holds a held-out leaf are never coarsened: a group label would train the held-out
+    leaf's channel (its marginal includes it)."""
     leaves, group = held_out_codes(tree)
     trainable = np.where(np.isin(data.truth, leaves + group), UNLABELLED, data.truth)
     scribbles = simulate_scribbles(trainable, regime.budget, 8, seed)
-    return coarsen(scribbles, tree, regime.coarse, seed) if regime.coarse else scribbles
+    if not regime.coarse:
+        return scribbles
+    coarse = coarsen(scribbles, tree, regime.coarse, seed)
+    blocked = [tree.node(code).parent for code in leaves + group]
+    return np.where(np.isin(coarse, blocked), scribbles, coarse)
+
+
+def check_held_out_unlabelled(labels: np.ndarray, tree: LabelTree) -> None:
+    """Refuse training labels (H, W) that name a held-out leaf, or a node whose marginal includes one."""
+    leaves, group = held_out_codes(tree)
+    covering = {code for code in leaves + group} | {tree.node(code).parent for code in leaves + group}
+    named = set(np.unique(labels[labels >= 0]).tolist()) & covering
+    if named:
+        raise RuntimeError(f"training labels name held-out classes: {sorted(tree.node(c).name for c in named)}")
 
 
 def flat_targets(target: np.ndarray, tree: LabelTree, prior: np.ndarray) -> dict[str, np.ndarray]:
-    """What a flat loss trains on when strokes name a group: drop them, or guess the group's commonest leaf."""
+    """What a flat loss trains on when strokes name a group: drop them, or guess the group's commonest
+    trainable leaf (never a held-out one)."""
     coarse = target >= tree.num_leaves
     if not coarse.any():
         return {"ce": target}
+    leaves, group = held_out_codes(tree)
     guessed = target.copy()
     for code in np.unique(target[coarse]):
         members = [tree.leaf_index(n) for n in tree.leaves_of(tree.node(int(code)).name)]
+        members = [m for m in members if m not in leaves + group]
         guessed[target == code] = members[int(np.argmax(prior[members]))]
     return {"ce": np.where(coarse, UNLABELLED, target), GUESSED: guessed}
 
@@ -199,7 +221,8 @@ def scores_of(labels, unknown_scores, truth, tree: LabelTree, prior: np.ndarray)
     return {
         "leaf_dice": mean_or_nan(dice[present]),
         "top_dice": mean_or_nan(dice_per_class(top)[top.sum(1) > 0]),
-        "severity": mistake_severity(labels[known], truth[known], tree)["mean_distance"],
+        "leaf_accuracy": float(np.trace(confusion) / max(1, confusion.sum())),
+        "error_severity": mistake_severity(labels[known], truth[known], tree)["mean_distance_of_errors"],
         "rare_dice": mean_or_nan(dice[present & rare]),
         "frequent_dice": mean_or_nan(dice[present & frequent]),
         "ood_leaf": ood_scores(unknown_scores[known], unknown_scores[np.isin(truth, leaves)])["auroc"],
@@ -219,6 +242,7 @@ def run_regime(regime: Regime, seeds, losses, steps, scene_counts, device: str =
         if GUESSED in flat:
             jobs.insert(1, (GUESSED, "ce", {}, flat[GUESSED]))
         for name, loss_name, options, labels in jobs:
+            check_held_out_unlabelled(labels, tree)
             started = time.perf_counter()
             model = train_network(data.image, labels, tree, loss_name, options, seed, steps, device=device)
             result = evaluate(model, data, target, tree, prior)
@@ -230,27 +254,38 @@ def run_regime(regime: Regime, seeds, losses, steps, scene_counts, device: str =
 
 
 def gradient_diagnosis(losses=("ce", "tree-wasserstein", "tree-gwdl", "tree-gwdl + ce"), pixels: int = 512) -> str:
-    """Why tree-gwdl loses leaf Dice: the loss and the gradient on the true leaf's logit for random leaf labels,
-    at two points: uniform logits (the start of training), and logits undecided between the true leaf and its
-    siblings (the family and group already right). Mean over ``pixels``; markdown table."""
+    """Why tree-gwdl loses leaf Dice, in numbers that do not depend on the gradient's overall scale (AdamW
+    ignores it). For ``pixels`` random leaf labels of the 100-leaf tree:
+
+    - at uniform logits (the start of training): the share of each pixel's gradient that pushes its true leaf
+      (minus the true-leaf component over the pixel's gradient norm; 1 = all of it);
+    - in one batch where every pixel has its group right and half of them also a confident wrong sibling
+      (logit +5): the gradient norm of a confidently wrong pixel over that of an undecided one (how much the
+      loss still corrects a confident sibling mistake).
+
+    Markdown table, one row per loss."""
     tree = rich_tree()
     generator = torch.Generator().manual_seed(0)
     codes = torch.randint(0, tree.num_leaves, (1, pixels), generator=generator)
-    group = torch.zeros(tree.num_leaves, pixels)
+    undecided = torch.zeros(tree.num_leaves, pixels)
     for pixel, code in enumerate(codes[0].tolist()):
-        siblings = tree.leaves_of(tree.node(tree.node(code).parent).name)
-        group[[tree.leaf_index(leaf) for leaf in siblings], pixel] = 1
-    lines = ["| loss | loss at uniform logits | true-leaf gradient | loss with the group right, leaf undecided | "
-             "true-leaf gradient |", "|---|---|---|---|---|"]  # fmt: skip
+        siblings = [tree.leaf_index(leaf) for leaf in tree.leaves_of(tree.node(tree.node(code).parent).name)]
+        undecided[siblings, pixel] = 10
+        if pixel % 2:
+            undecided[next(s for s in siblings if s != code), pixel] += 5
+    confident = torch.arange(pixels) % 2 == 1
+    lines = ["| loss | true-leaf share of the gradient at the start | confidently wrong / undecided pixel gradient |",
+             "|---|---|---|"]  # fmt: skip
     for name in losses:
         loss_name, options = LOSSES[name]
-        cells = []
-        for start in (torch.zeros(tree.num_leaves, pixels), 10 * group):
-            logits = start[None].clone().requires_grad_(True)
-            value = build_loss(loss_name, tree, **options)(logits, codes)
-            value.backward()
-            cells += [f"{value.item():.3f}", f"{logits.grad[0].gather(0, codes).mean().item():.2e}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        loss = build_loss(loss_name, tree, **options)
+        start = torch.zeros(1, tree.num_leaves, pixels, requires_grad=True)
+        loss(start, codes).backward()
+        share = (-start.grad[0].gather(0, codes)[0] / start.grad[0].norm(dim=0)).mean()
+        late = undecided[None].clone().requires_grad_(True)
+        loss(late, codes).backward()
+        norms = late.grad[0].norm(dim=0)
+        lines.append(f"| {name} | {share:.3f} | {norms[confident].mean() / norms[~confident].mean():.3f} |")
     return "\n".join(lines)
 
 

@@ -211,7 +211,10 @@ def test_quick_tree_experiment_end_to_end() -> None:
     assert coarse == {"ce", experiment.GUESSED, "tree-ce"}
     assert {r["seed"] for r in runs} == {0, 1}
     for run in runs:
-        assert all(0 <= run[m] <= 1 for m in experiment.METRICS if m != "severity") and run["severity"] >= 0
+        shares = [m for m in experiment.METRICS if m != "error_severity"]
+        assert all(0 <= run[m] <= 1 for m in shares if not np.isnan(run[m])), run
+        assert not np.isnan([run[m] for m in ("leaf_dice", "leaf_accuracy", "top_dice", "ood_leaf")]).any()
+        assert 0 <= run["error_severity"] <= 6  # the tree's largest leaf-to-leaf distance
     assert "| tree-ce | " in result["report"] and "[" in result["report"]  # paired intervals
 
 
@@ -230,7 +233,8 @@ def test_tree_experiment_scores_against_brute_force() -> None:
     result = experiment.scores_of(labels, scores, truth, tree, prior)
     # brute force: 6 known classes, 5 right; class known[0] has TP 1, FP 1 -> Dice 2/3; known[5] Dice 0
     assert result["leaf_dice"] == pytest.approx((4 + 2 / 3 + 0) / 6)
-    assert result["severity"] == pytest.approx(tree.distance_matrix()[known[5], known[0]] / 6)
+    assert result["leaf_accuracy"] == pytest.approx(5 / 6)
+    assert result["error_severity"] == pytest.approx(tree.distance_matrix()[known[5], known[0]])  # the one error
     assert result["ood_leaf"] == 1.0 and result["ood_group"] == 1.0
     assert result["frequent_dice"] == pytest.approx((4 + 2 / 3) / 6)  # the 6 commonest known leaves are frequent
     assert np.isnan(result["rare_dice"])  # no rare leaf in this truth
@@ -250,3 +254,19 @@ def test_tree_experiment_flat_targets_drop_or_guess_group_strokes() -> None:
     commonest = max(members, key=lambda c: prior[c])
     assert flat[experiment.GUESSED].tolist() == [[commonest, members[0], -100]]
     assert set(experiment.flat_targets(np.array([[members[1]]]), tree, prior)) == {"ce"}
+
+
+def test_tree_experiment_intervals_and_pairing_by_seed() -> None:
+    experiment = benchmark("experiment_tree")
+    # mean 2, sd 1, n 3: half-width t(0.975, 2) / sqrt(3) = 4.302653 / 1.732051 = 2.484138
+    assert experiment.interval(np.array([1.0, 2.0, 3.0])) == "+2.000 [-0.484, +4.484]"
+    metrics = {"leaf_dice": "leaf Dice"}
+    runs = [  # listed out of seed order: differences must pair seed with seed
+        {"regime": "r", "loss": "ce", "seed": 1, "leaf_dice": 0.5},
+        {"regime": "r", "loss": "ce", "seed": 0, "leaf_dice": 0.1},
+        {"regime": "r", "loss": "tree-ce", "seed": 0, "leaf_dice": 0.2},
+        {"regime": "r", "loss": "tree-ce", "seed": 1, "leaf_dice": 0.6},
+    ]
+    table = experiment.summarise(runs, metrics)
+    assert "| ce | 0.300 |" in table
+    assert "| tree-ce | 0.400 (+0.100 [+0.100, +0.100]) |" in table  # both paired differences are +0.1

@@ -70,9 +70,23 @@ def test_sibling_scale_moves_leaves_along_their_own_offset_only() -> None:
     tissue = leaf_model(tree).family.index("abnormal tissue")
     z = (one[tissue] - half[tissue]) / (0.5 * LEAF_SPREAD * TISSUE_SCALES)  # the leaf's own standard normal draw
     assert np.all(np.abs(z) < 6)
+    # at 0 siblings coincide with their group centre, while groups of one family stay apart
+    zero = leaf_model(tree, 0.0).parameters
+    for group in ("cortex", "metal instruments"):
+        codes = [tree.leaf_index(leaf) for leaf in tree.leaves_of(group)]
+        np.testing.assert_array_equal(zero[codes], np.repeat(zero[codes[:1]], len(codes), axis=0))
+    cortex, white_matter = tree.leaf_index("frontal cortex"), tree.leaf_index("corpus callosum")
+    assert np.abs(zero[cortex] - zero[white_matter]).max() > 0.01
     spectra = [_spectra(leaf_model(tree, s)) for s in (0.5, 1.0, 2.0)]
     distances = [_mean_spectral_distance(s, _pairs(tree, "siblings")) for s in spectra]
     assert distances[0] < distances[1] < distances[2]
+
+
+def test_spectra_seed_draws_other_spectra_with_the_same_prior() -> None:
+    tree = rich_tree()
+    first, other = leaf_model(tree), leaf_model(tree, spectra_seed=7)
+    assert not np.allclose(first.parameters, other.parameters)
+    np.testing.assert_array_equal(first.prior, other.prior)
 
 
 def test_prior_is_the_documented_long_tail() -> None:
@@ -87,7 +101,7 @@ def test_layout_areas_follow_the_prior() -> None:
     rng = np.random.default_rng(0)
     counts = sum(np.bincount(rich_layout(model, (48, 64), rng).ravel(), minlength=100) for _ in range(40))
     order = np.argsort(-model.prior)
-    assert counts[order[:10]].sum() > 5 * counts[order[-10:]].sum()  # prior ratio of these sets: ~16x
+    assert counts[order[:10]].sum() > 5 * counts[order[-10:]].sum()  # prior ratio of these sets: 27.7x
 
 
 def test_scenes_are_seeded_and_the_knob_changes_spectra_only() -> None:
@@ -130,6 +144,7 @@ def test_demo_data_writes_the_rich_scene(tmp_path: Path) -> None:
         (["--scene", "forest"], "scene 'forest' is unknown"),
         (["--scene", "rich", "--sibling-scale", "0"], "sibling_scale must be > 0"),
         (["--scene", "rich", "--recording", "3"], "--recording writes the neurosurgery scene"),
+        (["--sibling-scale", "2"], "sibling_scale applies to the rich scene only"),
     ],
 )
 def test_demo_data_refuses_bad_scene_options(tmp_path: Path, arguments: list[str], message: str) -> None:

@@ -52,22 +52,23 @@ def packaged_tree(resource: str) -> LabelTree:
         return LabelTree.from_file(path)
 
 
-# one scene: (tree, rng, (H, W), patient offset (blood scale, saturation shift), partial fraction) -> Scene
-SceneMaker = Callable[[LabelTree, np.random.Generator, tuple[int, int], np.ndarray, float], Scene]
+# one scene: (rng, (H, W), patient offset (blood scale, saturation shift), partial fraction) -> Scene
+SceneMaker = Callable[[np.random.Generator, tuple[int, int], np.ndarray, float], Scene]
 
 
 @dataclass(frozen=True)
 class SceneKind:
-    """A synthetic scene ``demo-data`` can write: its packaged label tree, a description and a scene maker
-    (given the ``sibling_scale``, the rich scene's one knob; other scenes ignore it)."""
+    """A synthetic scene ``demo-data`` can write: its packaged label tree, a description, and a scene maker
+    for that tree (given the ``sibling_scale``, the rich scene's one knob)."""
 
     tree_resource: str
     description: str
     maker: Callable[[LabelTree, float], SceneMaker]
+    has_sibling_scale: bool = False
 
 
 def _neurosurgery(tree: LabelTree, sibling_scale: float) -> SceneMaker:
-    def make(tree, rng, shape, offset, partial_fraction):
+    def make(rng, shape, offset, partial_fraction):
         return make_scene(tree, rng, shape, offset, partial_fraction=partial_fraction)
 
     return make
@@ -76,7 +77,7 @@ def _neurosurgery(tree: LabelTree, sibling_scale: float) -> SceneMaker:
 def _rich(tree: LabelTree, sibling_scale: float) -> SceneMaker:
     model = leaf_model(tree, sibling_scale)
 
-    def make(tree, rng, shape, offset, partial_fraction):
+    def make(rng, shape, offset, partial_fraction):
         truth = rich_layout(model, shape, rng)
         cube = render_rich(truth, model, rng, offset)
         return Scene(cube, truth, scribble(truth, tree, rng, partial_fraction=partial_fraction))
@@ -90,6 +91,7 @@ SCENES: dict[str, SceneKind] = {
         RICH_TREE_RESOURCE,
         "rich synthetic surgical scenes, 100 leaves (hsiseg demo-data --scene rich)",
         _rich,
+        has_sibling_scale=True,
     ),
 }
 
@@ -186,6 +188,8 @@ def generate_demo_data(
         raise HsisegError(f"demo-data: scene {scene!r} is unknown; choose one of {list(SCENES)}")
     if not sibling_scale > 0:
         raise HsisegError(f"demo-data: sibling_scale must be > 0, got {sibling_scale}")
+    if sibling_scale != 1.0 and not SCENES[scene].has_sibling_scale:
+        raise HsisegError(f"demo-data: sibling_scale applies to the rich scene only, not to {scene!r}")
     output = check_output_folder(output)
     if surgeries < 2:
         raise HsisegError("demo-data: at least 2 surgeries are needed (one is held out for testing)")
@@ -203,7 +207,7 @@ def generate_demo_data(
         shutil.copyfile(tree_file, output / "label_tree.yaml")
     for sample_id, subject, frame in sample_ids(surgeries, frames):
         scene_rng = np.random.default_rng([seed, int(subject[-2:]), frame])
-        drawn = make(tree, scene_rng, shape, offsets[subject], partial_fraction)
+        drawn = make(scene_rng, shape, offsets[subject], partial_fraction)
         cube = Cube(drawn.cube, wavelengths(), {"source": sample_id, "synthetic": True})
         write_cube(output / cube_path(subject, frame, int(subject[-2:]) - 1), cube)
         for folder, label_map in (("scribbles", drawn.scribbles), ("truth", drawn.truth)):

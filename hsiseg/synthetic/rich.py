@@ -89,10 +89,11 @@ def material_curve(values: np.ndarray) -> np.ndarray:
     return np.clip(curve, 0.03, 0.97) * np.exp(-max(water, 0.0) * chromophores()["mua_water_simpa_cm-1"])
 
 
-def leaf_model(tree: LabelTree, sibling_scale: float = 1.0) -> LeafModel:
-    """Leaf parameters drawn hierarchically from :data:`SPECTRA_SEED` (the same draws for every
-    ``sibling_scale``: the knob moves leaves towards or away from their group centre, nothing else)."""
-    rng = np.random.default_rng(SPECTRA_SEED)
+def leaf_model(tree: LabelTree, sibling_scale: float = 1.0, spectra_seed: int = SPECTRA_SEED) -> LeafModel:
+    """Leaf parameters drawn hierarchically from ``spectra_seed`` (the same draws for every ``sibling_scale``:
+    the knob moves leaves towards or away from their group centre, nothing else). The long-tail ranking is
+    fixed (drawn from :data:`SPECTRA_SEED` + 1) whatever the spectra."""
+    rng = np.random.default_rng(spectra_seed)
     parameters = np.zeros((tree.num_leaves, 5))
     family_of = [""] * tree.num_leaves
     for family in tree.top_level:
@@ -180,10 +181,12 @@ def rich_scenes(
     shape: tuple[int, int] = (96, 128),
     seed: int = 0,
     sibling_scale: float = 1.0,
+    spectra_seed: int = SPECTRA_SEED,
 ) -> list[RichScene]:
     """``surgeries x frames`` scenes; each surgery has its own blood and oxygenation offset. The layouts and
-    noise depend on ``seed`` only, so scenes of two ``sibling_scale`` values differ in their spectra alone."""
-    model = leaf_model(rich_tree(), sibling_scale)
+    noise depend on ``seed`` only, so scenes of two ``sibling_scale`` values differ in their spectra alone;
+    ``spectra_seed`` draws another set of leaf spectra (:func:`leaf_model`)."""
+    model = leaf_model(rich_tree(), sibling_scale, spectra_seed)
     rng = np.random.default_rng(seed)
     offsets = [np.array([rng.uniform(0.85, 1.2), rng.uniform(-0.04, 0.04)]) for _ in range(surgeries)]
     scenes = []
