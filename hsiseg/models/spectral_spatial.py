@@ -66,9 +66,9 @@ def guided_average(
     ||g_i - g_j||^2 over horizontally adjacent pixels of the image (a scale for "similar" that follows the
     guide's own spread). Borders are reflected (replicated in images smaller than the radius).
 
-    Computed in bands of ``block_rows`` output rows (default: bands of about 1 MiB of probabilities, so the
-    (2 r + 1)^2 passes stay in the CPU cache); every pixel's sum runs in the same order, so the result does not
-    depend on the band height.
+    Computed in bands of ``block_rows`` output rows (default: bands of about 4 MiB of probabilities, the best
+    of 1, 4 and 16 MiB measured on a CPU with 32 MiB of L3, so the (2 r + 1)^2 passes stay in cache); every
+    pixel's sum runs in the same order, so the result does not depend on the band height.
     """
     height, width = probabilities.shape[-2:]
     radius = max(1, math.ceil(3 * sigma))
@@ -83,7 +83,7 @@ def guided_average(
         row_bytes = (
             probabilities.shape[0] * probabilities.shape[1] * (width + 2 * radius) * probabilities.element_size()
         )
-        block_rows = max(1, (1 << 20) // max(1, row_bytes))
+        block_rows = max(1, (4 << 20) // max(1, row_bytes))
     bands = []
     for top in range(0, height, block_rows):
         rows = min(block_rows, height - top)
