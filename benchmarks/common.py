@@ -60,6 +60,18 @@ def peak_in_child(script: str, *arguments: str) -> int:
     return int(done.stdout.split()[-1])
 
 
+def interval(differences) -> str:
+    """'+0.012 [-0.004, +0.028]': mean and 95% t-interval of paired differences (just the mean for one)."""
+    import math
+
+    from scipy.stats import t as student_t
+
+    if len(differences) < 2:
+        return f"{differences.mean():+.3f}"
+    half = student_t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / math.sqrt(len(differences))
+    return f"{differences.mean():+.3f} [{differences.mean() - half:+.3f}, {differences.mean() + half:+.3f}]"
+
+
 def finish(runs: list[dict], report: str, started: float, what: str, output: Path | None) -> dict:
     """Print an experiment's report and how long its ``what`` (e.g. "108 runs") took; write every run's numbers
     to ``output`` as JSON when given. Returns ``{"runs", "report", "minutes"}``."""

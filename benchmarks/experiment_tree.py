@@ -31,8 +31,6 @@ to ``ce`` are paired by seed (same scenes, scribbles and initialisation), mean w
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import t as student_t
 
 from hsiseg.annotations.simulate import simulate_scribbles
 from hsiseg.evaluation.scores import mistake_severity, ood_scores
@@ -53,6 +50,7 @@ from hsiseg.train import TrainConfig
 from hsiseg.tree import LabelTree
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import finish, interval  # noqa: E402
 from experiment_losses import coarsen, train_network  # noqa: E402
 
 LOSSES = {
@@ -289,14 +287,6 @@ def gradient_diagnosis(losses=("ce", "tree-wasserstein", "tree-gwdl", "tree-gwdl
     return "\n".join(lines)
 
 
-def interval(differences: np.ndarray) -> str:
-    """'+0.012 [-0.004, +0.028]': mean and 95% t-interval of paired differences."""
-    if len(differences) < 2:
-        return f"{differences.mean():+.3f}"
-    half = student_t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / math.sqrt(len(differences))
-    return f"{differences.mean():+.3f} [{differences.mean() - half:+.3f}, {differences.mean() + half:+.3f}]"
-
-
 def summarise(runs: list[dict], metrics: dict[str, str] = METRICS) -> str:
     """One markdown table per regime: each loss's mean, and its paired difference to ``ce`` with a 95% CI."""
     lines = []
@@ -343,13 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     runs = [run for regime in regimes for run in run_regime(regime, seeds, losses, steps, scene_counts, device)]
     report = summarise(runs) + "\n\n" + gradients
-    minutes = (time.perf_counter() - started) / 60
-    print(report)
-    print(f"\n{len(runs)} runs in {minutes:.1f} min ({steps} steps each, {device}, {torch.get_num_threads()} threads)")
-    result = {"runs": runs, "report": report, "minutes": minutes, "steps": steps}
-    if args.output:
-        args.output.write_text(json.dumps(result, indent=2))
-    return result
+    return finish(runs, report, started, f"{len(runs)} runs ({steps} steps each, {device})", args.output)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ mistake severity (mean tree distance), wall time (training + prediction). Paired
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -38,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import t as student_t
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.evaluation.scores import mistake_severity
@@ -48,7 +46,7 @@ from hsiseg.spec import DataSpec
 from hsiseg.train import TrainConfig, final_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import finish  # noqa: E402
+from common import finish, interval  # noqa: E402
 
 BASELINE = "SVC (RBF, CV)"
 
@@ -208,16 +206,9 @@ def summarise(runs: list[dict], metrics=("leaf_mean_dice", "accuracy", "top_accu
                 cells.append(f"{values.mean():.1f} +- {spread:.1f}" if metric == "seconds" else
                              f"{values.mean():.3f} +- {spread:.3f}")  # fmt: skip
             diffs = np.array([r["leaf_mean_dice"] - baseline[r["seed"]]["leaf_mean_dice"] for r in rows])
-            cells.append("-" if method == BASELINE else _interval(diffs))
+            cells.append("-" if method == BASELINE else interval(diffs))
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _interval(diffs: np.ndarray) -> str:
-    if len(diffs) < 2:
-        return f"{diffs.mean():+.3f}"
-    half = student_t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
-    return f"{diffs.mean():+.3f} [{diffs.mean() - half:+.3f}, {diffs.mean() + half:+.3f}]"
 
 
 def main(argv: list[str] | None = None) -> dict:
