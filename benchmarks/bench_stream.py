@@ -28,7 +28,7 @@ from hsiseg.checkpoint import save_model
 from hsiseg.export import StreamMaps, export
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.recording import MosaicVideo, open_recording
-from hsiseg.models import build_model
+from hsiseg.models import DEFAULT_MODEL, build_model
 from hsiseg.predict.stream import predict_recording
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import demo_tree
@@ -44,9 +44,9 @@ WAVELENGTHS = list(np.linspace(665.0, 975.0, BANDS))
 def default_model(folder: Path) -> Path:
     """The default network (hsiseg train's model and options), untrained, saved as a checkpoint."""
     config, tree = TrainConfig(), demo_tree()
-    model = build_model(config.model, BANDS, tree.num_leaves, **config.model_options)
+    model = build_model(DEFAULT_MODEL, BANDS, tree.num_leaves, **config.model_options)
     multiple = getattr(model, "input_multiple", 1)
-    network = NetworkConfig(name=config.model, in_channels=BANDS, classes=tree.num_leaves,
+    network = NetworkConfig(name=DEFAULT_MODEL, in_channels=BANDS, classes=tree.num_leaves,
                             options=config.model_options, input_multiple=multiple)  # fmt: skip
     card = ModelCard.create(tree, model=network, trained_classes=list(tree.leaves),
                             preprocessing=Preprocessing(wavelengths=WAVELENGTHS))  # fmt: skip

@@ -42,7 +42,7 @@ from hsiseg.data import Augmentation, class_balanced_weights
 from hsiseg.evaluation.scores import mistake_severity, ood_scores
 from hsiseg.losses import build_loss
 from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
-from hsiseg.models import build_model, unwrap
+from hsiseg.models import DEFAULT_MODEL, build_model, unwrap
 from hsiseg.train import TrainConfig, warmup_cosine
 from hsiseg.tree import LabelTree
 
@@ -67,7 +67,7 @@ def train_network(image, scribbles, tree, loss_name, options, seed, steps, pixel
     defaults = TrainConfig()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_model(defaults.model, image.shape[0], tree.num_leaves, **defaults.model_options)
+    model = build_model(DEFAULT_MODEL, image.shape[0], tree.num_leaves, **defaults.model_options)
     loss_fn = build_loss(loss_name, tree, **options).to(device)
     annotated = scribbles != UNLABELLED
     if not annotated.any():

@@ -9,7 +9,8 @@ the rest with its defaults (``hsiseg.train.train``, the ``final`` checkpoint), a
 is computed on the scored pixels. Positives are the held-out classes' pixels, negatives the other classes'
 pixels; pixels that were scribbled are never scored.
 
-- Indian Pines, 3% scribbles: trained on the scribbles, scored on every other labelled pixel of the scene;
+- Indian Pines, 3% scribbles, and the real scenes of ``quality.py`` (Jasper Ridge, Samson, the Indian Pines
+  crops), each under its own stroke protocol: trained on the scribbles, scored on every other labelled pixel;
 - the synthetic demo (``hsiseg demo-data``): trained on the scribbles of 3 surgeries, scored on every pixel of
   the held-out surgery (dense truth).
 
@@ -43,7 +44,7 @@ from hsiseg.train import TrainConfig, final_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import finish  # noqa: E402
-from quality import DataSet, demo, features, indian_pines  # noqa: E402
+from quality import REAL_SCENES, DataSet, demo, features, indian_pines, real_scene  # noqa: E402
 
 BASELINES = ("SVC max probability", "nearest scribbled spectrum")
 
@@ -59,7 +60,7 @@ def held_out_sets(data: DataSet, quick: bool) -> list[tuple[str, tuple[str, ...]
     families = [(family, tree.leaves_of(family)) for family in tree.top_level if len(tree.leaves_of(family)) > 1]
     families = [(name, members) for name, members in families if set(members) & present]
     sets = leaves + families
-    return [sets[0], families[0]] if quick else sets
+    return [sets[0], *families[:1]] if quick else sets
 
 
 def without(spec: DataSpec, held_out: tuple[str, ...], folder: Path) -> Path:
@@ -157,11 +158,17 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def run_all(quick: bool, steps: int | None, folder: Path) -> list[dict]:
+def datasets(names: list[str], quick: bool, folder: Path) -> list[DataSet]:
+    """The data sets ``names`` (demo, indian-pines at 3%, real scenes under their quality.py protocols)."""
+    found = [demo(folder, quick)] if "demo" in names else []
+    found += [indian_pines(0.03, 0, folder)] if "indian-pines" in names else []
+    return found + [real_scene(name, 0, folder) for name in names if name in REAL_SCENES]
+
+
+def run_all(quick: bool, steps: int | None, folder: Path, names: list[str]) -> list[dict]:
     config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=max(1, steps // 4))
-    datasets = [demo(folder, quick)] + ([] if quick else [indian_pines(0.03, 0, folder)])
     runs = []
-    for data in datasets:
+    for data in datasets(names, quick, folder):
         for index, (name, held_out) in enumerate(held_out_sets(data, quick)):
             started = time.perf_counter()
             run_folder = folder / f"{data.spec.name}-{index}"
@@ -205,11 +212,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny demo, two rotations, few steps")
     parser.add_argument("--steps", type=int, default=None, help="hsiseg training steps (default: TrainConfig's)")
     parser.add_argument("--output", type=Path, default=None, help="write every run's numbers as JSON")
+    every = ["demo", "indian-pines", *REAL_SCENES]
+    parser.add_argument("--data", nargs="+", default=every, choices=every, help="data sets (default: all)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     steps = 12 if args.quick else args.steps
+    names = ["demo", "samson"] if args.quick else args.data
     with tempfile.TemporaryDirectory() as folder:
-        runs = run_all(args.quick, steps, Path(folder))
+        runs = run_all(args.quick, steps, Path(folder), names)
     return finish(
         runs, summarise(runs), started, f"{len({(r['data'], r['held_out']) for r in runs})} trainings", args.output
     )

@@ -1,12 +1,17 @@
 """Segmentation quality: hsiseg's networks against the classifiers a hyperspectral user reaches for first.
 
 Run: ``python benchmarks/quality.py --output results.json`` (3 seeds, every data set and method), or
-``--quick`` (one seed, few steps, small scenes: the smoke test used by the test suite).
+``--quick`` (one seed, few steps, Indian Pines, Samson and a small demo: the smoke test used by the test suite);
+``--data`` and ``--methods`` pick data sets and methods.
 
 Every method sees the same scribbles and is scored on the same held-out pixels:
 
 - Indian Pines at 1%, 3% and 10% scribbles (``hsiseg indian-pines --fraction F --seed S``): trained on the
   scribbles, scored on every other labelled pixel of the scene;
+- real scenes that played no part in choosing the defaults (``hsiseg real-scene``; Jasper Ridge, Samson, the
+  Indian Pines corn and soybean crops), each under its own stroke protocol (:data:`REAL_SCENES`: budget, stroke
+  length, strokes placed by class area or class by class): trained on the scribbles, scored on every other
+  labelled pixel;
 - the synthetic demo (``hsiseg demo-data``): trained on the scribbles of the 3 training surgeries, scored on
   every pixel of the held-out surgery (dense truth).
 
@@ -73,6 +78,7 @@ def hsiseg_methods(steps: int | None) -> dict[str, TrainConfig]:
         "hsiseg spectral-spatial, gaussian context": replace(
             default, model_options={"context": "gaussian", "sigma": 2.0}
         ),
+        "hsiseg spectral-spatial, rbf": replace(default, model_options={"spectral": "rbf"}),
         "hsiseg pixel": replace(default, model="pixel"),
         "hsiseg unet (width 16, depth 3)": replace(default, model="unet", model_options=small_unet, patch_size=32),
     }
@@ -158,6 +164,25 @@ def indian_pines(fraction: float, seed: int, folder: Path) -> DataSet:
                    lambda i: spec.read_truth(i))  # fmt: skip
 
 
+# Real scenes that played no part in choosing the defaults, each under its own stroke protocol (budget, stroke
+# length, placement), so that no default can be tuned to one protocol: scene -> (fraction, length, placement).
+REAL_SCENES = {
+    "jasper-ridge": (0.025, 8, "area"),
+    "samson": (0.01, 16, "class"),
+    "indian-pines-crops": (0.05, 4, "class"),
+}
+
+
+def real_scene(name: str, seed: int, folder: Path) -> DataSet:
+    from hsiseg.scenes import write_real_scene
+
+    fraction, length, placement = REAL_SCENES[name]
+    spec = DataSpec.from_file(write_real_scene(name, folder / f"{name}-{seed}", fraction, length, seed, placement))
+    sample = spec.split("train")
+    label = f"{name}, {fraction:.1%} in strokes of {length} px by {placement}"
+    return DataSet(label, spec, sample, sample, lambda i: spec.read_truth(i))
+
+
 def demo(folder: Path, quick: bool) -> DataSet:
     from hsiseg.synthetic.dataset import generate_demo_data
 
@@ -167,17 +192,24 @@ def demo(folder: Path, quick: bool) -> DataSet:
                    spec.split("test"), lambda i: spec.read_truth(i))  # fmt: skip
 
 
-def run_all(quick: bool, seeds: list[int], fractions: list[float], steps: int | None, folder: Path) -> list[dict]:
+def run_all(
+    quick: bool, seeds: list[int], fractions: list[float], steps: int | None, folder: Path, scenes: list[str],
+    methods_wanted: list[str] | None = None,
+) -> list[dict]:  # fmt: skip
     methods: dict[str, Callable[[DataSet, int], dict[str, np.ndarray]]] = {
         name: (lambda d, s, c=config: run_hsiseg(d, c, s, folder)) for name, config in hsiseg_methods(steps).items()
     }
     if quick:
         methods = dict(list(methods.items())[:1])
     methods |= {name: (lambda d, s, m=make: run_sklearn(d, m, s)) for name, make in sklearn_methods(quick).items()}
+    if methods_wanted:
+        methods = {name: method for name, method in methods.items() if any(w in name for w in methods_wanted)}
     runs = []
-    demo_data = demo(folder, quick)
+    demo_data = demo(folder, quick) if "demo" in scenes else None
     for seed in seeds:
-        for data in [indian_pines(f, seed, folder) for f in fractions] + [demo_data]:
+        sets = [indian_pines(f, seed, folder) for f in fractions] if "indian-pines" in scenes else []
+        sets += [real_scene(name, seed, folder) for name in scenes if name in REAL_SCENES]
+        for data in sets + ([demo_data] if demo_data else []):
             for name, method in methods.items():
                 torch.manual_seed(seed)
                 started = time.perf_counter()
@@ -218,11 +250,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.03, 0.10])
     parser.add_argument("--steps", type=int, default=None, help="hsiseg training steps (default: TrainConfig's)")
     parser.add_argument("--output", type=Path, default=None, help="write every run's numbers as JSON")
+    parser.add_argument("--data", nargs="+", default=["indian-pines", *REAL_SCENES, "demo"],
+                        choices=["indian-pines", *REAL_SCENES, "demo"], help="data sets (default: all)")
+    parser.add_argument("--methods", nargs="+", default=None, help="only methods whose name contains one of these")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     seeds, fractions, steps = ([0], [0.03], 12) if args.quick else (list(range(args.seeds)), args.fractions, args.steps)
     with tempfile.TemporaryDirectory() as folder:
-        runs = run_all(args.quick, seeds, fractions, steps, Path(folder))
+        scenes = ["indian-pines", "samson", "demo"] if args.quick else args.data
+        runs = run_all(args.quick, seeds, fractions, steps, Path(folder), scenes, args.methods)
     return finish(runs, summarise(runs), started, f"{len(runs)} runs", args.output)
 
 

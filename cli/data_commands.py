@@ -1,5 +1,5 @@
-"""``hsiseg demo-data``, ``hsiseg check``, ``hsiseg indian-pines`` and ``hsiseg scribbles``: data sets, validating
-a data spec, and simulated scribbles from a dense label image."""
+"""``hsiseg demo-data``, ``hsiseg check``, ``hsiseg indian-pines``, ``hsiseg real-scene`` and ``hsiseg scribbles``:
+data sets, validating a data spec, and simulated scribbles from a dense label image."""
 
 from __future__ import annotations
 
@@ -128,6 +128,25 @@ def indian_pines(
 
     spec = write_indian_pines(output, fraction, stroke_length, seed, overwrite)
     typer.echo(f"wrote Indian Pines with {fraction:.1%} of the labelled pixels as scribbles; data spec: {spec}")
+
+
+@reports_errors
+def real_scene(
+    name: Annotated[str, typer.Argument(help="jasper-ridge, samson, indian-pines or indian-pines-crops.")],
+    output: Annotated[Path, typer.Argument(help="Folder for the cube, scribbles, truth, label tree and data spec.")],
+    fraction: Annotated[float, typer.Option(help="Share of the labelled pixels given as scribbles.")] = 0.03,
+    stroke_length: Annotated[int, typer.Option(help="Pixels per simulated stroke.")] = 8,
+    placement: Annotated[
+        str, typer.Option(help="Stroke starts: 'area' (by class area) or 'class' (each class in turn).")
+    ] = "area",
+    seed: Annotated[int, typer.Option(help="Random seed of the scribble simulation.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set in OUTPUT.")] = False,
+) -> None:
+    """A real hyperspectral scene with reproducible simulated scribbles and a data spec (sources: README, Data)."""
+    from hsiseg.scenes import write_real_scene
+
+    spec = write_real_scene(name, output, fraction, stroke_length, seed, placement, overwrite)
+    typer.echo(f"wrote {name} with {fraction:.1%} of the labelled pixels as scribbles; data spec: {spec}")
 
 
 @reports_errors

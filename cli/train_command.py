@@ -71,8 +71,9 @@ class JsonLinesReporter:
 
 
 MODEL_HELP = (
-    "Network: spectral-spatial (default: per-pixel spectral MLP + edge-aware spatial context; best measured on "
-    "sparse scribbles), pixel (no spatial context), unet (large receptive field: for dense or plentiful labels), "
+    "Network: auto (default: trains the spectral-spatial network with a spectral MLP and with an RBF kernel part, "
+    "keeps the better on held-out strokes), spectral-spatial (per-pixel spectral part + edge-aware spatial "
+    "context), pixel (no spatial context), unet (large receptive field: for dense or plentiful labels), "
     "or smp-<architecture>."
 )
 

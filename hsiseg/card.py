@@ -106,6 +106,38 @@ class Refit(_Strict):
     annotated_pixels: int = Field(ge=0)
 
 
+class TemperatureScaling(_Strict):
+    """Probabilities are softmax(logits / temperature), fitted on held-out pixels (:mod:`hsiseg.temperature`)."""
+
+    temperature: float = Field(gt=0)
+    held_out_pixels: int = Field(ge=1)
+    nll_before: float = Field(description="held-out negative log-likelihood at temperature 1")
+    nll_after: float = Field(description="held-out negative log-likelihood at the fitted temperature")
+
+
+class CandidateScore(_Strict):
+    """One configuration :mod:`hsiseg.selection` tried: the network, and its best held-out score."""
+
+    model: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    mean_dice: float = Field(description="best mean Dice on the held-out annotated pixels")
+    step: int = Field(ge=1, description="the step at which it was reached (the refit's budget if chosen)")
+
+
+class Selection(_Strict):
+    """Which candidate configuration ``model="auto"`` chose, and every candidate's held-out score."""
+
+    chosen: str
+    metric: str = "mean_dice"
+    candidates: dict[str, CandidateScore]
+
+    @model_validator(mode="after")
+    def _chosen_is_a_candidate(self) -> Selection:
+        if self.chosen not in self.candidates:
+            raise ValueError(f"chosen {self.chosen!r} is not among the candidates {sorted(self.candidates)}")
+        return self
+
+
 class ModelCard(_Strict):
     """Everything about a trained network except its weights (see module docstring)."""
 
@@ -123,6 +155,13 @@ class ModelCard(_Strict):
     metrics: dict[str, float] = Field(default_factory=dict)
     refit: Refit | None = None
     ood: OodSettings = Field(default_factory=OodSettings)
+    selection: Selection | None = None
+    probability_calibration: TemperatureScaling | None = None
+
+    @property
+    def temperature(self) -> float:
+        """The temperature predictions divide logits by before the softmax (1 when none was fitted)."""
+        return self.probability_calibration.temperature if self.probability_calibration else 1.0
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.writers import write_label_image
-from hsiseg.card import InputScaling, ModelCard, NetworkConfig, OodSettings, Refit
+from hsiseg.card import CandidateScore, InputScaling, ModelCard, NetworkConfig, OodSettings, Refit, Selection
 from hsiseg.checkpoint import (
     check_resume_point,
     load_model,
@@ -70,7 +70,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.losses import build_loss
 from hsiseg.metrics import annotated_metrics
-from hsiseg.models import DEFAULT_MODEL, build_model, pixelwise_training, unwrap
+from hsiseg.models import build_model, pixelwise_training, unwrap
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OodScore, build_score
 from hsiseg.ood.calibration import (
     annotated,
@@ -82,9 +82,11 @@ from hsiseg.ood.calibration import (
     transfer,
 )
 from hsiseg.pixel_batches import PixelBatches
+from hsiseg.selection import AUTO, candidates, choose, score_contexts, with_options
 from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
 from hsiseg.strokes import Stroke, hold_out_strokes
+from hsiseg.temperature import fit_temperature
 
 
 @dataclass
@@ -94,7 +96,7 @@ class TrainConfig:
 
     loss: str = "ce"
     loss_options: dict[str, Any] = field(default_factory=dict)
-    model: str = DEFAULT_MODEL
+    model: str = AUTO  # choose among hsiseg.selection's candidates on held-out strokes; or a model name
     model_options: dict[str, Any] = field(default_factory=dict)
     steps: int = 1000
     validate_every: int = 100
@@ -243,9 +245,12 @@ def train(
     resume: bool = False,
     reporter: Reporter | None = None,
 ) -> nn.Module:
-    """Train (or resume) a run; returns the trained network (unwrapped from DDP)."""
+    """Train (or resume) a run; returns the trained network (unwrapped from DDP). ``model="auto"`` (the
+    default) trains every candidate of :mod:`hsiseg.selection` and keeps the best on held-out strokes."""
     run_dir = check_output_folder(run_dir)
     reporter = reporter or SilentReporter()
+    if _selects(run_dir, config, resume):
+        return train_selected(spec_path, run_dir, config, resume, reporter)
     config, resume_from = _resolve_config(run_dir, config, resume)
     config.check()
     device = resolve_device(config.device)
@@ -322,6 +327,100 @@ def train(
         model = refit(spec, config, preprocessing, int(best["step"]), device, world, checkpoints, reporter)
     if world.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+    return model
+
+
+def _selects(run_dir: Path, config: TrainConfig | None, resume: bool) -> bool:
+    """Whether this run chooses among candidates (``model="auto"``, asked for or stored in the resumed run)."""
+    saved = run_dir / "args.json"
+    if resume and saved.is_file():
+        return json.loads(saved.read_text()).get("config", {}).get("model") == AUTO
+    return (config or TrainConfig()).model == AUTO
+
+
+def train_selected(
+    spec_path: str | Path, run_dir: Path, config: TrainConfig | None, resume: bool, reporter: Reporter
+) -> nn.Module:
+    """``model="auto"``: train every spectral candidate into ``run_dir/candidates/<name>`` (refit off), score it
+    under every context on the held-out pixels, keep the best pair (:mod:`hsiseg.selection`) as
+    ``run_dir/checkpoints/best.*`` (recalibrated under its context, the selection in its card) and refit it on
+    every scribble (``final.*``)."""
+    if resume:
+        config = _resume_selection(run_dir, config)
+    else:
+        if (run_dir / "candidates").exists() or (run_dir / "checkpoints").exists():
+            raise HsisegError(f"{run_dir} holds a training run; resume it or choose another folder")
+        config = config or TrainConfig()
+        config.check()
+        _prepare_run_dir(run_dir, Path(spec_path), config)
+    spec = DataSpec.from_file(spec_path)
+    device = resolve_device(config.device)
+    preprocessing = _network_preprocessing(spec, config.fold)
+    data = build_training_data(spec, config, preprocessing)
+    scores: dict[str, CandidateScore] = {}
+    for candidate in candidates(config.model_options):
+        folder = run_dir / "candidates" / candidate.name
+        reporter.message(f"candidate {candidate.name}: {candidate.model} {candidate.options}")
+        fixed = replace(config, model=candidate.model, model_options=candidate.options, refit=False)
+        again = resume and (folder / "checkpoints" / "last").exists()
+        train(spec_path, folder, fixed, resume=again, reporter=reporter)
+        best = folder / "checkpoints" / "best"
+        step = read_card(best.with_suffix(".json")).step or config.steps
+        scores |= score_contexts(candidate, best, data.validation, step, device)
+    selection = choose(scores)
+    shown = ", ".join(f"{name} {score.mean_dice:.3f}" for name, score in scores.items())
+    reporter.message(f"selection (held-out mean Dice): {shown}; chosen: {selection.chosen}")
+    winner = selection.candidates[selection.chosen]
+    spectral = next(c.name for c in candidates(config.model_options) if selection.chosen.startswith(c.name))
+    model = _adopt(run_dir, run_dir / "candidates" / spectral, selection, data, config, device)
+    if config.refit and not math.isnan(winner.mean_dice):
+        chosen_config = replace(config, model=winner.model, model_options=winner.options)
+        model = refit(spec, chosen_config, preprocessing, winner.step, device, Distributed(), run_dir / "checkpoints",
+                      reporter)  # fmt: skip
+    elif math.isnan(winner.mean_dice):
+        reporter.message(f"no held-out pixel to choose on: kept the first candidate, {selection.chosen}")
+    return model
+
+
+def _resume_selection(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
+    """The stored configuration of a selecting run (a longer ``steps`` may be asked for)."""
+    stored = TrainConfig(**json.loads((run_dir / "args.json").read_text())["config"])
+    if config is not None and config.steps != stored.steps:
+        stored.steps = config.steps
+        _write_args(run_dir, json.loads((run_dir / "args.json").read_text())["spec"], stored)
+    for stale in (run_dir / "checkpoints").glob("*.*"):  # chosen again from the resumed candidates
+        stale.unlink()
+    return stored
+
+
+def _adopt(
+    run_dir: Path, chosen: Path, selection: Selection, data: TrainingData, config: TrainConfig, device: torch.device
+) -> nn.Module:
+    """The chosen candidate's best network under the chosen context, its unknown-tissue scores recalibrated under
+    that context, saved as ``run_dir/checkpoints/best.*`` with ``selection`` in its card; its metrics, curves and
+    held-out strokes copied into ``run_dir``, and ``selection.json`` written."""
+    for name in ("metrics.csv", "curves.png", "validation_strokes.json"):
+        if (chosen / name).is_file():
+            shutil.copyfile(chosen / name, run_dir / name)
+    if (chosen / "validation_strokes").is_dir():
+        shutil.copytree(chosen / "validation_strokes", run_dir / "validation_strokes", dirs_exist_ok=True)
+    trained, card = load_model(chosen / "checkpoints" / "best", device)
+    winner = selection.candidates[selection.chosen]
+    network = card.model
+    model = with_options(trained, network.name, network.in_channels, network.classes, winner.options).to(device)
+    validation = annotated_outputs(model, data.validation, device)
+    metrics = annotated_metrics(validation.logits.argmax(1).numpy(), validation.targets.numpy(), card.tree)
+    card = card.model_copy(update={
+        "model": network.model_copy(update={"options": winner.options}),
+        "metrics": metrics,
+        "training": {**card.training, "model": AUTO, "model_options": config.model_options},
+        "selection": selection,
+    })  # fmt: skip
+    card, scores = _with_ood(card, model, data, config, device, None)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_model(run_dir / "checkpoints" / "best", model, card, scores)
+    with atomic_path(run_dir / "selection.json") as temporary:
+        temporary.write_text(selection.model_dump_json(indent=2))
     return model
 
 
@@ -475,7 +574,10 @@ def _with_ood(
                            autocast_dtype)  # fmt: skip
     calibrations = calibrate(scores, held_out, reference, config.ood_keep)
     ood = OodSettings(default=_default_score(config, calibrations), scores=calibrations)
-    return card.model_copy(update={"ood": ood}), {name: scores[name] for name in calibrations}
+    validation = annotated_outputs(model, data.validation, device, autocast_dtype)
+    temperature = fit_temperature(validation.logits, validation.targets, card.model.classes)
+    update = {"ood": ood, "probability_calibration": temperature}
+    return card.model_copy(update=update), {name: scores[name] for name in calibrations}
 
 
 def _default_score(config: TrainConfig, calibrations: dict) -> str | None:

@@ -130,7 +130,8 @@ def test_quick_quality_benchmark_end_to_end() -> None:
     quality = benchmark("quality", "sklearn", "tensorly")
     result = quality.main(["--quick"])
     runs = result["runs"]
-    assert {r["data"] for r in runs} == {"Indian Pines, 3% scribbles", "demo, held-out surgery (dense truth)"}
+    assert {r["data"] for r in runs} == {"Indian Pines, 3% scribbles", "samson, 1.0% in strokes of 16 px by class",
+                                         "demo, held-out surgery (dense truth)"}  # fmt: skip
     methods = {r["method"] for r in runs}
     assert quality.BASELINE in methods and any(m.startswith("hsiseg default") for m in methods)
     assert any(m.startswith("RandomForest") for m in methods) and any(m.startswith("MLP") for m in methods)
@@ -194,7 +195,8 @@ def test_quick_ood_benchmark_end_to_end() -> None:
     runs = result["runs"]
     assert {r["kind"] for r in runs} == {"leaf", "family"}
     methods = {r["method"] for r in runs}
-    assert set(ood.BASELINES) <= methods and {"mahalanobis", "knn", "energy"} <= methods
+    assert set(ood.BASELINES) <= methods and {"mahalanobis", "knn", "energy", "spectral_knn"} <= methods
+    assert any(r["data"].startswith("samson") for r in runs)  # a real scene
     for run in runs:
         assert 0 <= run["auroc"] <= 1 and 0 <= run["fpr_at_95_tpr"] <= 1
         if run["method"] not in ood.BASELINES:

@@ -76,6 +76,22 @@ def test_knn_matches_brute_force_and_keeps_rare_classes() -> None:
     assert torch.isclose(small.bank, torch.full((6,), 1 / np.sqrt(6))).all(1).sum() == 3  # every rare pixel kept
 
 
+def test_spectral_knn_matches_brute_force_on_standardised_spectra() -> None:
+    _, spectra, labels = crafted()
+    spectra = spectra * np.linspace(1, 50, 6) + 100  # bands on very different scales
+    queries = np.random.default_rng(4).normal(0, 2, (30, 6)) * np.linspace(1, 50, 6) + 100
+    score = build_score("spectral_knn", k=4, bank_size=1000)
+    score.fit(outputs(inputs=spectra, targets=labels))
+    mean, std = spectra.mean(0), spectra.std(0, ddof=1)
+    bank, q = (spectra - mean) / std, (queries - mean) / std
+    distances = np.sort(np.linalg.norm(q[:, None] - bank[None], axis=2), axis=1)
+    np.testing.assert_allclose(score(outputs(inputs=queries)).numpy(), -distances[:, 3], rtol=1e-4, atol=1e-5)
+    restored = build_score("spectral_knn", k=4, bank_size=1000)
+    restored.load_state_dict(score.state_dict())
+    np.testing.assert_array_equal(restored(outputs(inputs=queries)).numpy(), score(outputs(inputs=queries)).numpy())
+    assert score.space == "inputs" and score.options() == {"k": 4, "bank_size": 1000, "seed": 0}
+
+
 def test_registry_errors_and_defaults() -> None:
     assert set(DEFAULT_SCORES) == set(OOD_SCORES) and DEFAULT_SCORE in DEFAULT_SCORES
     with pytest.raises(HsisegError, match="unknown OOD score 'entropy'; choose one of"):
@@ -108,7 +124,7 @@ def test_score_maps_take_the_networks_context() -> None:
 def test_fit_scores_leaves_out_what_the_network_cannot_give() -> None:
     logits, _, labels = crafted()
     scores = fit_scores(list(DEFAULT_SCORES), outputs(logits, inputs=logits, targets=labels), num_leaves=4)
-    assert set(scores) == {"max_softmax", "max_logit", "energy", "spectral_mahalanobis"}  # no features
+    assert set(scores) == {"max_softmax", "max_logit", "energy", "spectral_mahalanobis", "spectral_knn"}  # no features
 
 
 def test_calibration_uses_held_out_pixels_only() -> None:

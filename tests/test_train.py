@@ -96,7 +96,8 @@ def test_model_card_round_trip(spec_path: Path, tmp_path: Path) -> None:
     network = {k for k in weights if not k.startswith("ood.")}
     assert network == set(build_model("unet", 100, 14, **SMALL).network.state_dict())
     fitted = {"ood.knn.bank", "ood.mahalanobis.means", "ood.mahalanobis.whitening",
-              "ood.spectral_mahalanobis.means", "ood.spectral_mahalanobis.whitening"}  # fmt: skip
+              "ood.spectral_mahalanobis.means", "ood.spectral_mahalanobis.whitening",
+              "ood.spectral_knn.bank", "ood.spectral_knn.mean", "ood.spectral_knn.std"}  # fmt: skip
     assert {k for k in weights if k.startswith("ood.")} == fitted
 
 

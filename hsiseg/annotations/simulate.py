@@ -46,14 +46,26 @@ def random_walk_stroke(region: np.ndarray, start: tuple[int, int], length: int, 
     return np.array(path)
 
 
+PLACEMENTS = ("area", "class")
+
+
 def simulate_scribbles(
-    truth: np.ndarray, fraction: float, stroke_length: int = 8, seed: int = 0, min_strokes_per_class: int = 1
+    truth: np.ndarray,
+    fraction: float,
+    stroke_length: int = 8,
+    seed: int = 0,
+    min_strokes_per_class: int = 1,
+    placement: str = "area",
 ) -> np.ndarray:
     """Scribbles (H, W) int32 covering about ``fraction`` of the labelled pixels of ``truth`` (H, W).
 
-    Every class present gets at least ``min_strokes_per_class`` strokes; further strokes start at random
-    labelled pixels (so classes are scribbled in proportion to their area) until the budget is spent.
+    Every class present gets at least ``min_strokes_per_class`` strokes; further strokes start, until the budget
+    is spent, at random labelled pixels (``placement="area"``: classes scribbled in proportion to their area) or
+    at a random pixel of each class in turn (``"class"``: every class gets about as many strokes, as an
+    annotator who draws each tissue a few times would).
     """
+    if placement not in PLACEMENTS:
+        raise HsisegError(f"scribbles: placement must be one of {PLACEMENTS}, got {placement!r}")
     rng = np.random.default_rng(seed)
     scribbles = np.full(truth.shape, UNLABELLED, dtype=np.int32)
     labelled = np.argwhere(truth != UNLABELLED)
@@ -69,13 +81,14 @@ def simulate_scribbles(
         scribbles[stroke[:, 0], stroke[:, 1]] = code
         return int(fresh.sum())
 
-    for code in np.unique(truth[truth != UNLABELLED]):
-        members = np.argwhere(truth == code)
+    members = [np.argwhere(truth == code) for code in np.unique(truth[truth != UNLABELLED])]
+    for pixels in members:
         for _ in range(min_strokes_per_class):
-            used += draw(members[rng.integers(len(members))])
+            used += draw(pixels[rng.integers(len(pixels))])
     attempts = 0
     while used < budget and attempts < 100 * budget:
-        used += draw(labelled[rng.integers(len(labelled))])
+        pool = labelled if placement == "area" else members[attempts % len(members)]
+        used += draw(pool[rng.integers(len(pool))])
         attempts += 1
     return scribbles
 

@@ -34,9 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsiseg.models.kernel import KernelPixelNet
 from hsiseg.models.pixel import PixelNet
 
 CONTEXTS = ("guided", "gaussian", "conv", "none")
+SPECTRAL_PARTS = ("mlp", "rbf")
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -119,7 +121,10 @@ class SpectralSpatialNet(nn.Module):
     ----------
     in_channels: number of spectral bands B.
     classes: number of output channels C (leaves).
-    width, depth, dropout: of the spectral part (:class:`PixelNet`).
+    spectral: the per-pixel part: ``mlp`` (:class:`PixelNet`) or ``rbf`` (:class:`KernelPixelNet`, an RBF
+        network: the kernel counterpart of an SVM).
+    width, depth, dropout: of the ``mlp`` spectral part.
+    centres, gamma_scale: of the ``rbf`` spectral part.
     context: ``guided``, ``gaussian``, ``conv`` or ``none``.
     sigma: spatial standard deviation in pixels of the ``guided`` and ``gaussian`` contexts.
     tau: ``guided``: how different two pixels' logits may be and still be averaged, in units of the typical
@@ -138,14 +143,23 @@ class SpectralSpatialNet(nn.Module):
         context: str = "guided",
         sigma: float = 3.0,
         tau: float = 3.0,
+        spectral: str = "mlp",
+        centres: int = 512,
+        gamma_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+        if spectral not in SPECTRAL_PARTS:
+            raise ValueError(f"spectral must be one of {SPECTRAL_PARTS}, got {spectral!r}")
         if not sigma > 0 or not tau > 0:
             raise ValueError(f"sigma and tau must be > 0, got {sigma} and {tau}")
         self.context, self.sigma, self.tau = context, float(sigma), float(tau)
-        self.spectral = PixelNet(in_channels, classes, width, depth, dropout)
+        if spectral == "rbf":
+            self.spectral: PixelNet | KernelPixelNet = KernelPixelNet(in_channels, classes, centres, gamma_scale)
+            width = centres
+        else:
+            self.spectral = PixelNet(in_channels, classes, width, depth, dropout)
         if context == "conv":
             self.spatial = nn.Sequential(
                 nn.Conv2d(width, width, 3, padding=1, groups=width, padding_mode="reflect"),

@@ -16,6 +16,8 @@ name                      score (z: logits, f: penultimate features, x: input)  
                           to its k-th nearest unit-normalised training feature (``k``)
 ``spectral_mahalanobis``  ``mahalanobis`` on the network's input spectra x (after the   Lee et al., 2018
                           card's preprocessing) instead of its features
+``spectral_knn``          -|| z - z_(k) ||: distance of the standardised input spectrum   Sun et al., 2022, in
+                          z to its k-th nearest standardised training spectrum (``k``)  the input space
 ========================  ==========================================================  =========================
 
 The fitted scores learn from the annotated training pixels (:meth:`OodScore.fit`); what they learn is a few
@@ -113,5 +115,5 @@ def build_score(name: str, **options: Any) -> OodScore:
 from hsiseg.ood import feature_scores, logit_scores  # noqa: E402, F401  - registers the built-in scores
 
 DEFAULT_SCORE = "mahalanobis"  # best measured (README, "Unknown tissue")
-DEFAULT_SCORES = ("max_softmax", "max_logit", "energy", "mahalanobis", "knn", "spectral_mahalanobis")
+DEFAULT_SCORES = ("max_softmax", "max_logit", "energy", "mahalanobis", "knn", "spectral_mahalanobis", "spectral_knn")
 __all__ = ["DEFAULT_SCORE", "DEFAULT_SCORES", "OOD_SCORES", "OodScore", "PixelOutputs", "build_score", "register"]

@@ -97,17 +97,8 @@ class NearestNeighbours(OodScore):
         return {"k": self.k, "bank_size": self.bank_size, "seed": self.seed}
 
     def fit(self, training: PixelOutputs) -> None:
-        values, labels = training.space(self.space, self.name), training.targets
-        generator = torch.Generator().manual_seed(self.seed)
-        classes = sorted(labels.unique().tolist(), key=lambda c: int((labels == c).sum()))
-        chosen, remaining = [], self.bank_size
-        for position, code in enumerate(classes):  # small classes first; what they leave goes to the others
-            members = torch.nonzero(labels == code).flatten()
-            share = remaining // (len(classes) - position)
-            take = members[torch.randperm(members.numel(), generator=generator)[:share]]
-            chosen.append(take)
-            remaining -= take.numel()
-        self.bank = _unit(values[torch.cat(chosen).sort().values])
+        values = training.space(self.space, self.name)
+        self.bank = _unit(values[balanced_bank(training.targets, self.bank_size, self.seed)])
 
     def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
         values = outputs.space(self.space, self.name)
@@ -118,6 +109,55 @@ class NearestNeighbours(OodScore):
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         self.bank = tensors["bank"].float()
+
+
+def balanced_bank(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """Sorted indices of at most ``size`` of the pixels ``labels`` (P,), drawn evenly across classes (seeded):
+    small classes first, what they leave goes to the others, so rare classes are represented."""
+    generator = torch.Generator().manual_seed(seed)
+    classes = sorted(labels.unique().tolist(), key=lambda c: int((labels == c).sum()))
+    chosen, remaining = [], size
+    for position, code in enumerate(classes):
+        members = torch.nonzero(labels == code).flatten()
+        share = remaining // (len(classes) - position)
+        take = members[torch.randperm(members.numel(), generator=generator)[:share]]
+        chosen.append(take)
+        remaining -= take.numel()
+    return torch.cat(chosen).sort().values
+
+
+@register
+class SpectralNearestNeighbours(NearestNeighbours):
+    """-|| z - z_(k) ||: distance of the standardised input spectrum z = (x - mean) / std (per band, statistics of
+    the training pixels) to its k-th nearest standardised training spectrum, in a class-balanced bank of at most
+    ``bank_size`` (an input-space density score: it sees what the network's features may have collapsed, a
+    spectrum unlike every scribbled one). Default k = 5: robust to a few mixed or mislabelled stroke pixels."""
+
+    name = "spectral_knn"
+    space = "inputs"
+
+    def __init__(self, k: int = 5, bank_size: int = 4096, seed: int = 0) -> None:
+        super().__init__(k, bank_size, seed)
+        self.mean = torch.zeros(0)
+        self.std = torch.zeros(0)
+
+    def fit(self, training: PixelOutputs) -> None:
+        values = training.space(self.space, self.name)
+        self.mean, self.std = values.mean(0), values.std(0).clamp_min(1e-6 * values.abs().mean().clamp_min(1e-12))
+        self.bank = self._standardised(values[balanced_bank(training.targets, self.bank_size, self.seed)])
+
+    def _standardised(self, values: torch.Tensor) -> torch.Tensor:
+        return (values - self.mean.to(values.device)) / self.std.to(values.device)
+
+    def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        values = self._standardised(outputs.space(self.space, self.name))
+        return -_kth_distance(values, self.bank.to(values.device), min(self.k, self.bank.shape[0]))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"bank": self.bank, "mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.bank, self.mean, self.std = (tensors[key].float() for key in ("bank", "mean", "std"))
 
 
 def _unit(values: torch.Tensor) -> torch.Tensor:

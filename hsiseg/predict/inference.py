@@ -231,7 +231,7 @@ class Predictor:
     def _finish(self, prepared: Prepared, logits: torch.Tensor, features: torch.Tensor | None) -> Prediction:
         """Probabilities, leaf map, OOD score maps and masks from one frame's (C, H, W) logits and features."""
         image, invalid = prepared.image, prepared.invalid
-        probabilities = torch.softmax(logits, 0)
+        probabilities = torch.softmax(logits / self.card.temperature, 0)  # temperature-scaled (the card's)
         confidence, labels = probabilities.max(0)
         computed = {name: self.scores[name] for name in self.computed}
         pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
