@@ -16,6 +16,7 @@ from hsiseg.io.recording import is_recording
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
+from hsiseg.predict.batch import recorded_promise
 from hsiseg.predict.stream import Selection
 
 from .cube_commands import MAX_CUBE_HINT, MaxCubeGB, ReaderOptions, parse_options, reader_options_with_limit
@@ -140,6 +141,9 @@ def predict(
     busy = f", {count['busy']} left to another run sharing the folder" if count["busy"] else ""
     typer.echo(f"{count['done']} frames predicted, {count['skipped']} skipped{busy}, {count['failed']} failed; "
                f"outputs in {output} (summary.csv)")  # fmt: skip
+    promised = recorded_promise(output)
+    if promised:
+        typer.echo(promised)
     if count["failed"]:
         raise typer.Exit(USER_ERROR_EXIT_CODE)
 
@@ -226,7 +230,8 @@ def demo(
     recording, camera = write_demo_recording(output / "data" / "recording", demo_tree(), DEMO_RECORDING_FRAMES)
     config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=min(steps, 100))
     console.print(
-        f"[bold]2/5[/] training the default network ({config.model}, loss {config.loss}) for {config.steps} "
+        f"[bold]2/5[/] training the default network ({config.model}: the spatial context chosen on held-out "
+        f"scribbles; loss {config.loss}) for {config.steps} "
         "steps on the scribbles of 2 surgeries, validating on a third, then refitting on all 3"
     )
     reporter = RichReporter()
@@ -309,14 +314,26 @@ def evaluate(
     against: Annotated[
         str, typer.Option(help="truth (dense ground truth) or annotations (sparse scribbles).")
     ] = "truth",
+    nsd_tolerance: Annotated[
+        float,
+        typer.Option(
+            "--nsd-tolerance",
+            help="Normalised surface Dice: boundary pixels within this many pixels of the other boundary count.",
+        ),
+    ] = 2.0,
 ) -> None:
-    """Score predictions on annotated pixels at every tree level; write report.md, CSVs, confusion matrices."""
-    from hsiseg.evaluation.report import collect, write_report
+    """Score predictions on annotated pixels at every tree level; write report.md, CSVs, confusion matrices,
+    calibration (ECE, reliability.png; needs predict --probabilities) and boundary metrics (NSD, ASD; dense truth)."""
+    import math
+
+    from hsiseg.evaluation.report import NO_BOUNDARY, collect, write_report
     from hsiseg.spec import DataSpec
 
     if against not in ("truth", "annotations"):
         raise HsisegError(f"--against must be truth or annotations, got {against!r}")
-    evaluation = collect(predictions, DataSpec.from_file(spec), split, against)
+    if not (math.isfinite(nsd_tolerance) and nsd_tolerance >= 0):
+        raise HsisegError(f"--nsd-tolerance must be a finite number of pixels >= 0, got {nsd_tolerance:g}")
+    evaluation = collect(predictions, DataSpec.from_file(spec), split, against, nsd_tolerance)
     summary = write_report(evaluation, output)
     for level in range(1, evaluation.tree.depth + 1):
         numbers = summary[f"level_{level}"]
@@ -324,6 +341,25 @@ def evaluate(
             f"level {level}: accuracy {numbers['accuracy']:.3f}, balanced {numbers['balanced_accuracy']:.3f}, "
             f"mean Dice {numbers['mean_dice']:.3f}"
         )
+    boundary = summary["boundary"]
+    if boundary["images"]:
+        for level in range(1, evaluation.tree.depth + 1):
+            numbers = summary[f"level_{level}"]
+            typer.echo(
+                f"level {level} boundaries ({boundary['images']} images): mean NSD "
+                f"({nsd_tolerance:g} px) {numbers['mean_nsd']:.3f}, mean ASD {numbers['mean_asd']:.3f} px, "
+                f"{numbers['asd_inf']} classes missed (ASD inf)"
+            )
+    else:
+        typer.echo(f"{NO_BOUNDARY} (use --against truth with a spec that has it); no NSD or ASD")
+    calibration = summary["calibration"]
+    if calibration["available"]:
+        typer.echo(
+            f"calibration: ECE {calibration['ece']:.4f} over {calibration['pixels']} pixels "
+            f"({calibration['bins']} bins); reliability diagram: {output / 'reliability.png'}"
+        )
+    else:
+        typer.echo(calibration["note"])
     ood = summary["unknown_tissue"]
     typer.echo(f"predicted unknown {ood['unknown_share']:.1%}, invalid {ood['invalid_share']:.1%} of scored pixels")
     for name, numbers in ood.get("scores", {}).items():

@@ -77,6 +77,9 @@ class OodCalibration(_Strict):
     method: Literal["held-out", "transferred"]
     held_out_pixels: int = Field(ge=1)
     reference_share: float = Field(ge=0, le=1, description="share of the transfer sample below the threshold")
+    reference_low: float | None = Field(
+        None, description="the score's 5% quantile on the transfer sample (what 95% of training-image pixels exceed)"
+    )
 
 
 class OodSettings(_Strict):

@@ -13,6 +13,12 @@ All scores use annotated pixels only (truth >= 0): pixels without truth are neve
   classes' pixels negatives; the OOD score is "higher = more in-distribution", so positives are ranked by
   -score. AUROC (by ranks: the probability a positive outranks a negative, ties counted half), AUPR (average
   precision), FPR at 95% TPR.
+- Boundary metrics (NSD, ASD; per image and class from :mod:`hsiseg.evaluation.boundary`) averaged over
+  images. Per class: NSD over the images holding the class in truth or prediction (NaN ones skipped, the
+  0 of a class in only one of them counted); ASD over the images where it is finite, with the number of
+  images where it is infinite (the class in only one of truth and prediction) beside it. Per image: the
+  mean over the classes present in its truth (as mean Dice), ASD over the finite ones; per level: the mean
+  over images.
 """
 
 from __future__ import annotations
@@ -116,3 +122,35 @@ def ood_scores(in_distribution: np.ndarray, held_out: np.ndarray) -> dict[str, f
         "aupr": average_precision(positive, negative),
         "fpr_at_95_tpr": fpr_at_tpr(positive, negative, 0.95),
     }
+
+
+def boundary_class_means(nsd: np.ndarray, asd: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class means over images of (I, K) NSD and ASD (NaN: class in neither map; ASD inf: in only one).
+
+    Returns (K,) ``nsd`` (mean of the non-NaN values), ``asd`` (mean of the finite values), ``asd_inf`` (int:
+    images where ASD is inf) and ``images`` (int: images where the class is in truth or prediction); NaN means
+    where no image counts.
+    """
+    nsd, asd = np.atleast_2d(nsd), np.atleast_2d(asd)
+    counted = ~np.isnan(nsd)
+    finite = np.isfinite(asd)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "nsd": np.where(counted.any(0), np.where(counted, nsd, 0).sum(0) / counted.sum(0), np.nan),
+            "asd": np.where(finite.any(0), np.where(finite, asd, 0).sum(0) / finite.sum(0), np.nan),
+            "asd_inf": np.isinf(asd).sum(0).astype(np.int64),
+            "images": counted.sum(0).astype(np.int64),
+        }
+
+
+def boundary_image_means(nsd: np.ndarray, asd: np.ndarray, in_truth: np.ndarray) -> tuple[float, float, int]:
+    """One image's NSD and ASD from (K,) per-class values and (K,) bool classes present in its truth: means over
+    those classes (ASD over the finite values), and how many of them have ASD inf (missed by the prediction)."""
+    in_truth = np.asarray(in_truth, dtype=bool)
+    present_nsd, present_asd = nsd[in_truth], asd[in_truth]
+    finite = np.isfinite(present_asd)
+    return (
+        float(present_nsd.mean()) if present_nsd.size else float("nan"),
+        float(present_asd[finite].mean()) if finite.any() else float("nan"),
+        int(np.isinf(present_asd).sum()),
+    )

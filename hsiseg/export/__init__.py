@@ -97,6 +97,11 @@ class StreamMaps:
         """The unknown-tissue score the run used ("" when none was calibrated)."""
         return str(self._attributes.get("ood_score", ""))
 
+    @property
+    def ood_promise(self) -> str:
+        """What the run's unknown-tissue map promises (:func:`hsiseg.ood.trust.promise`; "" for older files)."""
+        return str(self._attributes.get("ood_promise", ""))
+
     def messages(self, kind: str) -> dict[int, list[str]]:
         """``warnings`` or ``failures``: recording frame index -> messages (frames that have any)."""
         with h5py.File(self.path, "r") as handle:

@@ -98,6 +98,7 @@ def _summary(maps: StreamMaps, embedded: int) -> str:
         "model (SHA-256)": maps.model_sha256[:16] + "...",
         "classes the model knows": ", ".join(maps.tree.leaves),
         "unknown-tissue score": maps.ood_score or "none calibrated",
+        "what the unknown map promises": maps.ood_promise or "(not recorded)",
         "unknown / invalid pixels": f"{unknown:.1%} / {invalid:.1%}",
     }
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())

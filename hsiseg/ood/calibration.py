@@ -170,6 +170,7 @@ def calibrate(
         calibrations[name] = OodCalibration(
             options=score.options(), threshold=threshold, keep=keep, method="held-out",
             held_out_pixels=int(held_out[name].size), reference_share=float((reference[name] < threshold).mean()),
+            reference_low=_low(reference[name]),
         )  # fmt: skip
     return calibrations
 
@@ -181,5 +182,11 @@ def transfer(calibrations: dict[str, OodCalibration], reference: dict[str, np.nd
     for name, values in reference.items():
         if name in calibrations and values.size:
             threshold = float(np.quantile(values, calibrations[name].reference_share))
-            transferred[name] = calibrations[name].model_copy(update={"threshold": threshold, "method": "transferred"})
+            update = {"threshold": threshold, "method": "transferred", "reference_low": _low(values)}
+            transferred[name] = calibrations[name].model_copy(update=update)
     return transferred
+
+
+def _low(values: np.ndarray) -> float | None:
+    """The 5% quantile of a score's values on the transfer sample (None without values)."""
+    return float(np.quantile(values, 0.05)) if values.size else None

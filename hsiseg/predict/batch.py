@@ -41,6 +41,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io import read_cube
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.batch import expand_inputs
+from hsiseg.ood.trust import frame_warnings
 from hsiseg.predict.claims import Claim, try_claim
 from hsiseg.predict.frame_outputs import FrameOutput, write_frame_outputs
 from hsiseg.predict.frame_warnings import collect, routed_warnings
@@ -231,10 +232,18 @@ def _write_args(output: Path, model_path, inputs, options: PredictOptions, predi
     arguments = {
         "model": str(model_path), "model_sha256": identity.model, "inputs": [str(i) for i in inputs],
         **asdict(options), "ood_score_used": predictor.ood_score, "ood_threshold_used": predictor.ood_threshold,
-        "trained_classes": predictor.card.trained_classes,
+        "ood_promise": predictor.promise, "trained_classes": predictor.card.trained_classes,
     }  # fmt: skip
     with atomic_path(output / "args.json") as temporary:
         temporary.write_text(json.dumps(arguments, indent=2))
+
+
+def recorded_promise(output: Path) -> str:
+    """What the unknown-tissue maps of a prediction folder promise (``args.json``; "" when not recorded)."""
+    try:
+        return str(json.loads((Path(output) / "args.json").read_text(encoding="utf-8")).get("ood_promise", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _report(result: FrameResult, results: list[FrameResult], on_frame) -> None:
@@ -379,6 +388,8 @@ def _summarise(prediction: Prediction, predictor: Predictor, result: FrameResult
     invalid = float(prediction.invalid.mean())
     if invalid > MOSTLY_INVALID:
         result.warnings.append(f"mostly invalid: {invalid:.0%} of pixels have no usable spectrum")
+    result.warnings.extend(frame_warnings(prediction.score, prediction.unknown, prediction.invalid,
+                                          predictor.calibration))  # fmt: skip
     result.unknown_percent, result.invalid_percent = float(100 * prediction.unknown.mean()), 100 * invalid
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hsiseg.card import ModelCard
+from hsiseg.card import ModelCard, OodCalibration
 from hsiseg.checkpoint import load_model, load_ood_scores
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, invalid_pixels
@@ -36,6 +36,7 @@ from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.models import AnySize, unwrap
 from hsiseg.ood import OodScore, build_score
 from hsiseg.ood.calibration import network_outputs, pixel_outputs, score_maps
+from hsiseg.ood.trust import promise
 from hsiseg.tree import LabelTree
 
 
@@ -106,6 +107,16 @@ class Predictor:
         the constructor's."""
         model, card = load_model(path, device)
         return cls(model, card, device, scores=load_ood_scores(path, card), **options)
+
+    @property
+    def calibration(self) -> OodCalibration | None:
+        """The card's calibration of the score in use (None when no score is used)."""
+        return self.card.ood.scores.get(self.ood_score) if self.ood_score else None
+
+    @property
+    def promise(self) -> str:
+        """One line: what the unknown-tissue map promises (:func:`hsiseg.ood.trust.promise`)."""
+        return promise(self.ood_score, self.ood_threshold, self.calibration)
 
     def _choose_score(self, name: str | None, threshold: float | None) -> tuple[str | None, float | None]:
         """The score in use and its threshold (see module docstring); None, None: no pixel is unknown."""

@@ -49,6 +49,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.recording import MosaicVideo
 from hsiseg.labels import INVALID
+from hsiseg.ood.trust import frame_warnings
 from hsiseg.predict.batch import PredictOptions, one_line, output_options
 from hsiseg.predict.claims import try_claim
 from hsiseg.predict.frame_warnings import collect, routed_warnings
@@ -211,6 +212,7 @@ def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, optio
         "classes": json.dumps(list(predictor.tree.leaves)), "model_sha256": identity["model"],
         "identity": json.dumps(identity), "recording": str(video.recording.path),
         "label_tree": json.dumps(predictor.card.label_tree), "ood_score": predictor.ood_score or "",
+        "ood_promise": predictor.promise,
     })  # fmt: skip
     return handle
 
@@ -261,7 +263,8 @@ def _stream(video, predictor: Predictor, maps: h5py.File, todo, options, smoothi
                     state["slot"] = slot
                 if writing:
                     finish_write()  # at most one frame waits for writing: memory stays flat
-                future = writer.submit(_write, maps, slot, prediction, image, [*warned, *raised])
+                trust = frame_warnings(prediction.score, prediction.unknown, prediction.invalid, predictor.calibration)
+                future = writer.submit(_write, maps, slot, prediction, image, [*warned, *raised, *trust])
                 writing.append((future, slot, index))
                 result.done += 1
                 if on_frame:
