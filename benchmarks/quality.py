@@ -72,13 +72,14 @@ def hsiseg_methods(steps: int | None) -> dict[str, TrainConfig]:
     default = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=max(1, steps // 4))
     small_unet = {"width": 16, "depth": 3}
     return {
-        "hsiseg default (spectral-spatial, guided, ce)": default,
+        "hsiseg default (auto: context chosen on held-out strokes, ce)": default,
+        "hsiseg spectral-spatial, guided sigma 3 (the earlier default)": replace(default, model="spectral-spatial"),
         "hsiseg default + tree-ce": replace(default, loss="tree-ce"),
         "hsiseg default + tree-wasserstein": replace(default, loss="tree-wasserstein"),
         "hsiseg spectral-spatial, gaussian context": replace(
-            default, model_options={"context": "gaussian", "sigma": 2.0}
+            default, model="spectral-spatial", model_options={"context": "gaussian", "sigma": 2.0}
         ),
-        "hsiseg spectral-spatial, rbf": replace(default, model_options={"spectral": "rbf"}),
+        "hsiseg spectral-spatial, rbf": replace(default, model="spectral-spatial", model_options={"spectral": "rbf"}),
         "hsiseg pixel": replace(default, model="pixel"),
         "hsiseg unet (width 16, depth 3)": replace(default, model="unet", model_options=small_unet, patch_size=32),
     }

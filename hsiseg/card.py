@@ -125,6 +125,9 @@ class CandidateScore(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     mean_dice: float = Field(description="best mean Dice on the held-out annotated pixels")
     step: int = Field(ge=1, description="the step at which it was reached (the refit's budget if chosen)")
+    beats_default: float | None = Field(
+        None, description="share of bootstrap resamples of the held-out strokes in which it beats the first candidate"
+    )
 
 
 class Selection(_Strict):
@@ -132,6 +135,7 @@ class Selection(_Strict):
 
     chosen: str
     metric: str = "mean_dice"
+    evidence: float = Field(0.99, description="beats_default a candidate needs to replace the first one")
     candidates: dict[str, CandidateScore]
 
     @model_validator(mode="after")

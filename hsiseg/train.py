@@ -82,7 +82,15 @@ from hsiseg.ood.calibration import (
     transfer,
 )
 from hsiseg.pixel_batches import PixelBatches
-from hsiseg.selection import AUTO, candidates, choose, score_contexts, with_options
+from hsiseg.selection import (
+    AUTO,
+    beats_default,
+    candidates,
+    choose,
+    held_out_strokes,
+    score_contexts,
+    with_options,
+)
 from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
 from hsiseg.strokes import Stroke, hold_out_strokes
@@ -358,6 +366,7 @@ def train_selected(
     preprocessing = _network_preprocessing(spec, config.fold)
     data = build_training_data(spec, config, preprocessing)
     scores: dict[str, CandidateScore] = {}
+    held_out = held_out_strokes(data.validation)
     for candidate in candidates(config.model_options):
         folder = run_dir / "candidates" / candidate.name
         reporter.message(f"candidate {candidate.name}: {candidate.model} {candidate.options}")
@@ -366,10 +375,13 @@ def train_selected(
         train(spec_path, folder, fixed, resume=again, reporter=reporter)
         best = folder / "checkpoints" / "best"
         step = read_card(best.with_suffix(".json")).step or config.steps
-        scores |= score_contexts(candidate, best, data.validation, step, device)
+        scores |= score_contexts(candidate, best, data.validation, step, device, held_out)
+    shares = beats_default(held_out, spec.tree.num_leaves, seed=config.seed)
+    scores = {name: score.model_copy(update={"beats_default": shares[name]}) for name, score in scores.items()}
     selection = choose(scores)
-    shown = ", ".join(f"{name} {score.mean_dice:.3f}" for name, score in scores.items())
-    reporter.message(f"selection (held-out mean Dice): {shown}; chosen: {selection.chosen}")
+    shown = ", ".join(f"{name} {s.mean_dice:.3f} ({s.beats_default:.0%})" for name, s in scores.items())
+    reporter.message(f"selection (held-out mean Dice, share of stroke resamples beating the first): {shown}; "
+                     f"chosen: {selection.chosen}")  # fmt: skip
     winner = selection.candidates[selection.chosen]
     spectral = next(c.name for c in candidates(config.model_options) if selection.chosen.startswith(c.name))
     model = _adopt(run_dir, run_dir / "candidates" / spectral, selection, data, config, device)

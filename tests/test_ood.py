@@ -204,3 +204,53 @@ def test_mahalanobis_keeps_precision_far_from_the_origin() -> None:
     precision = np.linalg.inv(centred.T @ centred / 396)
     expected = [-min((q - m) @ precision @ (q - m) for m in means) for q in queries]
     np.testing.assert_allclose(score(outputs(inputs=queries)).numpy(), expected, rtol=2e-3, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["mahalanobis", "spectral_knn"])
+def test_calibration_keeps_the_promised_share_of_fresh_known_pixels(name: str) -> None:
+    """Known classes drawn from fixed Gaussians: a threshold calibrated on held-out pixels keeps ~95% of fresh
+    known pixels (binomial tolerance), and flags most pixels of a class never trained on."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(0, 4, (3, 6))
+
+    def draw(count: int, classes=(0, 1, 2)) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.array(classes), count)
+        return centres[labels] + rng.normal(0, 1, (labels.size, 6)), labels
+
+    space = "features" if name == "mahalanobis" else "inputs"
+    score = build_score(name)
+    train_x, train_y = draw(400)
+    score.fit(outputs(**{space: train_x, "targets": train_y}))
+    held_x, _ = draw(400)
+    held = {name: score(outputs(**{space: held_x})).numpy()}
+    calibration = calibrate({name: score}, held, held, keep=0.95)[name]
+    fresh_x, _ = draw(4000)
+    kept = (score(outputs(**{space: fresh_x})).numpy() >= calibration.threshold).mean()
+    assert abs(kept - 0.95) < 0.02  # 12000 fresh pixels: the binomial sd is 0.002, calibration noise ~0.006
+    unseen = rng.normal(0, 1, (500, 6)) + centres.mean(0) + 6  # a class far from every trained one
+    assert (score(outputs(**{space: unseen})).numpy() < calibration.threshold).mean() > 0.9
+
+
+def test_combined_is_the_minimum_of_its_parts_scaled_by_their_training_spread() -> None:
+    _, features, labels = crafted(pixels=80)
+    inputs = np.random.default_rng(6).normal(0, 1, (80, 5)) + labels[:, None]
+    training = outputs(features=features, inputs=inputs, targets=labels)
+    score = build_score("combined")
+    score.fit(training)
+    assert score.spaces == ("features", "inputs") and score.options() == {"parts": ["mahalanobis", "spectral_knn"]}
+    rng = np.random.default_rng(7)
+    queries = outputs(features=rng.normal(0, 3, (40, 6)), inputs=rng.normal(0, 3, (40, 5)))
+    expected = []
+    for name in ("mahalanobis", "spectral_knn"):  # each part fitted alone, scaled by its own training quantiles
+        part = build_score(name)
+        part.fit(training)
+        own = part(training).numpy().astype(np.float64)
+        low, median = np.quantile(own, 0.05), np.sort(own)[(own.size - 1) // 2]  # torch's (lower) median
+        expected.append((part(queries).numpy() - low) / (median - low))
+    np.testing.assert_allclose(score(queries).numpy(), np.minimum(*expected), rtol=1e-4, atol=1e-5)
+    restored = build_score("combined")
+    restored.load_state_dict(score.state_dict())
+    np.testing.assert_array_equal(restored(queries).numpy(), score(queries).numpy())
+    with pytest.raises(HsisegError, match="parts must name"):
+        build_score("combined", parts=[])
+    assert "combined" not in fit_scores(["combined"], outputs(features=features, targets=labels), 4)  # no inputs

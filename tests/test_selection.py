@@ -22,7 +22,7 @@ from hsiseg.models import build_model
 from hsiseg.models.kernel import KernelPixelNet
 from hsiseg.predict.inference import Predictor
 from hsiseg.scenes import write_real_scene
-from hsiseg.selection import CONTEXTS, SPECTRAL_CANDIDATES, choose
+from hsiseg.selection import CONTEXTS, SPECTRAL_CANDIDATES, HeldOut, beats_default, choose
 from hsiseg.spec import DataSpec
 from hsiseg.train import TrainConfig, final_checkpoint, train
 from hsiseg_cli.main import app
@@ -70,13 +70,15 @@ def test_the_choice_round_trips_through_the_card(scene: Path, tmp_path: Path) ->
         context = dict(CONTEXTS)[name.split(", ")[1]]
         assert score.options == {**spectral.model.options, **context}
         assert 0 <= score.mean_dice <= 1
-    best = max(s.mean_dice for s in selection.candidates.values())
-    assert selection.candidates[selection.chosen].mean_dice == best
+    first, chosen = next(iter(selection.candidates)), selection.candidates[selection.chosen]
+    assert selection.chosen == first or (chosen.beats_default >= selection.evidence and chosen.mean_dice == max(
+        s.mean_dice for s in selection.candidates.values() if (s.beats_default or 0) >= selection.evidence))
+    assert selection.candidates[first].beats_default == 0.0  # never beats itself
     for checkpoint in ("best.json", "final.json"):
         card = read_card(run / "checkpoints" / checkpoint)
         assert card.selection == selection
-        assert card.model.options == selection.candidates[selection.chosen].options
-        assert card.metrics["mean_dice"] == pytest.approx(best)  # the winner's held-out score, recomputed
+        assert card.model.options == chosen.options
+        assert card.metrics["mean_dice"] == pytest.approx(chosen.mean_dice)  # the winner's held-out score
     assert final_checkpoint(run) == run / "checkpoints" / "final.json"
     final = read_card(run / "checkpoints" / "final.json")
     assert final.refit.steps == selection.candidates[selection.chosen].step
@@ -106,16 +108,43 @@ def test_model_forces_one_network(scene: Path, tmp_path: Path) -> None:
     assert card.selection is None and card.model.name == "spectral-spatial" and "spectral" not in card.model.options
 
 
-def test_choose_takes_the_best_and_never_nan() -> None:
-    def score(dice: float) -> CandidateScore:
-        return CandidateScore(model="spectral-spatial", mean_dice=dice, step=10)
+def test_choose_keeps_the_first_unless_another_wins_with_evidence() -> None:
+    def score(dice: float, share: float | None) -> CandidateScore:
+        return CandidateScore(model="spectral-spatial", mean_dice=dice, step=10, beats_default=share)
 
-    assert choose({"a": score(0.5), "b": score(0.7), "c": score(0.6)}).chosen == "b"
-    assert choose({"a": score(0.7), "b": score(0.7)}).chosen == "a"  # ties: the earlier (preferred) candidate
-    assert choose({"a": score(math.nan), "b": score(0.1)}).chosen == "b"
-    assert choose({"a": score(math.nan), "b": score(math.nan)}).chosen == "a"
+    assert choose({"a": score(0.5, 0.0), "b": score(0.7, 0.98), "c": score(0.6, 0.5)}).chosen == "a"  # not enough
+    assert choose({"a": score(0.5, 0.0), "b": score(0.7, 0.995), "c": score(0.8, 0.999)}).chosen == "c"
+    assert choose({"a": score(0.5, 0.0), "b": score(0.7, 0.995), "c": score(0.6, 1.0)}).chosen == "b"
+    assert choose({"a": score(math.nan, 0.0), "b": score(math.nan, 1.0)}).chosen == "a"
+    assert choose({"a": score(0.5, 0.0), "b": score(0.6, 0.9)}, evidence=0.8).chosen == "b"
     with pytest.raises(ValueError, match="not among the candidates"):
-        Selection(chosen="z", candidates={"a": score(0.5)})
+        Selection(chosen="z", candidates={"a": score(0.5, None)})
+
+
+def test_beats_default_matches_a_brute_force_bootstrap() -> None:
+    rng = np.random.default_rng(0)
+    strokes = np.repeat(np.arange(12), 5)  # 12 strokes of 5 pixels, 3 classes
+    targets = np.repeat(rng.integers(0, 3, 12), 5)
+    good = np.where(rng.random(60) < 0.9, targets, (targets + 1) % 3)
+    bad = np.where(rng.random(60) < 0.5, targets, (targets + 1) % 3)
+    held_out = HeldOut(targets, strokes, {"first": bad, "better": good, "same": bad.copy()})
+    shares = beats_default(held_out, 3, resamples=200, seed=4)
+    weights = np.random.default_rng(4).multinomial(12, np.full(12, 1 / 12), size=200)
+
+    def mean_dice(prediction: np.ndarray, counts: np.ndarray) -> float:
+        w = counts[strokes]
+        dice = []
+        for c in range(3):
+            wanted = (w * (targets == c)).sum()
+            if wanted:
+                tp = (w * ((prediction == c) & (targets == c))).sum()
+                dice.append(2 * tp / ((w * (prediction == c)).sum() + wanted))
+        return float(np.mean(dice))
+
+    for name, prediction in held_out.predictions.items():
+        wins = np.mean([mean_dice(prediction, w) > mean_dice(bad, w) for w in weights])
+        assert shares[name] == pytest.approx(wins)
+    assert shares["first"] == shares["same"] == 0.0 and shares["better"] > 0.9
 
 
 def test_rbf_features_match_a_brute_force_reference() -> None:

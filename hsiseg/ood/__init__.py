@@ -18,6 +18,9 @@ name                      score (z: logits, f: penultimate features, x: input)  
                           card's preprocessing) instead of its features
 ``spectral_knn``          -|| z - z_(k) ||: distance of the standardised input spectrum   Sun et al., 2022, in
                           z to its k-th nearest standardised training spectrum (``k``)  the input space
+``combined``              min over parts (``mahalanobis``, ``spectral_knn``) of each    this project
+                          part scaled by its spread on the training pixels: flags what
+                          either space finds unusual (:mod:`hsiseg.ood.combined`)
 ========================  ==========================================================  =========================
 
 The fitted scores learn from the annotated training pixels (:meth:`OodScore.fit`); what they learn is a few
@@ -70,6 +73,11 @@ class OodScore:
     space: ClassVar[Space] = "logits"
 
     @property
+    def spaces(self) -> tuple[Space, ...]:
+        """Every space the score reads (one for most; ``combined`` reads two)."""
+        return (self.space,)
+
+    @property
     def fitted(self) -> bool:
         """Whether the score learns from training pixels (then it needs :meth:`fit` or a loaded state)."""
         return bool(self.state_dict())
@@ -112,8 +120,10 @@ def build_score(name: str, **options: Any) -> OodScore:
         raise HsisegError(f"OOD score {name!r}: {error}") from None
 
 
-from hsiseg.ood import feature_scores, logit_scores  # noqa: E402, F401  - registers the built-in scores
+from hsiseg.ood import combined, feature_scores, logit_scores  # noqa: E402, F401  - registers the built-in scores
 
 DEFAULT_SCORE = "mahalanobis"  # best measured (README, "Unknown tissue")
-DEFAULT_SCORES = ("max_softmax", "max_logit", "energy", "mahalanobis", "knn", "spectral_mahalanobis", "spectral_knn")
+DEFAULT_SCORES = (
+    "max_softmax", "max_logit", "energy", "mahalanobis", "knn", "spectral_mahalanobis", "spectral_knn", "combined"
+)
 __all__ = ["DEFAULT_SCORE", "DEFAULT_SCORES", "OOD_SCORES", "OodScore", "PixelOutputs", "build_score", "register"]

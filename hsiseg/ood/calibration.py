@@ -117,7 +117,7 @@ def map_values(
     """Every score's map values at the pixels ``pick(sample_id, target)`` chooses ((H, W) bool) of every image
     of full-image ``datasets`` (each sample once)."""  # fmt: skip
     values: dict[str, list[np.ndarray]] = {name: [] for name in scores}
-    needs_inputs = any(score.space == "inputs" for score in scores.values())
+    needs_inputs = any("inputs" in score.spaces for score in scores.values())
     for sample_id, target, logits, features, inputs in _images(model, datasets, device, autocast_dtype):
         outputs = pixel_outputs(logits, features, inputs if needs_inputs else None)
         maps = score_maps(model, scores, outputs, features, target.shape)
@@ -149,7 +149,8 @@ def fit_scores(names: list[str], training: PixelOutputs, num_leaves: int) -> dic
     scores = {}
     for name in names:
         score = build_score(name)
-        if getattr(leaves, score.space) is None or (score.fitted and not leaves.targets.numel()):
+        missing = any(getattr(leaves, space) is None for space in score.spaces)
+        if missing or (score.fitted and not leaves.targets.numel()):
             continue
         if score.fitted:
             score.fit(leaves)

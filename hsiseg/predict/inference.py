@@ -95,7 +95,7 @@ class Predictor:
         self.scores = dict(scores or {})
         self.ood_score, self.ood_threshold = self._choose_score(ood_score, ood_threshold)
         self.computed = list(self.scores) if all_scores else [self.ood_score] if self.ood_score else []
-        spaces = {self.scores[name].space for name in self.computed}
+        spaces = {space for name in self.computed for space in self.scores[name].spaces}
         guided = bool(self.computed) and hasattr(unwrap(self.model), "smooth_maps")  # maps take the context
         has_features = isinstance(self.model, AnySize) and self.model.has_features
         self.needs_features = has_features and ("features" in spaces or guided)
