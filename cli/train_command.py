@@ -133,6 +133,10 @@ def train_command(
     ood_keep: Annotated[
         float, typer.Option(help="Share of held-out annotated pixels every OOD threshold keeps as known.")
     ] = DEFAULTS.ood_keep,
+    ood_scores: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated scores to calibrate (default: all but 'combined', which is opt-in)."),
+    ] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = DEFAULTS.learning_rate,
     fold: Annotated[int, typer.Option(help="Which fold of the spec's splits.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -168,6 +172,7 @@ def train_command(
         validate_every=val_every, batch_size=batch_size, patch_size=patch_size, pixels_per_step=pixels_per_step,
         class_balance=class_balance, validation_strokes=validation_strokes, refit=refit, learning_rate=lr,
         ood_score=ood_score, ood_keep=ood_keep,
+        ood_scores=[n.strip() for n in ood_scores.split(",")] if ood_scores else list(DEFAULTS.ood_scores),
         fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
     )  # fmt: skip
     if resume:

@@ -93,7 +93,7 @@ def test_spectral_knn_matches_brute_force_on_standardised_spectra() -> None:
 
 
 def test_registry_errors_and_defaults() -> None:
-    assert set(DEFAULT_SCORES) == set(OOD_SCORES) and DEFAULT_SCORE in DEFAULT_SCORES
+    assert set(DEFAULT_SCORES) | {"combined"} == set(OOD_SCORES) and DEFAULT_SCORE in DEFAULT_SCORES
     with pytest.raises(HsisegError, match="unknown OOD score 'entropy'; choose one of"):
         build_score("entropy")
     with pytest.raises(HsisegError, match="OOD score 'energy': temperature must be > 0"):

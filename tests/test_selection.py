@@ -180,3 +180,14 @@ def test_rbf_spectral_part_in_the_spectral_spatial_network() -> None:
     with pytest.raises(Exception, match="spectral must be one of"):
         build_model("spectral-spatial", 5, 4, spectral="svm")
     assert json.dumps(SHORT)  # the options the tests train with are plain JSON (args.json)
+
+
+def test_an_auto_run_resumes_for_longer(scene: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(scene, run, TrainConfig(**SHORT))
+    train(scene, run, TrainConfig(**{**SHORT, "steps": 9}), resume=True)
+    rounds = (run / "candidates" / "mlp" / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert len(rounds) == 3  # the candidate continued from round 2 to round 3
+    assert json.loads((run / "args.json").read_text())["config"]["steps"] == 9
+    final = read_card(run / "checkpoints" / "final.json")
+    assert final.selection is not None and final.refit.steps == final.selection.candidates[final.selection.chosen].step

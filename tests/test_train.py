@@ -97,10 +97,7 @@ def test_model_card_round_trip(spec_path: Path, tmp_path: Path) -> None:
     assert network == set(build_model("unet", 100, 14, **SMALL).network.state_dict())
     fitted = {"ood.knn.bank", "ood.mahalanobis.means", "ood.mahalanobis.whitening",
               "ood.spectral_mahalanobis.means", "ood.spectral_mahalanobis.whitening",
-              "ood.spectral_knn.bank", "ood.spectral_knn.mean", "ood.spectral_knn.std",
-              "ood.combined.location", "ood.combined.scale", "ood.combined.mahalanobis.means",
-              "ood.combined.mahalanobis.whitening", "ood.combined.spectral_knn.bank", "ood.combined.spectral_knn.mean",
-              "ood.combined.spectral_knn.std"}  # fmt: skip
+              "ood.spectral_knn.bank", "ood.spectral_knn.mean", "ood.spectral_knn.std"}  # fmt: skip
     assert {k for k in weights if k.startswith("ood.")} == fitted
 
 
