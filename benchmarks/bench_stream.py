@@ -32,7 +32,7 @@ from hsiseg.models import DEFAULT_MODEL, build_model
 from hsiseg.predict.stream import predict_recording
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import demo_tree
-from hsiseg.train import TrainConfig
+from hsiseg.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import peak_in_child  # noqa: E402

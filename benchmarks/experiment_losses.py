@@ -43,7 +43,7 @@ from hsiseg.evaluation.scores import mistake_severity, ood_scores
 from hsiseg.losses import build_loss
 from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.models import DEFAULT_MODEL, build_model, unwrap
-from hsiseg.train import TrainConfig, warmup_cosine
+from hsiseg.training import TrainConfig, warmup_cosine
 from hsiseg.tree import LabelTree
 
 LOSSES = {

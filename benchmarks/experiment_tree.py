@@ -46,7 +46,7 @@ from hsiseg.losses import build_loss
 from hsiseg.metrics import confusion_matrix, dice_per_class
 from hsiseg.ood.calibration import fit_scores, network_outputs, pixel_outputs, score_maps
 from hsiseg.synthetic.rich import SPECTRA_SEED, leaf_model, rich_scenes, rich_tree
-from hsiseg.train import TrainConfig
+from hsiseg.training import TrainConfig
 from hsiseg.tree import LabelTree
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -5,7 +5,7 @@ Run: ``python benchmarks/ood.py --output results.json`` (every rotation on both 
 
 Protocol. For every *held-out set* (each leaf in turn, then each top-level family), the scribbles of those
 classes are removed from the data spec (partial labels naming one of their ancestors too); hsiseg trains on
-the rest with its defaults (``hsiseg.train.train``, the ``final`` checkpoint), and every calibrated OOD score
+the rest with its defaults (``hsiseg.training.train``, the ``final`` checkpoint), and every calibrated OOD score
 is computed on the scored pixels. Positives are the held-out classes' pixels, negatives the other classes'
 pixels; pixels that were scribbled are never scored.
 
@@ -40,7 +40,7 @@ from hsiseg.evaluation.scores import ood_scores
 from hsiseg.labels import UNLABELLED
 from hsiseg.predict.inference import Predictor
 from hsiseg.spec import DataSpec
-from hsiseg.train import TrainConfig, final_checkpoint, train
+from hsiseg.training import TrainConfig, final_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import finish  # noqa: E402

@@ -15,7 +15,7 @@ Every method sees the same scribbles and is scored on the same held-out pixels:
 - the synthetic demo (``hsiseg demo-data``): trained on the scribbles of the 3 training surgeries, scored on
   every pixel of the held-out surgery (dense truth).
 
-Methods: hsiseg through its public pipeline (``hsiseg.train.train`` on the data spec with the default
+Methods: hsiseg through its public pipeline (``hsiseg.training.train`` on the data spec with the default
 ``TrainConfig``, then prediction of whole cubes with the checkpoint ``final_checkpoint`` names), the
 default network with ``ce`` and with the tree losses, the other model families, against scikit-learn's
 ``SVC`` (RBF; C and gamma chosen by 3-fold cross-validation on the scribbles only), ``RandomForestClassifier``
@@ -48,7 +48,7 @@ from hsiseg.evaluation.scores import mistake_severity
 from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.predict.inference import Predictor
 from hsiseg.spec import DataSpec
-from hsiseg.train import TrainConfig, final_checkpoint, train
+from hsiseg.training import TrainConfig, final_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import finish, interval  # noqa: E402

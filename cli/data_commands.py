@@ -142,7 +142,7 @@ def real_scene(
     seed: Annotated[int, typer.Option(help="Random seed of the scribble simulation.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set in OUTPUT.")] = False,
 ) -> None:
-    """A real hyperspectral scene with reproducible simulated scribbles and a data spec (sources: README, Data)."""
+    """A real hyperspectral scene with reproducible simulated scribbles and a data spec (sources: docs/data.md)."""
     from hsiseg.scenes import write_real_scene
 
     spec = write_real_scene(name, output, fraction, stroke_length, seed, placement, overwrite)

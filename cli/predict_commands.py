@@ -212,7 +212,7 @@ def demo(
     from hsiseg.spec import DataSpec
     from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
     from hsiseg.synthetic.recording import write_demo_recording
-    from hsiseg.train import TrainConfig, final_checkpoint, train
+    from hsiseg.training import TrainConfig, final_checkpoint, train
 
     from .train_command import RichReporter
 
@@ -285,16 +285,10 @@ def demo_recording(model: Path, recording: Path, camera: Path, output: Path) -> 
     valid pixels."""
     import numpy as np
 
-    from hsiseg.export import StreamMaps, export
-    from hsiseg.io.camera import CameraDescription
-    from hsiseg.io.recording import MosaicVideo, open_recording
-    from hsiseg.predict.stream import predict_recording
+    from hsiseg.predict.recording_run import RecordingRun, run_recording
 
-    video = MosaicVideo(open_recording(recording), CameraDescription.from_file(camera))
-    result = predict_recording(model, video, output, PredictOptions(overwrite=True, ood_score=RECORDING_SCORE))
-    maps = StreamMaps(result.maps)
-    for name in ("areas", "mp4", "html"):
-        export(name, maps, output)
+    options = PredictOptions(overwrite=True, ood_score=RECORDING_SCORE)
+    result = run_recording(RecordingRun(model, recording, camera, output, options)).stream
     truth = np.load(recording.parent / "truth.npy")
     with h5py.File(result.maps) as handle:
         labels = handle["labels"][()]

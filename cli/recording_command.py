@@ -9,11 +9,10 @@ import typer
 from rich.console import Console
 
 from hsiseg.errors import HsisegError
-from hsiseg.export import DEFAULT_EXPORTS, StreamMaps, export
-from hsiseg.io.camera import CameraDescription
-from hsiseg.io.recording import MosaicVideo, open_recording
+from hsiseg.export import check_exports
 from hsiseg.predict import PredictOptions
-from hsiseg.predict.stream import Selection, predict_recording, write_stream_args
+from hsiseg.predict.recording_run import RecordingRun, run_recording
+from hsiseg.predict.stream import Selection
 
 from .errors import USER_ERROR_EXIT_CODE, Interrupted
 from .predict_commands import frame_progress
@@ -27,18 +26,18 @@ def predict_recording_command(
         raise HsisegError(f"predict: give one recording at a time (got {len(inputs)} inputs)")
     if camera is None:
         raise HsisegError(f"{inputs[0]}: a snapshot-mosaic recording needs its camera description (--camera)")
-    chosen = [name.strip() for name in exports.split(",") if name.strip()]
-    unknown = sorted(set(chosen) - set(DEFAULT_EXPORTS))
-    if unknown:
-        raise HsisegError(f"--export: unknown {unknown}; choose from {list(DEFAULT_EXPORTS)}")
+    chosen = tuple(name.strip() for name in exports.split(",") if name.strip())
+    try:
+        check_exports(chosen)
+    except HsisegError as error:
+        raise HsisegError(f"--export: {error}") from None
     batch_only = {"--num-parts": settings.num_parts > 1, "--level": settings.level is not None,
                   "--confidence": settings.confidence is not None, "--probabilities": settings.save_probabilities,
                   "--animation": settings.animation, "--contours": settings.contours}  # fmt: skip
     asked = [flag for flag, given in batch_only.items() if given]
     if asked:
         raise HsisegError(f"predict: {', '.join(asked)} apply to folders of cubes, not to a recording; drop them")
-    reader_options = {k: v for k, v in settings.reader_options.items() if k != "max_bytes"}  # frames are small
-    video = MosaicVideo(open_recording(inputs[0], **reader_options), CameraDescription.from_file(camera), demosaic)
+    run = RecordingRun(model, inputs[0], camera, output, settings, demosaic, selection, smooth, chosen, batch_frames)
     console = Console(stderr=True)
     started = time.perf_counter()
     with frame_progress(console, 0) as progress:
@@ -51,16 +50,11 @@ def predict_recording_command(
                 progress.console.print(f"[red]failed[/]: frame {index}: {status}", soft_wrap=True)
 
         try:
-            result = predict_recording(model, video, output, settings, selection, smooth, on_frame,
-                                       lambda total: progress.update(task, total=total), batch_frames)  # fmt: skip
+            outcome = run_recording(run, on_frame, lambda total: progress.update(task, total=total))
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; finished frames are kept in {output / 'maps.h5'}; resume with the same "
                               "command and --continue") from None  # fmt: skip
-    maps = StreamMaps(result.maps)
-    write_stream_args(output, {"model": str(model), "model_sha256": maps.model_sha256,
-                               "recording": str(inputs[0]), "camera": str(camera), "demosaicking": demosaic,
-                               "selection": vars(selection), "smoothing": smooth, "exports": chosen})  # fmt: skip
-    written = [export(name, maps, output) for name in ("areas", *[c for c in chosen if c != "areas"])]
+    result, written = outcome.stream, outcome.written
     rate = result.done / max(1e-9, result.seconds)
     typer.echo(f"{result.done} frames predicted ({rate:.2f} frames/s), {result.skipped} skipped, "
                f"{len(result.failed)} failed; maps in {result.maps}")  # fmt: skip

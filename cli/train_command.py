@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hsiseg.ood import DEFAULT_SCORES
-from hsiseg.train import TrainConfig, check_resume_options, final_checkpoint, train
+from hsiseg.training import TrainConfig, check_resume_options, final_checkpoint, train
 
 from .cube_commands import parse_options
 from .errors import Interrupted, reports_errors

@@ -58,7 +58,7 @@ class Candidate:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-# Measured (README, "Segmentation quality"): an RBF spectral part (``{"spectral": "rbf"}``) lost to the MLP by
+# Measured (docs/quality.md): an RBF spectral part (``{"spectral": "rbf"}``) lost to the MLP by
 # 0.02-0.3 leaf Dice on every data set, so the default trains the MLP alone; add candidates here.
 SPECTRAL_CANDIDATES: tuple[Candidate, ...] = (Candidate("mlp", "spectral-spatial"),)
 CONTEXTS: tuple[tuple[str, dict[str, Any]], ...] = (

@@ -19,7 +19,7 @@ from hsiseg.io import Cube, read_cube, write_cube
 from hsiseg.predict import PredictOptions, Predictor, predict_batch
 from hsiseg.predict.claims import try_claim
 from hsiseg.synthetic.dataset import generate_demo_data
-from hsiseg.train import TrainConfig, train
+from hsiseg.training import TrainConfig, train
 from hsiseg_cli.main import app
 
 
@@ -131,9 +131,9 @@ def test_two_runs_at_once_compute_each_frame_once(trained, tmp_path: Path) -> No
 
 def test_any_exception_fails_one_frame_only(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model_path, cubes = trained
-    import hsiseg.predict.batch as batch
+    import hsiseg.predict.sources as sources  # the pipeline's cube source reads with it
 
-    reader = batch.read_cube
+    reader = sources.read_cube
 
     def failing_reader(path, **options):
         if "frame00" in str(path):
@@ -147,7 +147,7 @@ def test_any_exception_fails_one_frame_only(trained, tmp_path: Path, monkeypatch
             raise RuntimeError("Calculated padded input size per channel: (0 x 34).\nKernel size: (3 x 3).")
         return predict(self, cube, prepared)
 
-    monkeypatch.setattr(batch, "read_cube", failing_reader)
+    monkeypatch.setattr(sources, "read_cube", failing_reader)
     monkeypatch.setattr(Predictor, "predict", failing_network)
     results = predict_batch(model_path, [cubes], tmp_path / "out")
     assert [r.status for r in results] == ["failed", "failed", "done"]

@@ -15,7 +15,7 @@ from hsiseg.card import ModelCard, tree_hash
 from hsiseg.checkpoint import load_model, load_ood_scores, read_card
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES
 from hsiseg.synthetic.dataset import generate_demo_data
-from hsiseg.train import TrainConfig, final_checkpoint, train
+from hsiseg.training import TrainConfig, final_checkpoint, train
 from hsiseg_cli.main import app
 
 

@@ -146,7 +146,7 @@ def test_evaluate_reports_unknown_tissue_for_classes_never_trained_on(tmp_path: 
 
     from hsiseg.spec import DataSpec
     from hsiseg.synthetic.dataset import generate_demo_data
-    from hsiseg.train import TrainConfig, final_checkpoint, train
+    from hsiseg.training import TrainConfig, final_checkpoint, train
 
     spec_path = generate_demo_data(tmp_path / "data", surgeries=3, frames=1, shape=(40, 56), seed=5)
     train(spec_path, tmp_path / "run", TrainConfig(steps=4, validate_every=2, model="pixel",

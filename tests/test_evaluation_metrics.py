@@ -233,7 +233,7 @@ def test_evaluate_reports_calibration_and_boundaries(tmp_path: Path) -> None:
     from hsiseg.metrics import to_level
     from hsiseg.spec import DataSpec
     from hsiseg.synthetic.dataset import generate_demo_data
-    from hsiseg.train import TrainConfig, final_checkpoint, train
+    from hsiseg.training import TrainConfig, final_checkpoint, train
 
     spec_path = generate_demo_data(tmp_path / "data", surgeries=3, frames=2, shape=(40, 56), seed=5)
     train(spec_path, tmp_path / "run", TrainConfig(steps=4, validate_every=2, model="pixel",

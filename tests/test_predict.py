@@ -18,7 +18,7 @@ from hsiseg.io import Cube, write_cube
 from hsiseg.predict import PredictOptions, Predictor, confident_nodes, level_labels, plan_frames, predict_batch
 from hsiseg.render import cie_rgb, false_colour, node_colours, rgb, window_rgb
 from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
-from hsiseg.train import TrainConfig, train
+from hsiseg.training import TrainConfig, train
 from hsiseg_cli.main import app
 
 FRAME_FILES = {"labels.png", "labels.npy", "unknown.png", "areas.csv", "overlay.png", "panel.png", "done.json"}

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import hsiseg.train as training
+import hsiseg.training.data as training
 from hsiseg.annotations import UNLABELLED
 from hsiseg.card import CandidateScore, Selection
 from hsiseg.checkpoint import read_card
@@ -24,7 +24,7 @@ from hsiseg.predict.inference import Predictor
 from hsiseg.scenes import write_real_scene
 from hsiseg.selection import CONTEXTS, SPECTRAL_CANDIDATES, HeldOut, beats_default, choose
 from hsiseg.spec import DataSpec
-from hsiseg.train import TrainConfig, final_checkpoint, train
+from hsiseg.training import TrainConfig, final_checkpoint, train
 from hsiseg_cli.main import app
 
 SHORT = {"steps": 6, "validate_every": 3, "pixels_per_step": 64, "model_options": {"width": 16, "centres": 32}}

@@ -21,7 +21,7 @@ from hsiseg.predict import PredictOptions, Predictor
 from hsiseg.predict.stream import Selection, predict_recording
 from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
 from hsiseg.synthetic.recording import write_demo_recording
-from hsiseg.train import TrainConfig, train
+from hsiseg.training import TrainConfig, train
 from hsiseg_cli.main import app
 
 FRAMES, SHAPE = 6, (24, 32)

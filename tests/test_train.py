@@ -22,7 +22,7 @@ from hsiseg.models import build_model
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import generate_demo_data
-from hsiseg.train import TrainConfig, train
+from hsiseg.training import TrainConfig, train
 from hsiseg_cli.main import app
 
 SMALL = {"width": 8, "depth": 2}
@@ -64,7 +64,7 @@ def test_training_learns_and_checkpoints_reload_identically(spec_path: Path, tmp
     assert len(rows) == 6 and [int(row["step"]) for row in rows] == [4, 8, 12, 16, 20, 24]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert (run / "curves.png").stat().st_size > 1000 and (run / "spec.yaml").is_file()
-    from hsiseg.train import final_checkpoint
+    from hsiseg.training import final_checkpoint
 
     assert final_checkpoint(run) == run / "checkpoints" / "final.json"  # refit on train + val images
     reloaded, card = load_model(final_checkpoint(run))  # the returned network
@@ -142,7 +142,7 @@ def test_resume_equals_uninterrupted(spec_path: Path, tmp_path: Path, changes: d
 DDP_WORKER = """
 import os
 from safetensors.torch import save_file
-from hsiseg.train import TrainConfig, train
+from hsiseg.training import TrainConfig, train
 config = TrainConfig(steps=4, validate_every=4, batch_size=2, patch_size=24, model="unet", model_options={options})
 model = train("{spec}", "{run}", config)
 weights = {{k: v.contiguous() for k, v in model.state_dict().items()}}
@@ -238,7 +238,7 @@ def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
     from hsiseg.annotations import UNLABELLED
     from hsiseg.indian_pines import write_indian_pines
     from hsiseg.spec import DataSpec
-    from hsiseg.train import build_training_data, final_checkpoint
+    from hsiseg.training import build_training_data, final_checkpoint
 
     spec_path = write_indian_pines(tmp_path / "pines", fraction=0.05)
     run = tmp_path / "run"
@@ -268,7 +268,7 @@ def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
 
 
 def test_multi_image_specs_keep_their_validation_split(spec_path: Path, tmp_path: Path) -> None:
-    from hsiseg.train import final_checkpoint
+    from hsiseg.training import final_checkpoint
 
     train(spec_path, tmp_path / "run", config(steps=4, **PIXEL))
     assert not (tmp_path / "run" / "validation_strokes.json").exists()

@@ -48,7 +48,7 @@ def test_predict_states_the_promise_and_warns_on_a_shifted_frame(tmp_path) -> No
     from hsiseg.io import Cube, write_cube
     from hsiseg.scenes import write_real_scene
     from hsiseg.spec import DataSpec
-    from hsiseg.train import TrainConfig, final_checkpoint, train
+    from hsiseg.training import TrainConfig, final_checkpoint, train
     from hsiseg_cli.main import app
 
     spec = DataSpec.from_file(write_real_scene("samson", tmp_path / "data", fraction=0.03, seed=1))

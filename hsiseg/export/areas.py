@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hsiseg.export import StreamMaps, register
+from hsiseg.export.base import EXPORTERS
+from hsiseg.export.maps import StreamMaps
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.render.overlay import INVALID_NAME, UNKNOWN_NAME, node_colours
@@ -18,7 +19,7 @@ def code_name(maps: StreamMaps, code: int) -> str:
     return {UNKNOWN: UNKNOWN_NAME, INVALID: INVALID_NAME}.get(code) or maps.tree.leaves[code]
 
 
-@register("areas")
+@EXPORTERS.register("areas")
 def write_areas(maps: StreamMaps, output: Path) -> Path:
     """``areas.csv``: frame, timestamp, then percent per class present in the run; ``areas.png``: the same
     over time (seconds when the recording has time stamps, else frame index)."""

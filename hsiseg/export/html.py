@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hsiseg.export import StreamMaps, frame_label, register
 from hsiseg.export.areas import code_name
+from hsiseg.export.base import EXPORTERS
+from hsiseg.export.maps import StreamMaps, frame_label
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.render.overlay import node_colours
@@ -29,7 +30,7 @@ MAX_FRAMES = 300
 LABEL_OFFSET = 3  # grey value of a code in the embedded label PNG: code + 3 (invalid -2 -> 1, unknown -1 -> 2)
 
 
-@register("html")
+@EXPORTERS.register("html", needs=("areas",))
 def write_html(maps: StreamMaps, output: Path) -> Path:
     slots = _chosen(maps)
     frames = []

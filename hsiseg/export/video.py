@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hsiseg.export import StreamMaps, frame_label, register
+from hsiseg.export.base import EXPORTERS
+from hsiseg.export.maps import StreamMaps, frame_label
 from hsiseg.io.atomic import atomic_path
 from hsiseg.render.overlay import node_colours, overlay, panel
 
@@ -20,7 +21,7 @@ DEFAULT_RATE = 10.0
 OPACITY = 0.5
 
 
-@register("mp4")
+@EXPORTERS.register("mp4")
 def write_mp4(maps: StreamMaps, output: Path) -> Path:
     colours, legend = node_colours(maps.tree), maps.present_codes()
 

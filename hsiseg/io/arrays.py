@@ -31,6 +31,7 @@ import numpy as np
 
 from hsiseg.errors import HsisegError
 from hsiseg.io.cube import Cube, NoWavelengthsError
+from hsiseg.io.formats import READERS
 from hsiseg.io.hdf5 import check_axes, hwb_shape, reorder_axes
 from hsiseg.io.limits import check_cube_size
 
@@ -63,6 +64,7 @@ class Variable:
         return self.itemsize > 0
 
 
+@READERS.register("npy", suffixes=(".npy",), listed=(".npy",), magic=b"\x93NUMPY")
 def read_npy(
     path: Path, wavelengths: Any = None, axes: str = "HWB", image_shape: Any = None, max_bytes: int | None = None
 ) -> Cube:
@@ -98,6 +100,7 @@ def _npy_dtype(path: Path) -> np.dtype:
         return np.dtype(np.float64)
 
 
+@READERS.register("npz", suffixes=(".npz",), listed=(".npz",), magic=b"PK\x03\x04")
 def read_npz(
     path: Path,
     variable: str | None = None,
@@ -119,6 +122,7 @@ def read_npz(
     return _from_variables(path, variables, load, variable, wavelengths, axes, image_shape, "npz", max_bytes)
 
 
+@READERS.register("mat", suffixes=(".mat",), listed=(".mat",), magic=b"MATLAB")
 def read_mat(
     path: Path,
     variable: str | None = None,

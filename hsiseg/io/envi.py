@@ -27,6 +27,7 @@ from spectral.io import envi
 from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.atomic import atomic_path
 from hsiseg.io.cube import Cube, NoWavelengthsError
+from hsiseg.io.formats import READERS
 from hsiseg.io.limits import check_cube_size
 
 DATA_EXTENSIONS = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".sli")
@@ -176,6 +177,7 @@ def _scale_factor(header_path: Path, header: dict[str, Any]) -> float:
     return scale
 
 
+@READERS.register("envi", suffixes=(".hdr", ".img", ".raw", ".bsq", ".bil", ".bip"), listed=(".hdr",), magic=b"ENVI")
 def read_envi(path: Path, wavelengths: Any = None, drop_bad_bands: bool = True, max_bytes: int | None = None) -> Cube:
     """Read an ENVI cube (any interleave, byte order and numeric type) as (H, W, B) float32.
 

@@ -24,6 +24,7 @@ import numpy as np
 from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.atomic import atomic_path
 from hsiseg.io.cube import Cube, NoWavelengthsError
+from hsiseg.io.formats import READERS
 from hsiseg.io.limits import check_cube_size
 
 CUBE_NAMES = ("cube", "data", "hsi", "reflectance")
@@ -51,6 +52,10 @@ def reorder_axes(data: np.ndarray, axes: str, source: str | Path) -> np.ndarray:
     return np.transpose(data, [axes.index(axis) for axis in "HWB"])
 
 
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+@READERS.register("hdf5", suffixes=HDF5_SUFFIXES, listed=HDF5_SUFFIXES, magic=b"\x89HDF\r\n\x1a\n")
 def read_hdf5(
     path: Path,
     dataset: str | None = None,

@@ -10,7 +10,7 @@ format          files                                       notes
 ``frames``      a folder of 16-bit ``.png``/``.tif`` frames  frames in name order
 ==============  ==========================================  ================================================
 
-A reader is a class registered with :func:`register_recording`; :func:`open_recording` picks one from the
+A reader is a class registered in :data:`RECORDING_READERS`; :func:`open_recording` picks one from the
 path. ``Recording.raw(i)`` reads frame ``i`` only (memory stays flat in the number of frames);
 :class:`MosaicVideo` adds the camera (:mod:`hsiseg.io.camera`) and demosaicking (:mod:`hsiseg.io.mosaic`):
 ``video.cube(i)`` is a calibrated :class:`~hsiseg.io.cube.Cube`. A frame that cannot be read (a truncated
@@ -20,7 +20,6 @@ or corrupt file) is a :class:`HsisegError` naming the file and the frame; the fr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.cube import Cube
 from hsiseg.io.mosaic import MosaicDecoder
+from hsiseg.registry import Registry
 
 FRAME_EXTENSIONS = (".png", ".tif", ".tiff")
 TIMESTAMP_KEYS = ("timestamps", "time_stamps", "timestamp")
@@ -76,22 +76,17 @@ class Recording:
         return (total / len(self)).astype(np.float32)
 
 
-RECORDING_READERS: dict[str, type[Recording]] = {}
-RECORDING_SUFFIXES: dict[str, str] = {}
+# Recording readers by name, with the file suffixes they read (``""``: a folder), e.g.
+# ``@RECORDING_READERS.register("npy", suffixes=(".npy",))`` on the class.
+RECORDING_READERS: Registry[type[Recording]] = Registry("recording format", skip=("path",))
 
 
-def register_recording(name: str, suffixes: tuple[str, ...]) -> Callable[[type[Recording]], type[Recording]]:
-    """Class decorator: a recording reader for these file suffixes (``""`` for folders)."""
-
-    def add(cls: type[Recording]) -> type[Recording]:
-        RECORDING_READERS[name] = cls
-        RECORDING_SUFFIXES.update({suffix: name for suffix in suffixes})
-        return cls
-
-    return add
+def _suffixes() -> dict[str, str]:
+    """File suffix -> recording format."""
+    return {suffix: name for name in RECORDING_READERS for suffix in RECORDING_READERS.meta(name)["suffixes"]}
 
 
-@register_recording("b2nd", (".b2nd",))
+@RECORDING_READERS.register("b2nd", suffixes=(".b2nd",))
 class B2ndRecording(Recording):
     """XiLens recordings: one Blosc2 N-d array, frames on axis 0, metadata in ``schunk.vlmeta``."""
 
@@ -115,7 +110,7 @@ class B2ndRecording(Recording):
         return self.array[index, ...]
 
 
-@register_recording("npy", (".npy",))
+@RECORDING_READERS.register("npy", suffixes=(".npy",))
 class NpyRecording(Recording):
     """An (N, H, W) ``.npy`` stack, memory-mapped (never unpickled)."""
 
@@ -136,7 +131,7 @@ class NpyRecording(Recording):
         return np.array(self.array[index])
 
 
-@register_recording("hdf5", (".h5", ".hdf5"))
+@RECORDING_READERS.register("hdf5", suffixes=(".h5", ".hdf5"))
 class Hdf5Recording(Recording):
     """An (N, H, W) HDF5 dataset (option ``dataset``; default the only 3-D dataset); attributes as metadata."""
 
@@ -166,7 +161,7 @@ class Hdf5Recording(Recording):
         self.handle.close()
 
 
-@register_recording("frames", ("",))
+@RECORDING_READERS.register("frames", suffixes=("",))
 class FrameFolder(Recording):
     """A folder of raw frames as 16-bit PNG or TIFF files, in name order."""
 
@@ -191,10 +186,11 @@ def open_recording(path: str | Path, format: str | None = None, **options: Any) 
     path = Path(path)
     if not path.exists():
         raise HsisegError(f"{path}: recording not found")
-    kind = format or RECORDING_SUFFIXES.get("" if path.is_dir() else path.suffix.lower())
+    suffixes = _suffixes()
+    kind = format or suffixes.get("" if path.is_dir() else path.suffix.lower())
     if kind not in RECORDING_READERS:
         raise HsisegError(f"{path}: not a recording hsiseg reads; formats: {sorted(RECORDING_READERS)} "
-                          f"(suffixes {sorted(s for s in RECORDING_SUFFIXES if s)} or a folder of frames)")  # fmt: skip
+                          f"(suffixes {sorted(s for s in suffixes if s)} or a folder of frames)")  # fmt: skip
     try:
         return RECORDING_READERS[kind](path, **options)
     except TypeError as error:

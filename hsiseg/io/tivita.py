@@ -20,6 +20,7 @@ import numpy as np
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path
 from hsiseg.io.cube import Cube
+from hsiseg.io.formats import READERS
 from hsiseg.io.limits import check_cube_size
 
 HEADER_DTYPE = np.dtype(">i4")
@@ -58,6 +59,7 @@ def read_header(path: Path) -> tuple[int, int, int]:
     return width, height, bands
 
 
+@READERS.register("tivita", suffixes=(), listed=(".dat",))
 def read_tivita(
     path: Path, wavelengths: Any = None, wavelength_preset: str = "tivita", max_bytes: int | None = None
 ) -> Cube:

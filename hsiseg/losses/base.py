@@ -23,10 +23,16 @@ import torch
 from torch import nn
 
 from hsiseg.errors import HsisegError
+from hsiseg.registry import Registry
 from hsiseg.tree import LabelTree
 
 REDUCTIONS = ("mean", "sum", "none")
 DEFAULT_IGNORE_INDEX = -100
+
+
+# Every loss registers here by its ``name`` (``@LOSSES.register()``); the tree and the reduction contract are
+# not user options.
+LOSSES: Registry[type[TreeLoss]] = Registry("loss", skip=("tree", "ignore_index", "reduction"))
 
 
 class TreeLoss(nn.Module):

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from hsiseg.errors import HsisegError
-from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, TreeLoss, node_log_likelihood, reduce_images
+from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, LOSSES, TreeLoss, node_log_likelihood, reduce_images
 from hsiseg.tree import LabelTree
 
 
+@LOSSES.register()
 class CrossEntropyLoss(TreeLoss):
     """``ce``: cross-entropy over annotated pixels, the baseline of every experiment.
 
@@ -25,6 +26,7 @@ class CrossEntropyLoss(TreeLoss):
         return -node_log_likelihood(log_probs, codes, valid, self.leaf_sets.to(logits.dtype))
 
 
+@LOSSES.register()
 class DiceCELoss(TreeLoss):
     """``dice-ce``: soft Dice + cross-entropy, the usual nnU-Net-style baseline, background-free.
 

@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from hsiseg.errors import HsisegError
-from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, TreeLoss, node_log_likelihood, reduce_images
+from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, LOSSES, TreeLoss, node_log_likelihood, reduce_images
 from hsiseg.losses.wasserstein import distance_scale
 from hsiseg.tree import LabelTree
 
 
+@LOSSES.register()
 class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
     """``tree-gwdl``: generalised Wasserstein Dice loss with the tree metric and explicit class weights.
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from hsiseg.errors import HsisegError
-from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, TreeLoss
+from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, LOSSES, TreeLoss
 from hsiseg.tree import LabelTree
 
 TINY = 1e-30  # marginals below this go to the exact log-space path
@@ -77,6 +77,7 @@ def resolve_level_weights(
     return weights
 
 
+@LOSSES.register()
 class TreeSemanticCELoss(TreeLoss):
     """``tree-ce``: cross-entropy at every tree level, weighted per level.
 

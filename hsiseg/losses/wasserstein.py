@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from hsiseg.errors import HsisegError
 from hsiseg.losses.base import (
     DEFAULT_IGNORE_INDEX,
+    LOSSES,
     TreeLoss,
     compute_dtype,
     node_log_likelihood,
@@ -55,6 +56,7 @@ def tree_wasserstein_distance(
     return (edge_weights[None, :, None] * difference.abs()).sum(1)
 
 
+@LOSSES.register()
 class TreeWassersteinLoss(TreeLoss):
     """``tree-wasserstein``: ``alpha * CE + beta * W_M`` with the tree ground distance ``M``.
 

@@ -14,6 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsiseg.models.network import network_of, unwrap
+
+__all__ = ["AnySize", "unwrap"]
+
 
 class AnySize(nn.Module):
     """``network`` (N, B, H, W) -> (N, C, H, W) logits for any H, W (see module docstring)."""
@@ -32,14 +36,14 @@ class AnySize(nn.Module):
     @property
     def has_features(self) -> bool:
         """Whether the network can also return its penultimate features (``forward_features``)."""
-        return hasattr(self.network, "forward_features")
+        return network_of(self.network).has_features
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, C, H, W) and penultimate features (N, F, H, W), both cropped back to the input size."""
         if not self.has_features:
             raise ValueError(f"{type(self.network).__name__} does not expose its penultimate features")
         height, width = x.shape[-2:]
-        logits, features = self.network.forward_features(self._pad(x))
+        logits, features = network_of(self.network).forward_features(self._pad(x))
         return logits[..., :height, :width], features[..., :height, :width]
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,11 +54,3 @@ class AnySize(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         return x
 
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare network inside DDP, ``torch.compile`` and :class:`AnySize` wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None) or getattr(model, "network", None)
-        if inner is None or not isinstance(inner, nn.Module):
-            return model
-        model = inner

@@ -22,8 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hsiseg.models.network import Network
 
-class KernelPixelNet(nn.Module):
+
+class KernelPixelNet(Network):
     """RBF network per pixel (see module docstring).
 
     Parameters
@@ -35,6 +37,7 @@ class KernelPixelNet(nn.Module):
     """
 
     input_multiple = 1
+    has_features = True
     pixelwise_training = True
 
     def __init__(self, in_channels: int, classes: int, centres: int = 512, gamma_scale: float = 1.0) -> None:

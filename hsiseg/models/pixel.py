@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsiseg.models.network import MODELS, Network
+
 
 class ChannelNorm(nn.Module):
     """Layer normalisation over the channels of each pixel of (N, C, H, W)."""
@@ -30,7 +32,8 @@ class ChannelNorm(nn.Module):
         return x.movedim(-1, 1)
 
 
-class PixelNet(nn.Module):
+@MODELS.register("pixel")
+class PixelNet(Network):
     """Spectral MLP per pixel (see module docstring).
 
     Parameters
@@ -43,6 +46,7 @@ class PixelNet(nn.Module):
     """
 
     input_multiple = 1
+    has_features = True
     pixelwise_training = True
 
     def __init__(self, in_channels: int, classes: int, width: int = 128, depth: int = 2, dropout: float = 0.2) -> None:

@@ -12,7 +12,7 @@ context is an explicit option with a small footprint:
                predicts (``eval()``): each pixel averages its neighbours within ~3 ``sigma`` pixels, weighted by
                distance and by how similar their logits are (``tau``), so regions are smoothed and boundaries
                and thin structures (vessels) are kept. No parameters: it cannot memorise strokes, and the
-               spectral part trains on annotated pixels alone. Measured best (README), the default.
+               spectral part trains on annotated pixels alone. Measured best (docs/quality.md), the default.
 ``gaussian``   the same without the edge term: a fixed Gaussian average of the probabilities over ``sigma``
                pixels (blurs thin structures).
 ``conv``       a learned residual block (depthwise 3x3 and 1x1 convolutions) on the spectral features:
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hsiseg.models.kernel import KernelPixelNet
+from hsiseg.models.network import MODELS, Network
 from hsiseg.models.pixel import PixelNet
 
 CONTEXTS = ("guided", "gaussian", "conv", "none")
@@ -114,7 +115,8 @@ def _guided_band(
     return total / weight_sum
 
 
-class SpectralSpatialNet(nn.Module):
+@MODELS.register("spectral-spatial")
+class SpectralSpatialNet(Network):
     """Per-pixel spectral network followed by a named spatial context (see module docstring).
 
     Parameters
@@ -132,6 +134,7 @@ class SpectralSpatialNet(nn.Module):
     """
 
     input_multiple = 1
+    has_features = True
 
     def __init__(
         self,
@@ -172,7 +175,12 @@ class SpectralSpatialNet(nn.Module):
         self.spectral.fit_input_statistics(spectra)
 
     @property
-    def pixelwise_training(self) -> bool:
+    def has_context(self) -> bool:  # type: ignore[override]
+        """True for the parameter-free contexts (``guided``, ``gaussian``): unknown-tissue maps take them too."""
+        return self.context in ("guided", "gaussian")
+
+    @property
+    def pixelwise_training(self) -> bool:  # type: ignore[override]
         """True when training sees one pixel at a time (the context has no parameters)."""
         return self.context != "conv"
 

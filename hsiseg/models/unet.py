@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsiseg.models.network import MODELS, Network
+
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(groups, channels), channels)
@@ -38,7 +40,8 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-class SpectralUNet(nn.Module):
+@MODELS.register("unet")
+class SpectralUNet(Network):
     """U-Net with a spectral stem (see module docstring).
 
     Parameters
@@ -51,6 +54,8 @@ class SpectralUNet(nn.Module):
     groups: GroupNorm groups.
     dropout: dropout before the classifier and in the bottleneck.
     """
+
+    has_features = True
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from torch import nn
 from hsiseg.card import OodCalibration
 from hsiseg.labels import UNLABELLED
 from hsiseg.models import AnySize, smooth_maps
-from hsiseg.ood import OodScore, PixelOutputs, build_score
+from hsiseg.ood.base import OodScore, PixelOutputs, build_score
 
 REFERENCE_PIXELS = 4096  # pixels per image in the transfer sample
 

@@ -2,7 +2,7 @@
 
 Feature-space scores miss unseen tissue that the network maps onto a known class, input-space scores miss
 unseen tissue whose spectrum resembles a known one while the network's features tell it apart (measured on
-real scenes: README, "Unknown tissue"). ``combined`` flags a pixel that *either* part finds unusual: each part
+real scenes: docs/unknown-tissue.md). ``combined`` flags a pixel that *either* part finds unusual: each part
 score s_i is put on a common scale by its own spread on the training pixels,
 
     z_i = (s_i - q_i) / (m_i - q_i),   q_i, m_i: the 5% quantile and the median of s_i on the training pixels,
@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from hsiseg.ood import OodScore, PixelOutputs, Space, build_score, register
+from hsiseg.ood.base import OOD_SCORES, OodScore, PixelOutputs, Space, build_score
 
 
-@register
+@OOD_SCORES.register()
 class Combined(OodScore):
     """min over ``parts`` of each part's score scaled by its spread on the training pixels (module docstring)."""
 

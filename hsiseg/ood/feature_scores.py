@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from hsiseg.ood import OodScore, PixelOutputs, register
+from hsiseg.ood.base import OOD_SCORES, OodScore, PixelOutputs
 
 CHUNK = 4096  # pixels per distance block: bounds memory at CHUNK x (classes or bank) floats
 
@@ -23,7 +23,7 @@ def _kth_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1, ex
     return out
 
 
-@register
+@OOD_SCORES.register()
 class Mahalanobis(OodScore):
     """-min_c (f - mu_c)^T S^-1 (f - mu_c) with class means mu_c and a shared covariance S (Lee et al., "A simple
     unified framework for detecting out-of-distribution samples and adversarial attacks", NeurIPS 2018), on
@@ -70,7 +70,7 @@ class Mahalanobis(OodScore):
         self.means, self.whitening = tensors["means"].float(), tensors["whitening"].float()
 
 
-@register
+@OOD_SCORES.register()
 class SpectralMahalanobis(Mahalanobis):
     """:class:`Mahalanobis` on the network's input spectra (after the model card's preprocessing)."""
 
@@ -78,7 +78,7 @@ class SpectralMahalanobis(Mahalanobis):
     space = "inputs"
 
 
-@register
+@OOD_SCORES.register()
 class NearestNeighbours(OodScore):
     """-|| u - u_(k) || for unit-normalised features u and a bank of unit-normalised training features (Sun et
     al., "Out-of-distribution detection with deep nearest neighbors", ICML 2022). The bank holds at most
@@ -126,7 +126,7 @@ def balanced_bank(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     return torch.cat(chosen).sort().values
 
 
-@register
+@OOD_SCORES.register()
 class SpectralNearestNeighbours(NearestNeighbours):
     """-|| z - z_(k) ||: distance of the standardised input spectrum z = (x - mean) / std (per band, statistics of
     the training pixels) to its k-th nearest standardised training spectrum, in a class-balanced bank of at most

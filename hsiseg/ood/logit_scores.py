@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from hsiseg.ood import OodScore, PixelOutputs, register
+from hsiseg.ood.base import OOD_SCORES, OodScore, PixelOutputs
 
 
-@register
+@OOD_SCORES.register()
 class MaxSoftmax(OodScore):
     """max_c softmax(z)_c (Hendrycks & Gimpel, ICLR 2017)."""
 
@@ -19,7 +19,7 @@ class MaxSoftmax(OodScore):
         return torch.softmax(outputs.logits.float(), 1).max(1).values
 
 
-@register
+@OOD_SCORES.register()
 class MaxLogit(OodScore):
     """max_c z_c (Hendrycks et al., "Scaling out-of-distribution detection for real-world settings", ICML 2022)."""
 
@@ -29,7 +29,7 @@ class MaxLogit(OodScore):
         return outputs.logits.float().max(1).values
 
 
-@register
+@OOD_SCORES.register()
 class Energy(OodScore):
     """Negative free energy T logsumexp(z / T) (Liu et al., "Energy-based out-of-distribution detection",
     NeurIPS 2020); ``temperature`` T > 0."""

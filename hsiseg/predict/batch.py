@@ -27,9 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,15 +36,16 @@ import numpy as np
 
 from hsiseg.checkpoint import model_fingerprint
 from hsiseg.errors import HsisegError
-from hsiseg.io import read_cube
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.batch import expand_inputs
 from hsiseg.ood.trust import frame_warnings
 from hsiseg.predict.claims import Claim, try_claim
 from hsiseg.predict.frame_outputs import FrameOutput, write_frame_outputs
-from hsiseg.predict.frame_warnings import collect, routed_warnings
+from hsiseg.predict.frame_warnings import routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor
-from hsiseg.render import node_colours, rgb
+from hsiseg.predict.pipeline import Failed, FrameId, Predicted, run_pipeline
+from hsiseg.predict.sources import CubeFiles
+from hsiseg.render import node_colours
 
 MOSTLY_INVALID = 0.5  # share of invalid pixels above which a frame is flagged in the summary
 DONE, FAILED = "done.json", "failed.json"
@@ -170,8 +169,12 @@ def predict_batch(
     for result in skipped:
         _report(result, results, on_frame)
     try:
+        replacing = {name for name, _ in todo if (output / name / DONE).is_file()}
+        sink = FrameFolders(output, predictor, options, identity, replacing,
+                            lambda result: _report(result, results, on_frame))  # fmt: skip
         with routed_warnings():
-            _run(todo, output, predictor, options, identity, lambda result: _report(result, results, on_frame))
+            run_pipeline(CubeFiles.frames(todo), CubeFiles(options.reader_options), predictor, sink,
+                         options.rgb_method)  # fmt: skip
     finally:  # also when interrupted: the summary lists every frame finished so far
         write_summary(output)
         if options.animation:
@@ -257,56 +260,70 @@ def _sorted(results: list[FrameResult], frames: list[tuple[str, Path]]) -> list[
     return sorted(results, key=lambda result: order[result.frame])
 
 
-def _run(
-    todo: list[tuple[str, Path]],
-    output: Path,
-    predictor: Predictor,
-    options: PredictOptions,
-    identity: FrameResult,
-    report: Callable[[FrameResult], None],
-) -> None:
-    """The pipeline: read ahead (thread), claim and predict (here), write behind (thread)."""
-    replacing = {name for name, _ in todo if (output / name / DONE).is_file()}
-    colours = node_colours(predictor.tree)
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-read") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
-    ):
-        pending_read = reader.submit(_read, todo[0][1], options.reader_options, predictor) if todo else None
-        pending_write: tuple[Future, FrameResult, Claim] | None = None
-        try:
-            for position, (name, source) in enumerate(todo):
-                started = time.perf_counter()
-                read = pending_read.result()
-                if position + 1 < len(todo):
-                    pending_read = reader.submit(_read, todo[position + 1][1], options.reader_options, predictor)
-                result = FrameResult(name, str(source), "done", model=identity.model, options=identity.options)
-                claim = try_claim(output / name / CLAIM)
-                redo = name in replacing  # finished before this run began, to be replaced
-                if claim is None or (not redo and _finished_elsewhere(output / name, identity)):
-                    report(_busy_or_skipped(output / name, result, claim))
-                    continue
-                try:
-                    prediction = _predict(read, predictor, result)
-                    result.seconds = time.perf_counter() - started
-                    if prediction is None:
-                        _record_failure(output / name, result)
-                        claim.release()
-                        report(result)
-                        continue
-                    if pending_write is not None:
-                        _finish_write(pending_write, report)  # one frame waits for writing: memory stays flat
-                        pending_write = None
-                    _summarise(prediction, predictor, result)
-                    future = writer.submit(_write_frame, output / name, name, source, read[0], prediction, predictor,
-                                           colours, options, result)  # fmt: skip
-                except BaseException:
-                    claim.release()  # (Ctrl-C) the frame is not finished: another run may take it
-                    raise
-                pending_write = (future, result, claim)
-        finally:
-            if pending_write is not None:
-                _finish_write(pending_write, report)
+class FrameFolders:
+    """The batch sink of the pipeline (:mod:`hsiseg.predict.pipeline`): one folder per frame, claimed while it is
+    computed so that runs sharing the output folder never compute a frame twice; each frame's
+    :class:`FrameResult` goes to ``report`` when it is written, failed, busy or skipped."""
+
+    def __init__(self, output: Path, predictor: Predictor, options: PredictOptions, identity: FrameResult,
+                 replacing: set[str], report: Callable[[FrameResult], None]) -> None:  # fmt: skip
+        self.output, self.predictor, self.options, self.identity = output, predictor, options, identity
+        self.replacing, self.report = replacing, report  # replacing: finished before this run began, to be redone
+        self.colours = node_colours(predictor.tree)
+        self.claims: dict[str, Claim] = {}
+        self.results: dict[str, FrameResult] = {}
+
+    def begin(self, frame: FrameId) -> bool:
+        folder = self.output / frame.name
+        result = FrameResult(frame.name, frame.source, "done", model=self.identity.model, options=self.identity.options)
+        claim = try_claim(folder / CLAIM)
+        if claim is None or (frame.name not in self.replacing and _finished_elsewhere(folder, self.identity)):
+            self.report(_busy_or_skipped(folder, result, claim))
+            return False
+        self.claims[frame.name], self.results[frame.name] = claim, result
+        return True
+
+    def predicted(self, item: Predicted) -> None:
+        result = self.results[item.frame.name]
+        result.seconds = item.seconds
+        result.warnings.extend(item.warnings)
+        _summarise(item.prediction, self.predictor, result)
+
+    def write(self, item: Predicted) -> None:
+        """The frame's files (:mod:`hsiseg.predict.frame_outputs`, as the options ask), then ``done.json``."""
+        folder, result = self.output / item.frame.name, self.results[item.frame.name]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / DONE).unlink(missing_ok=True)
+        (folder / FAILED).unlink(missing_ok=True)
+        output = FrameOutput(folder, item.frame.name, item.prediction, self.predictor.tree, self.colours,
+                             self.options, item.image)  # fmt: skip
+        write_frame_outputs(output)
+        with atomic_path(folder / DONE) as temporary:  # last: marks the frame complete for --continue
+            temporary.write_text(json.dumps(asdict(result), indent=2))
+
+    def finished(self, item: Predicted) -> None:
+        self._end(item.frame)
+
+    def failed(self, item: Failed) -> None:
+        result = self.results[item.frame.name]
+        result.status = "failed"
+        if item.stage == "write":
+            result.error = f"writing {self.output / item.frame.name}: {one_line(item.error)}"
+        else:
+            result.error = one_line(item.error)
+            result.warnings.extend(w for w in item.warnings if w not in result.warnings)
+        _record_failure(self.output / item.frame.name, result)
+        self._end(item.frame)
+
+    def close(self) -> None:
+        """(Ctrl-C) frames not finished are released: another run may take them."""
+        for claim in self.claims.values():
+            claim.release()
+        self.claims.clear()
+
+    def _end(self, frame: FrameId) -> None:
+        self.claims.pop(frame.name).release()
+        self.report(self.results.pop(frame.name))
 
 
 def _finished_elsewhere(folder: Path, identity: FrameResult) -> bool:
@@ -322,43 +339,6 @@ def _busy_or_skipped(folder: Path, result: FrameResult, claim: Claim | None) -> 
     claim.release()
     record = FrameResult.from_file(folder / DONE)
     return FrameResult(**{**asdict(record), "status": "skipped", "source": result.source})
-
-
-def _finish_write(pending: tuple[Future, FrameResult, Claim], report: Callable[[FrameResult], None]) -> None:
-    future, result, claim = pending
-    error = future.result()
-    claim.release()
-    if error:
-        result.status, result.error = "failed", error
-    report(result)
-
-
-def _read(path: Path, reader_options: dict[str, Any], predictor: Predictor):
-    """In the prefetch thread: read and preprocess one cube -> (cube, network input, warnings), or
-    (the error, warnings). Any exception is the frame's failure, never the batch's."""
-    with collect() as raised:
-        try:
-            cube = read_cube(path, **reader_options)
-            return cube, predictor.prepare(cube), raised
-        except Exception as error:  # noqa: BLE001 - a MemoryError or a library's bug fails this frame only
-            return error, raised
-
-
-def _predict(read: tuple, predictor: Predictor, result: FrameResult) -> Prediction | None:
-    """The frame's prediction; on any failure ``None`` with ``result`` marked failed. Warnings are recorded."""
-    result.warnings.extend(read[-1])
-    if isinstance(read[0], Exception):
-        result.status, result.error = "failed", one_line(read[0])
-        return None
-    cube, prepared, _ = read
-    with collect() as raised:
-        try:
-            prediction = predictor.predict(cube, prepared)
-        except Exception as error:  # noqa: BLE001 - see _read
-            result.status, result.error = "failed", one_line(error)
-            prediction = None
-    result.warnings.extend(w for w in raised if w not in result.warnings)
-    return prediction
 
 
 def one_line(error: BaseException) -> str:
@@ -391,32 +371,6 @@ def _summarise(prediction: Prediction, predictor: Predictor, result: FrameResult
     result.warnings.extend(frame_warnings(prediction.score, prediction.unknown, prediction.invalid,
                                           predictor.calibration))  # fmt: skip
     result.unknown_percent, result.invalid_percent = float(100 * prediction.unknown.mean()), 100 * invalid
-
-
-def _write_frame(
-    folder: Path, name, source, cube, prediction: Prediction, predictor: Predictor, colours, options, result
-) -> str:
-    """Write one frame's outputs; returns an error message instead of raising (the batch goes on)."""
-    try:
-        _write_outputs(folder, name, cube, prediction, predictor, colours, options, result)
-    except Exception as error:  # noqa: BLE001 - a full disk or a renderer's bug fails this frame only
-        result.status, result.error = "failed", f"writing {folder}: {one_line(error)}"
-        _record_failure(folder, result)
-        return result.error
-    return ""
-
-
-def _write_outputs(
-    folder: Path, name, cube, prediction: Prediction, predictor: Predictor, colours, options, result: FrameResult
-) -> None:
-    """The frame's files (:mod:`hsiseg.predict.frame_outputs`, as the options ask), then ``done.json``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / DONE).unlink(missing_ok=True)
-    (folder / FAILED).unlink(missing_ok=True)
-    image = rgb(cube.data, cube.wavelengths, options.rgb_method)
-    write_frame_outputs(FrameOutput(folder, name, prediction, predictor.tree, colours, options, image))
-    with atomic_path(folder / DONE) as temporary:  # last: marks the frame complete for --continue
-        temporary.write_text(json.dumps(asdict(result), indent=2))
 
 
 def write_summary(output: Path) -> list[FrameResult]:

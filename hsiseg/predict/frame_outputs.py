@@ -34,6 +34,7 @@ import numpy as np
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.predict.inference import Prediction, confident_nodes, level_labels
+from hsiseg.registry import Registry
 from hsiseg.render import overlay, save_indexed_png, save_panel, save_png
 from hsiseg.tree import LabelTree
 
@@ -66,30 +67,22 @@ class FrameOutput:
         return None if self.options.contours else self.options.opacity
 
 
-@dataclass(frozen=True)
-class FrameWriter:
-    write: Callable[[FrameOutput], None]
-    wanted: Callable[[Any], bool]
+FrameWriter = Callable[[FrameOutput], None]
+FRAME_WRITERS: Registry[FrameWriter] = Registry("frame writer")
 
 
-FRAME_WRITERS: dict[str, FrameWriter] = {}
-
-
-def frame_writer(name: str, wanted: Callable[[Any], bool] = lambda options: True):
+def frame_writer(
+    name: str, wanted: Callable[[Any], bool] = lambda options: True
+) -> Callable[[FrameWriter], FrameWriter]:
     """Decorator: ``function(output)`` as the per-frame writer ``name``, run when ``wanted(options)``."""
-
-    def add(function: Callable[[FrameOutput], None]) -> Callable[[FrameOutput], None]:
-        FRAME_WRITERS[name] = FrameWriter(function, wanted)
-        return function
-
-    return add
+    return FRAME_WRITERS.register(name, wanted=wanted)
 
 
 def write_frame_outputs(output: FrameOutput) -> None:
     """Every writer the options ask for, in registration order."""
-    for writer in FRAME_WRITERS.values():
-        if writer.wanted(output.options):
-            writer.write(output)
+    for name, write in FRAME_WRITERS.items():
+        if FRAME_WRITERS.meta(name)["wanted"](output.options):
+            write(output)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

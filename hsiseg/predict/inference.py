@@ -33,7 +33,7 @@ from hsiseg.checkpoint import load_model, load_ood_scores
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, invalid_pixels
 from hsiseg.labels import INVALID, UNKNOWN
-from hsiseg.models import AnySize, unwrap
+from hsiseg.models import network_of
 from hsiseg.ood import OodScore, build_score
 from hsiseg.ood.calibration import network_outputs, pixel_outputs, score_maps
 from hsiseg.ood.trust import promise
@@ -96,8 +96,8 @@ class Predictor:
         self.ood_score, self.ood_threshold = self._choose_score(ood_score, ood_threshold)
         self.computed = list(self.scores) if all_scores else [self.ood_score] if self.ood_score else []
         spaces = {space for name in self.computed for space in self.scores[name].spaces}
-        guided = bool(self.computed) and hasattr(unwrap(self.model), "smooth_maps")  # maps take the context
-        has_features = isinstance(self.model, AnySize) and self.model.has_features
+        guided = bool(self.computed) and network_of(self.model).has_context  # maps take the context
+        has_features = network_of(self.model).has_features
         self.needs_features = has_features and ("features" in spaces or guided)
         self.needs_inputs = "inputs" in spaces
 

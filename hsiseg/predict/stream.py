@@ -36,7 +36,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +51,10 @@ from hsiseg.labels import INVALID
 from hsiseg.ood.trust import frame_warnings
 from hsiseg.predict.batch import PredictOptions, one_line, output_options
 from hsiseg.predict.claims import try_claim
-from hsiseg.predict.frame_warnings import collect, routed_warnings
+from hsiseg.predict.frame_warnings import routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor
-from hsiseg.render import rgb
+from hsiseg.predict.pipeline import Failed, FrameId, Predicted, run_pipeline
+from hsiseg.predict.sources import RecordingFrames
 
 MAPS = "maps.h5"
 
@@ -137,8 +137,12 @@ def predict_recording(
                 on_start(len(indices))
             for index in np.asarray(indices)[done] if on_frame else []:
                 on_frame(int(index), "skipped")
+            source = RecordingFrames(video, shape)
             with routed_warnings():
-                _stream(video, predictor, maps, todo, options, smoothing, result, on_frame, batch_frames)
+                stats = run_pipeline(source.frames(todo), source, predictor,
+                                     MapsFile(maps, predictor, smoothing, result, on_frame),
+                                     options.rgb_method, batch_frames)  # fmt: skip
+            result.network_seconds = stats.network_seconds
     finally:
         claim.release()
     result.seconds = time.perf_counter() - started
@@ -217,90 +221,58 @@ def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, optio
     return handle
 
 
-def _stream(video, predictor: Predictor, maps: h5py.File, todo, options, smoothing: float, result, on_frame,
-            batch_frames: int = 1) -> None:  # fmt: skip
-    """The pipeline: read ahead (thread), predict ``batch_frames`` at a time (here), write behind (thread).
-    Any failure of a frame (unreadable, another size, the network, writing) is that frame's alone."""
-    shape = maps["labels"].shape[1:]
-    state = {"previous": None, "slot": None}  # smoothing carries over consecutive selected frames only
-    group: list[tuple] = []  # (slot, index, cube, prepared, image, warnings) waiting for the network
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-read") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
-    ):
-        load = lambda index: reader.submit(_load, video, predictor, index, options.rgb_method, shape)  # noqa: E731
-        pending = load(todo[0][1]) if todo else None
-        writing: list[tuple[Future, int, int]] = []
+class MapsFile:
+    """The recording sink of the pipeline (:mod:`hsiseg.predict.pipeline`): one row of ``maps.h5`` per frame,
+    temporal smoothing over consecutive selected frames, the counts in ``result``."""
 
-        def finish_write() -> None:
-            future, slot, index = writing.pop()
-            error = future.result()
-            if error is not None:
-                result.done -= 1
-                _fail(maps, result, slot, index, error, on_frame)
+    def __init__(self, maps: h5py.File, predictor: Predictor, smoothing: float, result: StreamResult,
+                 on_frame: Callable[[int, str], None] | None) -> None:  # fmt: skip
+        self.maps, self.predictor, self.smoothing = maps, predictor, smoothing
+        self.result, self.on_frame = result, on_frame
+        self.previous: np.ndarray | None = None  # the last smoothed probabilities
+        self.last_slot: int | None = None
 
-        def predict_group() -> None:
-            if not group:
-                return
-            started = time.perf_counter()
-            with collect() as raised:
-                try:
-                    if len(group) == 1:
-                        predictions = [predictor.predict(group[0][2], group[0][3])]
-                    else:
-                        predictions = predictor.predict_many([item[3] for item in group])
-                except Exception as error:  # noqa: BLE001 - e.g. out of GPU memory: these frames fail, not the run
-                    for slot, index, *_ in group:
-                        _fail(maps, result, slot, index, error, on_frame)
-                    state["previous"] = None
-                    group.clear()
-                    return
-            result.network_seconds += time.perf_counter() - started
-            for (slot, index, _, _, image, warned), prediction in zip(group, predictions, strict=True):
-                if smoothing:
-                    consecutive = state["slot"] is not None and slot == state["slot"] + 1
-                    state["previous"] = _smooth(prediction, state["previous"] if consecutive else None, smoothing)
-                    state["slot"] = slot
-                if writing:
-                    finish_write()  # at most one frame waits for writing: memory stays flat
-                trust = frame_warnings(prediction.score, prediction.unknown, prediction.invalid, predictor.calibration)
-                future = writer.submit(_write, maps, slot, prediction, image, [*warned, *raised, *trust])
-                writing.append((future, slot, index))
-                result.done += 1
-                if on_frame:
-                    on_frame(index, "done")
-            group.clear()
+    def begin(self, frame: FrameId) -> bool:
+        return True  # one run writes a maps.h5 at a time (a lock): every frame is this run's
 
-        try:
-            for position, (slot, index) in enumerate(todo):
-                loaded = pending.result()
-                if position + 1 < len(todo):
-                    pending = load(todo[position + 1][1])
-                if isinstance(loaded[0], Exception):
-                    predict_group()  # the frames before it, in order
-                    state["previous"] = None
-                    _fail(maps, result, slot, index, loaded[0], on_frame)
-                    continue
-                group.append((slot, index, *loaded))
-                if len(group) >= batch_frames:
-                    predict_group()
-            predict_group()
-        finally:
-            while writing:
-                finish_write()
+    def predicted(self, item: Predicted) -> None:
+        if self.smoothing:
+            consecutive = self.last_slot is not None and item.frame.slot == self.last_slot + 1
+            self.previous = _smooth(item.prediction, self.previous if consecutive else None, self.smoothing)
+            self.last_slot = item.frame.slot
+        prediction = item.prediction
+        item.warnings.extend(frame_warnings(prediction.score, prediction.unknown, prediction.invalid,
+                                            self.predictor.calibration))  # fmt: skip
 
+    def write(self, item: Predicted) -> None:
+        """One frame's row of every dataset, then ``done``, then flush."""
+        maps, slot, labels = self.maps, item.frame.slot, item.prediction.labels_with_unknown()
+        maps["labels"][slot] = labels.astype(np.int16)
+        maps["score"][slot] = item.prediction.score.astype(np.float16)
+        maps["rgb"][slot] = item.image
+        maps["pixels"][slot] = np.bincount((labels - INVALID).ravel(), minlength=maps["pixels"].shape[1])
+        maps["warnings"][slot] = json.dumps(item.warnings) if item.warnings else ""
+        maps["failures"][slot] = ""  # a frame that failed in an earlier run and succeeds now
+        maps["done"][slot] = True
+        maps.flush()
 
-def _load(video: MosaicVideo, predictor: Predictor, index: int, rgb_method: str, shape: tuple[int, int]) -> tuple:
-    """In the read-ahead thread: (cube, network input, RGB image, warnings), or (error,)."""
-    with collect() as raised:
-        try:
-            cube = video.cube(index)
-            if cube.shape[:2] != tuple(shape):
-                raise HsisegError(f"{cube.meta['source']}: frame of {cube.shape[0]} x {cube.shape[1]} pixels after "
-                                  f"demosaicking, the recording's others have {shape[0]} x {shape[1]}")  # fmt: skip
-            return cube, predictor.prepare(cube), rgb(cube.data, cube.wavelengths, rgb_method), raised
-        except Exception as error:  # noqa: BLE001 - a damaged frame fails alone
-            return (error,)
+    def finished(self, item: Predicted) -> None:
+        self.result.done += 1
+        if self.on_frame:
+            self.on_frame(item.frame.index, "done")
+
+    def failed(self, item: Failed) -> None:
+        if item.stage != "write":
+            self.previous = None  # smoothing restarts after a frame that could not be predicted
+        message = one_line(item.error)
+        self.result.failed[item.frame.index] = message
+        with contextlib.suppress(Exception):  # the failure is still reported and returned
+            self.maps["failures"][item.frame.slot] = json.dumps([message])
+        if self.on_frame:
+            self.on_frame(item.frame.index, message)
+
+    def close(self) -> None:
+        """Nothing is held per frame (the file's lock is the caller's)."""
 
 
 def _smooth(prediction: Prediction, previous: np.ndarray | None, weight: float) -> np.ndarray:
@@ -309,33 +281,6 @@ def _smooth(prediction: Prediction, previous: np.ndarray | None, weight: float) 
         prediction.probabilities = weight * previous + (1 - weight) * prediction.probabilities
         prediction.labels = prediction.probabilities.argmax(0).astype(np.int32)
     return prediction.probabilities
-
-
-def _write(maps: h5py.File, slot: int, prediction: Prediction, image: np.ndarray, warned: list[str]):
-    """In the write-behind thread: one frame's row of every dataset, then ``done``, then flush; returns the
-    exception instead of raising it (the frame fails, the run goes on)."""
-    try:
-        labels = prediction.labels_with_unknown()
-        maps["labels"][slot] = labels.astype(np.int16)
-        maps["score"][slot] = prediction.score.astype(np.float16)
-        maps["rgb"][slot] = image
-        maps["pixels"][slot] = np.bincount((labels - INVALID).ravel(), minlength=maps["pixels"].shape[1])
-        maps["warnings"][slot] = json.dumps(warned) if warned else ""
-        maps["failures"][slot] = ""  # a frame that failed in an earlier run and succeeds now
-        maps["done"][slot] = True
-        maps.flush()
-    except Exception as error:  # noqa: BLE001 - e.g. a full disk: this frame fails
-        return error
-    return None
-
-
-def _fail(maps: h5py.File, result: StreamResult, slot: int, index: int, error: Exception, on_frame) -> None:
-    message = one_line(error)
-    result.failed[index] = message
-    with contextlib.suppress(Exception):  # the failure is still reported and returned
-        maps["failures"][slot] = json.dumps([message])
-    if on_frame:
-        on_frame(index, message)
 
 
 def write_stream_args(output: Path, arguments: dict[str, Any]) -> None:

@@ -1,0 +1,71 @@
+"""The training configuration: every setting of a run, saved as ``args.json``, checked before any data is read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hsiseg.errors import HsisegError
+from hsiseg.losses import check_loss
+from hsiseg.models import DEFAULT_MODEL, check_model
+from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OOD_SCORES
+from hsiseg.selection import AUTO
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``args.json``). The defaults are the best measured
+    configuration for small data on a CPU (docs/quality.md)."""
+
+    loss: str = "ce"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    model: str = AUTO  # choose among hsiseg.selection's candidates on held-out strokes; or a model name
+    model_options: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1000
+    validate_every: int = 100
+    batch_size: int = 8  # crops per step (networks trained on crops)
+    patch_size: int = 64
+    pixels_per_step: int = 512  # annotated pixels per step (networks trained pixel by pixel)
+    class_balance: float = 1.0
+    validation_strokes: float = 0.25  # share of each class's strokes held out when train and val share images
+    refit: bool = True  # after validating, train the final model on every annotated pixel (train + val)
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup: float = 0.05  # share of the steps spent warming up
+    grad_clip: float = 1.0
+    fold: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    workers: int = 0
+    ood_scores: list[str] = field(default_factory=lambda: list(DEFAULT_SCORES))  # fitted and calibrated
+    ood_score: str = DEFAULT_SCORE  # the card's default unknown-tissue score
+    ood_keep: float = 0.95  # share of held-out known pixels each threshold keeps
+
+    def check(self) -> None:
+        """Raise :class:`HsisegError` naming the first parameter out of range or the first unknown name or
+        option (loss, model, unknown-tissue score), with the closest valid one; reads no data."""
+        positive = ("steps", "validate_every", "batch_size", "patch_size", "pixels_per_step", "learning_rate")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise HsisegError(f"training: {name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.validation_strokes < 1:
+            raise HsisegError(f"training: validation_strokes must be in (0, 1), got {self.validation_strokes}")
+        if self.class_balance < 0 or not 0 <= self.warmup < 1 or not 0 < self.ood_keep <= 1:
+            raise HsisegError("training: need class_balance >= 0, 0 <= warmup < 1 and 0 < ood_keep <= 1")
+        check_loss(self.loss, self.loss_options)
+        check_model(DEFAULT_MODEL if self.model == AUTO else self.model, self.model_options)  # auto: its candidates'
+        for name in self.ood_scores:
+            OOD_SCORES.check(name, parameter="ood_scores entry")
+        if self.ood_score not in self.ood_scores:
+            raise HsisegError(f"training: ood_score {self.ood_score!r} is not among ood_scores {self.ood_scores}")
+
+    @property
+    def rounds(self) -> int:
+        return math.ceil(self.steps / self.validate_every)
+
+    def steps_in_round(self, round_index: int) -> int:
+        return min(self.validate_every, self.steps - round_index * self.validate_every)
