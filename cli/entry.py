@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-INTERRUPTED_EXIT_CODE = 130
+from .exit_codes import INTERRUPTED_EXIT_CODE
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ import typer
 
 from hsiseg.errors import HsisegError
 
-from .entry import INTERRUPTED_EXIT_CODE
+from .exit_codes import INTERRUPTED_EXIT_CODE, USER_ERROR_EXIT_CODE
 
-USER_ERROR_EXIT_CODE = 2
+__all__ = ["INTERRUPTED_EXIT_CODE", "USER_ERROR_EXIT_CODE", "Interrupted", "reports_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

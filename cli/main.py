@@ -8,7 +8,15 @@ import typer
 
 from hsiseg import __version__
 
-from . import cube_commands, data_commands, predict_commands, train_command, tree_commands
+from . import (
+    cube_commands,
+    data_commands,
+    demo_command,
+    evaluate_command,
+    predict_commands,
+    train_command,
+    tree_commands,
+)
 
 app = typer.Typer(
     name="hsiseg",
@@ -28,8 +36,8 @@ app.command("scribbles")(data_commands.scribbles)
 app.command("train")(train_command.train_command)
 app.command("predict")(predict_commands.predict)
 app.command("render")(predict_commands.render)
-app.command("demo")(predict_commands.demo)
-app.command("evaluate")(predict_commands.evaluate)
+app.command("demo")(demo_command.demo)
+app.command("evaluate")(evaluate_command.evaluate)
 
 
 def _print_version(value: bool) -> None:

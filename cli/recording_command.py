@@ -15,7 +15,7 @@ from hsiseg.predict.recording_run import RecordingRun, run_recording
 from hsiseg.predict.stream import Selection
 
 from .errors import USER_ERROR_EXIT_CODE, Interrupted
-from .predict_commands import frame_progress
+from .progress import frame_progress
 
 
 def predict_recording_command(

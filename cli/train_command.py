@@ -2,72 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.training import TrainConfig, check_resume_options, final_checkpoint, train
 
-from .cube_commands import parse_options
 from .errors import Interrupted, reports_errors
+from .options import parse_options
+from .progress import JsonLinesReporter, RichReporter
 
 DEFAULTS = TrainConfig()
-
-
-class RichReporter:
-    """A progress bar over all steps with loss, items/s and ETA, and one line per validation round."""
-
-    def __init__(self) -> None:
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("step"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.0f} items/s"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
-        )  # fmt: skip
-        self.task = None
-
-    def start(self, total_steps: int, first_step: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train", total=total_steps, completed=first_step, loss=float("nan"), speed=0.0
-        )
-
-    def step(self, step: int, loss: float, items_per_second: float) -> None:
-        self.progress.update(self.task, completed=step + 1, loss=loss, speed=items_per_second)
-
-    def round_end(self, row: dict[str, Any]) -> None:
-        self.progress.console.print(
-            f"step {row['step']}: loss {row['train_loss']:.4f}, held-out leaf acc {row['leaf_accuracy']:.3f}, "
-            f"top-level acc {row['top_accuracy']:.3f}, mean Dice {row['mean_dice']:.3f} ({row['seconds']:.1f} s)"
-        )
-
-    def message(self, text: str) -> None:
-        self.progress.console.print(text)
-
-    def stop(self) -> None:
-        self.progress.stop()
-
-
-class JsonLinesReporter:
-    """One JSON object per validation round on stdout (for batch systems)."""
-
-    def start(self, total_steps: int, first_step: int) -> None:
-        pass
-
-    def step(self, step: int, loss: float, items_per_second: float) -> None:
-        pass
-
-    def round_end(self, row: dict[str, Any]) -> None:
-        typer.echo(json.dumps(row))
-
-    def message(self, text: str) -> None:
-        typer.echo(json.dumps({"message": text}))
 
 
 MODEL_HELP = (

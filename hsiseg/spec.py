@@ -31,7 +31,6 @@ on the written path, not on symbolic links inside ``root``, which stay the user'
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -54,7 +53,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, read_cube
 from hsiseg.spectral import Preprocessing
 from hsiseg.splits import SPLIT_NAMES, check_no_leakage, group_folds, read_htc_folds
-from hsiseg.textfiles import read_utf8
+from hsiseg.structured_files import load_structured
 from hsiseg.tree import LabelTree
 
 
@@ -326,43 +325,9 @@ def dump_spec(spec: Mapping[str, Any], comment: str) -> str:
 
 
 def load_with_lines(path: Path) -> tuple[Any, Any]:
-    """Parse YAML/JSON; also return ``locate(loc)`` giving 'line N (a.b.0)' for a pydantic error location."""
-    if not path.is_file():
-        raise HsisegError(f"{path}: data spec not found")
-    text = read_utf8(path, "the spec")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise HsisegError(f"{path}: line {error.lineno}: invalid JSON: {error.msg}") from None
-        return data, lambda loc: ".".join(map(str, loc)) or "spec"
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark is not None else ""
-        raise HsisegError(f"{path}:{where} invalid YAML: {getattr(error, 'problem', None) or error}") from None
-
-    def locate(loc: tuple) -> str:
-        current, line = node, (node.start_mark.line + 1 if node is not None else 1)
-        for part in loc:
-            if isinstance(current, yaml.MappingNode):
-                match = next((v for k, v in current.value if k.value == str(part)), None)
-                key_node = next((k for k, v in current.value if k.value == str(part)), None)
-                if match is None:
-                    break
-                line = key_node.start_mark.line + 1
-                current = match
-            elif isinstance(current, yaml.SequenceNode) and isinstance(part, int) and part < len(current.value):
-                current = current.value[part]
-                line = current.start_mark.line + 1
-            else:
-                break
-        field = ".".join(str(p) for p in loc) or "spec"
-        return f"line {line} ({field})"
-
-    return data, locate
+    """Parse a data spec (YAML/JSON); also return ``locate(loc)`` giving 'line N (a.b.0)' for a pydantic error
+    location."""
+    return load_structured(path, "data spec", "the spec")
 
 
 __all__ = ["UNLABELLED", "AnnotationSpec", "DataSpec", "SampleSpec", "dump_spec", "leaves_folder", "load_with_lines"]

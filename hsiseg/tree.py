@@ -27,7 +27,6 @@ Conventions (see METHOD.md section 1):
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -37,11 +36,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hsiseg.errors import HsisegError
-from hsiseg.textfiles import read_utf8
+from hsiseg.structured_files import load_structured
 
 __all__ = ["LabelTree", "TreeNode"]
 
@@ -511,24 +509,9 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def _load_mapping(path: Path) -> Any:
-    if not path.is_file():
-        raise HsisegError(f"{path}: label tree file not found")
-    suffix = path.suffix.lower()
-    text = read_utf8(path, "the label tree")
-    if suffix in (".yaml", ".yml"):
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(error, "problem", None) or str(error)
-            raise HsisegError(f"{path}:{where}: invalid YAML: {problem}") from None
-    if suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise HsisegError(f"{path}: line {error.lineno}, column {error.colno}: invalid JSON: {error.msg}") from None
-    raise HsisegError(f"{path}: unknown label tree format {suffix!r}; use .yaml, .yml or .json")
+    if path.suffix.lower() not in (".yaml", ".yml", ".json") and path.is_file():
+        raise HsisegError(f"{path}: unknown label tree format {path.suffix.lower()!r}; use .yaml, .yml or .json")
+    return load_structured(path, "label tree file", "the label tree")[0]
 
 
 def _reject_shared_or_cyclic(data: Any, source: str) -> None:

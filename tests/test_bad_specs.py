@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from hsiseg import HsisegError
 from hsiseg.annotations import read_label_image, read_strokes
-from hsiseg.annotations.readers import MAX_IMAGE_PIXELS, load_image
 from hsiseg.annotations.writers import write_label_image
+from hsiseg.io.images import MAX_IMAGE_PIXELS, load_image
 from hsiseg.spec import DataSpec, leaves_folder
 from hsiseg.spec_check import check_spec
 from hsiseg.splits import read_htc_folds

@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hsiseg import HsisegError
-from hsiseg.annotations.readers import load_image
 from hsiseg.annotations.simulate import write_simulated_scribbles
 from hsiseg.annotations.writers import write_label_image, write_label_values
+from hsiseg.io.images import load_image
 from hsiseg_cli.main import app
 
 runner = CliRunner()

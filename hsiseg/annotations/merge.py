@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hsiseg.annotations.readers import UNLABELLED
 from hsiseg.errors import HsisegError, HsisegWarning
+from hsiseg.labels import UNLABELLED
 from hsiseg.tree import LabelTree
 
 

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hsiseg.annotations.readers import load_image
 from hsiseg.errors import HsisegError
 from hsiseg.evaluation.boundary import boundary_scores
 from hsiseg.evaluation.calibration_metrics import ECE_BINS, CalibrationBins, bin_edges, calibration_bins
@@ -53,6 +52,7 @@ from hsiseg.evaluation.scores import (
     summary_scores,
 )
 from hsiseg.io.atomic import atomic_path
+from hsiseg.io.images import load_image
 from hsiseg.metrics import to_level
 from hsiseg.spec import DataSpec
 from hsiseg.tree import LabelTree

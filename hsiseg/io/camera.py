@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hsiseg.errors import HsisegError
+from hsiseg.structured_files import load_structured
 
 
 class SpectralCorrection(BaseModel):
@@ -115,12 +116,8 @@ class CameraDescription(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> CameraDescription:
         """Read and validate a camera YAML file; one :class:`HsisegError` naming the line and field."""
-        from hsiseg.spec import load_with_lines
-
         path = Path(path)
-        if not path.is_file():
-            raise HsisegError(f"{path}: camera description not found")
-        data, locate = load_with_lines(path)
+        data, locate = load_structured(path, "camera description", "the camera description")
         if not isinstance(data, dict):
             raise HsisegError(f"{path}: a camera description is a mapping (mosaic, wavelengths, ...)")
         try:

@@ -28,6 +28,7 @@ import numpy as np
 from hsiseg.errors import HsisegError
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.cube import Cube
+from hsiseg.io.images import load_image
 from hsiseg.io.mosaic import MosaicDecoder
 from hsiseg.registry import Registry
 
@@ -176,8 +177,6 @@ class FrameFolder(Recording):
         return len(self.files)
 
     def read(self, index: int) -> np.ndarray:
-        from hsiseg.annotations.readers import load_image
-
         return load_image(self.files[index])
 
 
@@ -239,8 +238,6 @@ class MosaicVideo:
 def _reference(path: Path) -> np.ndarray:
     """A white or dark reference: a recording (averaged over its frames) or one frame file."""
     if path.suffix.lower() in FRAME_EXTENSIONS:
-        from hsiseg.annotations.readers import load_image
-
         return load_image(path).astype(np.float32)
     recording = open_recording(path)
     try:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from hsiseg.errors import HsisegError
+from hsiseg.losses.fused import FusedPixelLoss
 from hsiseg.registry import Registry
 from hsiseg.tree import LabelTree
 
@@ -43,6 +44,7 @@ class TreeLoss(nn.Module):
 
     name: ClassVar[str] = ""
     fused: bool = True  # use the fast path where a loss has one (set False to use plain autograd)
+    has_fast_path: ClassVar[bool] = False  # True: the loss implements fused.FastPath (fast_forward/backward)
 
     def __init__(self, tree: LabelTree, ignore_index: int = DEFAULT_IGNORE_INDEX, reduction: str = "mean") -> None:
         super().__init__()
@@ -84,9 +86,7 @@ class TreeLoss(nn.Module):
         Uses the fused fast path when the loss has one and ``self.fused`` is set (see
         :mod:`hsiseg.losses.fused`), else the defining autograd implementation.
         """
-        if self.fused and hasattr(self, "fast_forward"):
-            from hsiseg.losses.fused import FusedPixelLoss
-
+        if self.fused and self.has_fast_path:
             return FusedPixelLoss.apply(logits, codes, valid, self)
         return self.exact_pixel_loss(logits, codes, valid)
 

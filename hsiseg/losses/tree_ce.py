@@ -86,6 +86,7 @@ class TreeSemanticCELoss(TreeLoss):
     """
 
     name = "tree-ce"
+    has_fast_path = True
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class TreeWassersteinLoss(TreeLoss):
     """
 
     name = "tree-wasserstein"
+    has_fast_path = True
 
     def __init__(
         self,
