@@ -20,7 +20,8 @@ from .errors import USER_ERROR_EXIT_CODE, reports_errors
 from .options import MAX_CUBE_HINT, MaxCubeGB, ReaderOptions, reader_options_with_limit
 
 
-def _size(size: int) -> str:
+def _size(count: int) -> str:
+    size = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

@@ -92,8 +92,8 @@ def check(
     classes.add_column("pixels", justify="right")
     classes.add_column("images", justify="right")
     totals: dict[str, list[int]] = {}
-    for facts in report.samples.values():
-        for name, count in facts.label_counts.items():
+    for sample in report.samples.values():
+        for name, count in sample.label_counts.items():
             entry = totals.setdefault(name, [0, 0])
             entry[0] += count
             entry[1] += 1

@@ -77,7 +77,7 @@ def demo(
     console.print(f"[bold]5/5[/] predicting the snapshot-mosaic recording ({DEMO_RECORDING_FRAMES} frames, streamed)")
     streamed = demo_recording(final_checkpoint(output / "run"), recording, camera, output / "recording")
     done = [r for r in results if r.status == "done"]
-    unknown = sum(r.unknown_percent for r in done) / max(1, len(done))
+    unknown = sum(r.unknown_percent or 0.0 for r in done) / max(1, len(done))
     typer.echo(
         f"held-out surgery, dense truth ({scores['pixels']} pixels): leaf accuracy {scores['accuracy']:.3f}, "
         f"mean Dice {scores['mean_dice']:.3f}; flagged unknown {unknown:.1f}% (every tissue of this scene was "

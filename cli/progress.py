@@ -9,7 +9,15 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from hsiseg.predict import FrameResult, PredictOptions, predict_batch
 
@@ -54,7 +62,7 @@ class RichReporter:
             TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.0f} items/s"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
         )  # fmt: skip
-        self.task = None
+        self.task: TaskID | None = None
 
     def start(self, total_steps: int, first_step: int) -> None:
         self.progress.start()
@@ -63,7 +71,8 @@ class RichReporter:
         )
 
     def step(self, step: int, loss: float, items_per_second: float) -> None:
-        self.progress.update(self.task, completed=step + 1, loss=loss, speed=items_per_second)
+        if self.task is not None:
+            self.progress.update(self.task, completed=step + 1, loss=loss, speed=items_per_second)
 
     def round_end(self, row: dict[str, Any]) -> None:
         self.progress.console.print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -111,7 +111,8 @@ def train_command(
     if level_weights is not None:
         options["level_weights"] = [float(v) for v in level_weights.split(",")]
     model_options = parse_options(model_option)
-    for key, value in (("width", width), ("depth", depth), ("context", context), ("sigma", sigma)):
+    given: tuple[tuple[str, Any], ...] = (("width", width), ("depth", depth), ("context", context), ("sigma", sigma))
+    for key, value in given:
         if value is not None:
             model_options[key] = value
     config = TrainConfig(

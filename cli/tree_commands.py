@@ -42,7 +42,7 @@ def tree(
         f"[bold]{label_tree.name}[/bold]  ({label_tree.num_leaves} leaves, {label_tree.num_nodes} nodes, "
         f"depth {label_tree.depth})"
     )
-    branches = {}
+    branches: dict[int, Tree] = {}
     for node in label_tree.iter_depth_first():
         parent_view = view if node.parent is None else branches[node.parent]
         style = f"[{node.color}]" if node.color else ""

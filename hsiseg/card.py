@@ -221,7 +221,7 @@ class ModelCard(_Strict):
 def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
     """hsiseg 0.1 cards: the tree hash and trained classes were not recorded; one threshold of one logit score
     (kept as that score's calibration)."""
-    old = data.get("ood") if isinstance(data.get("ood"), dict) else {}
+    old: dict[str, Any] = data["ood"] if isinstance(data.get("ood"), dict) else {}
     data = {k: v for k, v in data.items() if k not in ("ood", "format")}
     if old.get("score") and old.get("threshold") is not None and old.get("calibration_pixels", 0) >= 1:
         calibration = {"threshold": old["threshold"], "keep": old.get("kept_fraction", 0.95), "method": "held-out",

@@ -154,7 +154,7 @@ def save_training_state(
             else:
                 state_meta[str(index)][name] = value
     scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-    numpy_state = np.random.get_state()  # noqa: NPY002 - the global state third-party code draws from
+    numpy_state: tuple[Any, ...] = np.random.get_state()  # type: ignore[assignment]  # noqa: NPY002 - the legacy tuple
     meta = {
         "optimizer": {"param_groups": optimizer_state["param_groups"], "scalars": state_meta},
         "scheduler": scheduler_state,

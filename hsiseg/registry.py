@@ -80,7 +80,7 @@ class Registry(MutableMapping[str, Entry], Generic[Entry]):
 
     def options(self, name: str) -> dict[str, Any]:
         """The keyword options ``name`` accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
-        entry = self._entries[name]
+        entry: Any = self._entries[name]
         target = entry.__init__ if inspect.isclass(entry) else entry
         parameters = inspect.signature(target).parameters.values()
         keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

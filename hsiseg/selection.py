@@ -104,7 +104,7 @@ def score_contexts(
         model = with_options(trained, card.model.name, card.model.in_channels, card.model.classes, combined)
         outputs = annotated_outputs(model.to(device), validation, device)
         predicted = outputs.logits.argmax(1).numpy()
-        metrics = annotated_metrics(predicted, outputs.targets.numpy(), card.tree)
+        metrics = annotated_metrics(predicted, outputs.labels.numpy(), card.tree)
         name = candidate.name if context == "as given" else f"{candidate.name}, {context}"
         held_out.predictions[name] = predicted
         scores[name] = CandidateScore(model=candidate.model, options=combined, mean_dice=metrics["mean_dice"],

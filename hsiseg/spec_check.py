@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.errors import HsisegError
-from hsiseg.spec import DataSpec
+from hsiseg.spec import DataSpec, SampleSpec
 from hsiseg.strokes import stroke_counts
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,58 +46,94 @@ def check_spec(spec: DataSpec, fold: int = 0) -> CheckReport:
     for sample_id, sample in spec.samples.items():
         facts = SampleReport(sample_id, sample.subject)
         report.samples[sample_id] = facts
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cube = spec.read_cube(sample_id)
-            cube_data = spec.preprocessing.bands(cube.data, cube.wavelengths)[0]
-            facts.shape = cube.shape
-            band_counts[cube_data.shape[-1]] += 1
-        except HsisegError as error:
-            report.problems.append(f"sample {sample_id}: {error}")
-            continue
-        annotation = np.full(cube.shape[:2], UNLABELLED)
-        for kind, reader in (("annotation", spec.read_annotation), ("truth", spec.read_truth)):
-            if kind == "annotation" and not sample.annotations:
-                report.problems.append(f"sample {sample_id}: no annotation files")
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    label_map = reader(sample_id, cube.shape[:2])
-            except HsisegError as error:
-                report.problems.append(f"sample {sample_id}: {error}")
-                continue
-            if label_map is None:
-                continue
-            if label_map.shape != cube.shape[:2]:
-                report.problems.append(
-                    f"sample {sample_id}: {kind} is {label_map.shape[0]} x {label_map.shape[1]} but the cube is "
-                    f"{cube.shape[0]} x {cube.shape[1]}"
-                )
-            elif kind == "truth" and spec.model.splits.same_scene_evaluation:
-                overlap = int(((label_map != UNLABELLED) & (annotation != UNLABELLED)).sum())
-                if overlap:
-                    report.problems.append(
-                        f"sample {sample_id}: {overlap} pixels are both annotation and truth; same-scene evaluation "
-                        "needs disjoint pixels"
-                    )
-            elif kind == "annotation":
-                annotation = label_map
-                facts.strokes = stroke_counts(label_map)
-                labelled = label_map[label_map != UNLABELLED]
-                facts.annotated_pixels = int(labelled.size)
-                codes, counts = np.unique(labelled, return_counts=True)
-                facts.label_counts.update(
-                    {spec.tree.node(int(c)).name: int(n) for c, n in zip(codes, counts, strict=True)}
-                )
+        bands = _check_sample(spec, sample, facts, report.problems)
+        if bands is not None:
+            band_counts[bands] += 1
     if len(band_counts) > 1:
         report.problems.append(f"cubes differ in band count after preprocessing: {dict(band_counts)}")
+    _check_splits(spec, fold, report)
+    return report
+
+
+def _quietly(read: Callable[..., T], *args: Any) -> T:
+    """``read(*args)`` with its warnings silenced: the check reports problems, not reader chatter."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read(*args)
+
+
+def _check_sample(spec: DataSpec, sample: SampleSpec, facts: SampleReport, problems: list[str]) -> int | None:
+    """Check one sample's cube and label maps into ``facts`` and ``problems``; return its band count after
+    preprocessing, or ``None`` when the cube cannot be read (its label maps are then not checked)."""
+    try:
+        cube = _quietly(spec.read_cube, sample.id)
+        cube_data = spec.preprocessing.bands(cube.data, cube.wavelengths)[0]
+        facts.shape = cube.shape
+        bands = cube_data.shape[-1]
+    except HsisegError as error:
+        problems.append(f"sample {sample.id}: {error}")
+        return None
+    _check_label_maps(spec, sample, cube.shape[:2], facts, problems)
+    return bands
+
+
+def _check_label_maps(
+    spec: DataSpec, sample: SampleSpec, shape: tuple[int, int], facts: SampleReport, problems: list[str]
+) -> None:
+    """Read the sample's annotation, then its truth: each must match the cube's ``shape``, truth and annotation
+    must not overlap under same-scene evaluation, and the annotation's labels and strokes go into ``facts``."""
+    annotation = np.full(shape, UNLABELLED)
+    for kind, reader in (("annotation", spec.read_annotation), ("truth", spec.read_truth)):
+        if kind == "annotation" and not sample.annotations:
+            problems.append(f"sample {sample.id}: no annotation files")
+            continue
+        try:
+            label_map = _quietly(reader, sample.id, shape)
+        except HsisegError as error:
+            problems.append(f"sample {sample.id}: {error}")
+            continue
+        if label_map is None:
+            continue
+        if label_map.shape != shape:
+            problems.append(
+                f"sample {sample.id}: {kind} is {label_map.shape[0]} x {label_map.shape[1]} but the cube is "
+                f"{shape[0]} x {shape[1]}"
+            )
+        elif kind == "truth" and spec.model.splits.same_scene_evaluation:
+            problems.extend(_overlap_problems(sample.id, label_map, annotation))
+        elif kind == "annotation":
+            annotation = label_map
+            _count_annotation(spec, label_map, facts)
+
+
+def _overlap_problems(sample_id: str, truth: np.ndarray, annotation: np.ndarray) -> list[str]:
+    """The problem of truth pixels that are also annotated, if any (same-scene evaluation needs them disjoint)."""
+    overlap = int(((truth != UNLABELLED) & (annotation != UNLABELLED)).sum())
+    if not overlap:
+        return []
+    return [
+        f"sample {sample_id}: {overlap} pixels are both annotation and truth; same-scene evaluation "
+        "needs disjoint pixels"
+    ]
+
+
+def _count_annotation(spec: DataSpec, annotation: np.ndarray, facts: SampleReport) -> None:
+    """Record the annotation's strokes, annotated pixel count and pixels per label name in ``facts``."""
+    facts.strokes = stroke_counts(annotation)
+    labelled = annotation[annotation != UNLABELLED]
+    facts.annotated_pixels = int(labelled.size)
+    codes, counts = np.unique(labelled, return_counts=True)
+    facts.label_counts.update({spec.tree.node(int(c)).name: int(n) for c, n in zip(codes, counts, strict=True)})
+
+
+def _check_splits(spec: DataSpec, fold: int, report: CheckReport) -> None:
+    """Totals per split of ``fold`` into ``report.splits``; empty or unannotated train/val splits are problems,
+    classes without held-out validation pixels warnings. A spec whose splits cannot be made is one problem."""
     try:
         splits = spec.splits(fold)
     except HsisegError as error:
         report.problems.append(str(error))
-        return report
+        return
     for name, ids in splits.items():
         pixels = sum(report.samples[i].annotated_pixels for i in ids if i in report.samples)
         report.splits[name] = {
@@ -106,7 +146,6 @@ def check_spec(spec: DataSpec, fold: int = 0) -> CheckReport:
         elif name in ("train", "val") and pixels == 0:
             report.problems.append(f"split {name!r} (fold {fold}) has no annotated pixel")
     report.warnings += validation_gaps(spec, splits, report.samples, fold)
-    return report
 
 
 def validation_gaps(

@@ -27,122 +27,19 @@ Conventions (see METHOD.md section 1):
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hsiseg.errors import HsisegError
-from hsiseg.structured_files import load_structured
+from hsiseg.tree_files import nested_from_parents, parse_tree_dict, read_tree_data
+from hsiseg.tree_nodes import TreeNode, number_nodes
+from hsiseg.tree_schema import _TreeSpec
 
 __all__ = ["LabelTree", "TreeNode"]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Schema of the file format (validated with pydantic so every error names its node and key)
-# ----------------------------------------------------------------------------------------------------------
-
-
-class _ConstantScheme(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["constant"]
-    value: float = Field(1.0, ge=0)
-
-    def weight(self, depth: int) -> float:
-        return self.value
-
-
-class _ExponentialScheme(BaseModel):
-    """w = exp(-gamma * depth): deep (fine) distinctions cost less than top-level ones for gamma > 0."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["exponential"]
-    gamma: float
-
-    def weight(self, depth: int) -> float:
-        return math.exp(-self.gamma * depth)
-
-
-class _PerDepthScheme(BaseModel):
-    """Explicit weights per depth, top level first; deeper nodes reuse the last value."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["per-depth"]
-    weights: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
-
-    def weight(self, depth: int) -> float:
-        return self.weights[min(depth, len(self.weights)) - 1]
-
-
-_WeightScheme = Annotated[_ConstantScheme | _ExponentialScheme | _PerDepthScheme, Field(discriminator="type")]
-
-
-class _NodeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    weight: float | None = Field(None, ge=0, allow_inf_nan=False)
-    color: str | None = Field(None, validation_alias=AliasChoices("color", "colour"))
-    description: str | None = None
-    children: list[_NodeSpec | str] = Field(default_factory=list)
-
-    @field_validator("color")
-    @classmethod
-    def _valid_color(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from matplotlib.colors import is_color_like, to_hex
-
-        if not is_color_like(value):
-            raise ValueError(f"{value!r} is not a colour (use '#rrggbb' or a matplotlib colour name)")
-        return to_hex(value)
-
-
-class _TreeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field("root", min_length=1)
-    description: str | None = None
-    weight_scheme: _WeightScheme | None = None
-    children: list[_NodeSpec | str]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The tree
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TreeNode:
-    """One non-root node of a :class:`LabelTree`.
-
-    Attributes
-    ----------
-    name: unique name of the node.
-    code: target code (leaves: channel index ``0..C-1``; internal nodes: ``C..N-1``).
-    depth: 1 for children of the root.
-    parent: code of the parent, or ``None`` for children of the root.
-    children: codes of the children, in listed order (empty for a leaf).
-    weight: weight of the edge to the parent.
-    color: display colour as ``'#rrggbb'``, or ``None`` when the file gives none.
-    """
-
-    name: str
-    code: int
-    depth: int
-    parent: int | None
-    children: tuple[int, ...]
-    weight: float
-    color: str | None = None
-    description: str | None = None
-
-    @property
-    def is_leaf(self) -> bool:
-        return not self.children
 
 
 class LabelTree:
@@ -168,14 +65,7 @@ class LabelTree:
 
         ``source`` names the origin (a file path) in error messages.
         """
-        if not isinstance(data, Mapping):
-            raise HsisegError(f"{source}: a label tree must be a mapping with 'children', got {type(data).__name__}")
-        _reject_shared_or_cyclic(data, source)
-        try:
-            spec = _TreeSpec.model_validate(data)
-        except ValidationError as error:
-            raise HsisegError(_describe_validation_error(error, data, source)) from None
-        return cls(spec, source)
+        return cls(parse_tree_dict(data, source), source)
 
     @classmethod
     def from_file(cls, path: str | Path) -> LabelTree:
@@ -183,14 +73,8 @@ class LabelTree:
 
         A data spec holding the tree under ``label_tree`` (inline, or a path relative to the spec) works too.
         """
-        path = Path(path)
-        data = _load_mapping(path)
-        if isinstance(data, Mapping) and "label_tree" in data:
-            inner = data["label_tree"]
-            if isinstance(inner, str):
-                return cls.from_file(path.parent / inner)
-            return cls.from_dict(inner, source=f"{path} (label_tree)")
-        return cls.from_dict(data, source=str(path))
+        data, source = read_tree_data(Path(path))
+        return cls.from_dict(data, source=source)
 
     @classmethod
     def from_parents(cls, parents: Mapping[str, str | None], root: str = "root") -> LabelTree:
@@ -198,84 +82,15 @@ class LabelTree:
 
         Children keep the mapping's order. Cycles, unknown parents and disconnected nodes are errors.
         """
-        children: dict[str, list[str]] = {root: []}
-        for child in parents:
-            children.setdefault(child, [])
-        for child, parent in parents.items():
-            parent = root if parent is None else parent
-            if parent not in children:
-                raise HsisegError(f"label tree: parent {parent!r} of {child!r} is not a node")
-            if child == root:
-                raise HsisegError(f"label tree: the root {root!r} cannot have a parent")
-            children[parent].append(child)
-        for start in parents:
-            seen = [start]
-            node = parents[start]
-            while node is not None and node != root:
-                if node in seen:
-                    cycle = " -> ".join([*seen[seen.index(node) :], node])
-                    raise HsisegError(f"label tree: the parent links form a cycle: {cycle}")
-                seen.append(node)
-                node = parents[node]
-
-        def nested(name: str) -> dict[str, Any]:
-            return {"name": name, "children": [nested(child) for child in children[name]]}
-
-        return cls.from_dict(nested(root))
+        return cls.from_dict(nested_from_parents(parents, root))
 
     def _build(self, spec: _TreeSpec) -> None:
-        if not spec.children:
-            raise HsisegError(f"{self.source}: the tree is empty (the root has no children)")
-        leaves: list[tuple[_NodeSpec, int, int | None]] = []
-        internal: list[tuple[_NodeSpec, int, int | None]] = []
-        order: list[tuple[_NodeSpec, int, int | None]] = []  # depth-first order of all nodes
-
-        def visit(node: _NodeSpec, depth: int, parent_position: int | None) -> None:
-            position = len(order)
-            entry = (node, depth, parent_position)
-            order.append(entry)
-            (internal if node.children else leaves).append(entry)
-            for child in node.children:
-                visit(_as_node(child), depth + 1, position)
-
-        for child in spec.children:
-            visit(_as_node(child), 1, None)
-        top_positions = [position for position, entry in enumerate(order) if entry[2] is None]
-
-        counts = Counter([spec.name] + [node.name for node, _, _ in order])
-        duplicates = sorted(name for name, count in counts.items() if count > 1)
-        if duplicates:
-            raise HsisegError(f"{self.source}: duplicate node names {duplicates}; every name must be unique")
-        if len(leaves) < 2:
-            raise HsisegError(f"{self.source}: the tree has {len(leaves)} leaf; at least 2 classes are needed")
-
-        position_of = {id(entry): position for position, entry in enumerate(order)}
-        code_of_position = {position_of[id(entry)]: code for code, entry in enumerate(leaves + internal)}
-        child_codes: dict[int, list[int]] = {code: [] for code in code_of_position.values()}
-        for position, (_, _, parent_position) in enumerate(order):
-            if parent_position is not None:
-                child_codes[code_of_position[parent_position]].append(code_of_position[position])
-
-        by_code: list[TreeNode | None] = [None] * len(order)
-        for position, (node, depth, parent_position) in enumerate(order):
-            code = code_of_position[position]
-            weight = node.weight
-            if weight is None:
-                weight = self._scheme.weight(depth) if self._scheme is not None else 1.0
-            by_code[code] = TreeNode(
-                name=node.name,
-                code=code,
-                depth=depth,
-                parent=None if parent_position is None else code_of_position[parent_position],
-                children=tuple(child_codes[code]),
-                weight=float(weight),
-                color=node.color,
-                description=node.description,
-            )
-        self._nodes = [node for node in by_code if node is not None]
-        self._top_codes = tuple(code_of_position[position] for position in top_positions)
+        """Number the nodes of ``spec`` and index them by code and name."""
+        numbered = number_nodes(spec, self.source)
+        self._nodes = list(numbered.nodes)
+        self._top_codes = numbered.top_codes
         self._code = {node.name: node.code for node in self._nodes}
-        self.leaves: tuple[str, ...] = tuple(node.name for node in self._nodes[: len(leaves)])
+        self.leaves: tuple[str, ...] = tuple(node.name for node in self._nodes[: numbered.num_leaves])
 
     # --- lookups -----------------------------------------------------------------------------------------
 
@@ -494,84 +309,7 @@ class LabelTree:
         return out
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _as_node(child: _NodeSpec | str) -> _NodeSpec:
-    return _NodeSpec(name=child) if isinstance(child, str) else child
-
-
 def _readonly(array: np.ndarray) -> np.ndarray:
+    """Make ``array`` read-only and return it."""
     array.setflags(write=False)
     return array
-
-
-def _load_mapping(path: Path) -> Any:
-    if path.suffix.lower() not in (".yaml", ".yml", ".json") and path.is_file():
-        raise HsisegError(f"{path}: unknown label tree format {path.suffix.lower()!r}; use .yaml, .yml or .json")
-    return load_structured(path, "label tree file", "the label tree")[0]
-
-
-def _reject_shared_or_cyclic(data: Any, source: str) -> None:
-    """Reject nested input that is not a tree: a node inside itself (YAML alias cycles), shared subtrees."""
-    seen: set[int] = set()
-
-    def walk(node: Any, path: tuple[int, ...]) -> None:
-        if not isinstance(node, Mapping):
-            return
-        name = str(node.get("name", "?"))
-        if id(node) in path:
-            raise HsisegError(f"{source}: node {name!r} contains itself (a cycle); a label tree must be a tree")
-        if id(node) in seen:
-            raise HsisegError(f"{source}: node {name!r} appears under two parents; a label tree must be a tree")
-        seen.add(id(node))
-        children = node.get("children", [])
-        if isinstance(children, list):
-            for child in children:
-                walk(child, (*path, id(node)))
-
-    walk(data, ())
-
-
-def _describe_validation_error(error: ValidationError, data: Any, source: str) -> str:
-    """Turn pydantic's index paths (children.0.children.2.colr) into node names."""
-    problems = []
-    for item in error.errors():
-        node: Any = data
-        names = [str(data.get("name", "root"))] if isinstance(data, Mapping) else ["root"]
-        key = ""
-        tags = {"_NodeSpec", "str"}
-        location = [part for part in item["loc"] if part not in tags]
-        for position, part in enumerate(location):
-            last = position == len(location) - 1
-            if isinstance(part, int) and isinstance(node, list) and part < len(node):
-                node = node[part]
-                if isinstance(node, Mapping) and "name" in node:
-                    names.append(str(node["name"]))
-                elif isinstance(node, str):
-                    names.append(node)
-                else:
-                    names.append(f"#{part}")
-            elif isinstance(part, str) and isinstance(node, Mapping) and part in node and not last:
-                node = node[part]
-            else:
-                key = str(part)
-        if "str" in item["loc"] and isinstance(node, Mapping):
-            continue  # the mapping alternative of "node or leaf name" explains the real problem
-        if item["loc"] and item["loc"][-1] == "_NodeSpec" and not isinstance(node, Mapping | str):
-            item = {**item, "msg": f"expected a node mapping or a leaf name, got {type(node).__name__}"}
-        elif "str" in item["loc"]:
-            continue
-        where = "/".join(names)
-        if item["type"] == "extra_forbidden":
-            message = f"unknown key {key!r} (allowed: name, children, weight, color, description)"
-        elif key:
-            message = f"{key!r}: {item['msg']}"
-        else:
-            message = item["msg"]
-        problems.append(f"node {where!r}: {message}")
-    # Children may be a mapping or a string; pydantic reports both alternatives. Keep distinct lines.
-    unique = list(dict.fromkeys(problems))
-    return f"{source}: " + "; ".join(unique)

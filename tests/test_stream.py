@@ -254,3 +254,29 @@ def test_review_findings_resume_sizes_references_locks(setup, tmp_path, monkeypa
     refused = CliRunner().invoke(app, ["predict", str(model), str(recording), "--camera", str(camera), "-o",
                                        str(tmp_path / "r"), "--level", "1"])  # fmt: skip
     assert refused.exit_code == 2 and "--level apply to folders of cubes, not to a recording" in refused.output
+
+
+def test_an_exporter_registered_outside_hsiseg_runs_from_the_command_line(setup, tmp_path) -> None:
+    """What docs/ARCHITECTURE.md tells a contributor to do: one function, registered, used by hsiseg predict."""
+    from hsiseg.export import EXPORTERS
+
+    @EXPORTERS.register("unknown-frames", needs=("areas",))
+    def unknown_frames(maps: StreamMaps, output: Path) -> Path:
+        assert (output / "areas.csv").is_file()  # what it needs ran first
+        path = output / "unknown_frames.txt"
+        flagged = [frame for frame, counts in zip(maps.frames, maps.pixels, strict=True) if counts[1]]
+        path.write_text("".join(f"{frame}\n" for frame in flagged))
+        return path
+
+    try:
+        model, recording, camera = setup
+        out = tmp_path / "out"
+        result = CliRunner().invoke(app, ["predict", str(model), str(recording), "--camera", str(camera), "-o",
+                                          str(out), "--export", "unknown-frames"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert f"wrote {out / 'unknown_frames.txt'}" in result.output
+        with h5py.File(out / "maps.h5") as maps:
+            expected = [str(f) for f, row in zip(maps["frame"][()], maps["pixels"][()], strict=True) if row[1]]
+        assert (out / "unknown_frames.txt").read_text().split() == expected
+    finally:
+        del EXPORTERS["unknown-frames"]

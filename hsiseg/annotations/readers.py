@@ -118,7 +118,7 @@ def rasterize_strokes(
     for number, stroke in enumerate(strokes):
         where = f"{source}: stroke {number}"
         name = stroke.get("label")
-        if name not in tree:
+        if not isinstance(name, str) or name not in tree:
             raise HsisegError(f"{where}: label {name!r} is not a node of the label tree")
         unknown = sorted(set(stroke) - {"label", "width", "points", "polygon"})
         if unknown:

@@ -42,7 +42,8 @@ class Cube:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(H, W, B)."""
-        return self.data.shape  # type: ignore[return-value]
+        height, width, bands = self.data.shape
+        return height, width, bands
 
     @property
     def num_bands(self) -> int:

@@ -47,9 +47,10 @@ def resolve_max_bytes(max_bytes: Any) -> int:
     """The limit in bytes: ``None`` -> :func:`default_max_bytes`; else a positive number (e.g. ``4e9``)."""
     if max_bytes is None:
         return default_max_bytes()
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, Real) or not max_bytes > 0:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, Real) or not float(max_bytes) > 0:
         raise HsisegError(f"option 'max_bytes' must be a positive number of bytes (e.g. 8e9), got {max_bytes!r}")
-    return int(max_bytes) if math.isfinite(max_bytes) else 2**63 - 1
+    limit = float(max_bytes)
+    return int(limit) if math.isfinite(limit) else 2**63 - 1
 
 
 def cube_bytes(shape: Sequence[int], raw_itemsize: int = 0) -> int:

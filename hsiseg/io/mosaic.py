@@ -116,9 +116,8 @@ class MosaicDecoder:
             span = active_region(self.white, self.camera) - dark if self.white is not None else reference + 1
             usable = span > 0
             gain = np.divide(1.0, span, out=np.zeros(region_shape, np.float32), where=usable)
-            planes = [self._planes(values) for values in (dark, gain)]
-            dead = subsample(~usable, self.camera.mosaic).any(axis=-1)
-            self._tile_gains[region_shape] = (*planes, dead)
+            dead = np.asarray(subsample(~usable, self.camera.mosaic).any(axis=-1))
+            self._tile_gains[region_shape] = (self._planes(dark), self._planes(gain), dead)
         return self._tile_gains[region_shape]
 
     def _planes(self, region: np.ndarray) -> np.ndarray:

@@ -98,7 +98,7 @@ def write_cube(path: str | Path, cube: Cube, format: str | None = None, **option
     """
     path = Path(path)
     kind = format or next((name for name in WRITERS if path.suffix.lower() in WRITERS.meta(name)["suffixes"]), None)
-    if kind not in WRITERS:
+    if kind is None or kind not in WRITERS:
         raise HsisegError(f"{path}: cannot write this format; use .h5/.hdf5 (HDF5), .hdr (ENVI) or _SpecCube.dat")
     WRITERS[kind](path, cube, **options)
     return path

@@ -187,11 +187,12 @@ def open_recording(path: str | Path, format: str | None = None, **options: Any) 
         raise HsisegError(f"{path}: recording not found")
     suffixes = _suffixes()
     kind = format or suffixes.get("" if path.is_dir() else path.suffix.lower())
-    if kind not in RECORDING_READERS:
+    if kind is None or kind not in RECORDING_READERS:
         raise HsisegError(f"{path}: not a recording hsiseg reads; formats: {sorted(RECORDING_READERS)} "
                           f"(suffixes {sorted(s for s in suffixes if s)} or a folder of frames)")  # fmt: skip
     try:
-        return RECORDING_READERS[kind](path, **options)
+        reader: Any = RECORDING_READERS[kind]  # each reader has its own constructor options
+        return reader(path, **options)
     except TypeError as error:
         raise HsisegError(f"{path}: the {kind} recording reader does not take these options ({error})") from None
 

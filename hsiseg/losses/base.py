@@ -46,6 +46,8 @@ class TreeLoss(nn.Module):
     fused: bool = True  # use the fast path where a loss has one (set False to use plain autograd)
     has_fast_path: ClassVar[bool] = False  # True: the loss implements fused.FastPath (fast_forward/backward)
 
+    leaf_sets: torch.Tensor  # buffer
+
     def __init__(self, tree: LabelTree, ignore_index: int = DEFAULT_IGNORE_INDEX, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in REDUCTIONS:

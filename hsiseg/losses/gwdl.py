@@ -41,6 +41,9 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
 
     name = "tree-gwdl"
 
+    node_weights: torch.Tensor  # buffer
+    node_distances: torch.Tensor  # buffer
+
     def __init__(
         self,
         tree: LabelTree,

@@ -88,6 +88,10 @@ class TreeSemanticCELoss(TreeLoss):
     name = "tree-ce"
     has_fast_path = True
 
+    positions: torch.Tensor  # buffer
+    safe_positions: torch.Tensor  # buffer
+    effective_weights: torch.Tensor  # buffer
+
     def __init__(
         self,
         tree: LabelTree,
@@ -159,7 +163,8 @@ class TreeSemanticCELoss(TreeLoss):
         positions = self.safe_positions[:, codes]  # (D, B, S): one gather for every level
         values = weights[leaf_level] * -log_probs.gather(1, positions[leaf_level].unsqueeze(1)).squeeze(1)
         probs = log_probs.exp_()
-        marginals, finer = [], probs
+        marginals: list[torch.Tensor] = []
+        finer = probs
         for k in reversed(range(1, self.num_levels)):  # level k-1 sums its children at level k
             shape = (finer.shape[0], self.level_sizes[k - 1], finer.shape[2])
             parents = getattr(self, f"parents_{k}")

@@ -69,6 +69,9 @@ class TreeWassersteinLoss(TreeLoss):
     name = "tree-wasserstein"
     has_fast_path = True
 
+    node_distances: torch.Tensor  # buffer
+    edge_weights: torch.Tensor  # buffer
+
     def __init__(
         self,
         tree: LabelTree,

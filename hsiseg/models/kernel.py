@@ -40,6 +40,11 @@ class KernelPixelNet(Network):
     has_features = True
     pixelwise_training = True
 
+    input_mean: torch.Tensor  # buffer
+    input_std: torch.Tensor  # buffer
+    centres: torch.Tensor  # buffer
+    gamma: torch.Tensor  # buffer
+
     def __init__(self, in_channels: int, classes: int, centres: int = 512, gamma_scale: float = 1.0) -> None:
         super().__init__()
         if in_channels < 1 or classes < 2 or centres < 2 or not gamma_scale > 0:

@@ -49,6 +49,9 @@ class PixelNet(Network):
     has_features = True
     pixelwise_training = True
 
+    input_mean: torch.Tensor  # buffer
+    input_std: torch.Tensor  # buffer
+
     def __init__(self, in_channels: int, classes: int, width: int = 128, depth: int = 2, dropout: float = 0.2) -> None:
         super().__init__()
         if depth < 1 or width < 1 or in_channels < 1 or classes < 2 or not 0 <= dropout < 1:

@@ -22,11 +22,35 @@ class PixelOutputs:
     inputs: torch.Tensor | None  # (P, B) network input spectra
     targets: torch.Tensor | None = None  # (P,) int64 target codes, where known (training pixels)
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """(P,) the target codes; an error where they are not known (outputs of unannotated pixels)."""
+        if self.targets is None:
+            raise ValueError("these pixel outputs carry no target codes")
+        return self.targets
+
     def leaf_pixels(self, num_leaves: int) -> PixelOutputs:
         """The pixels whose target is a leaf (partial labels left out)."""
-        keep = self.targets < num_leaves
-        return PixelOutputs(*(None if t is None else t[keep] for t in (self.logits, self.features, self.inputs,
-                                                                          self.targets)))  # fmt: skip
+        return self.select(self.labels < num_leaves)
+
+    def select(self, keep: torch.Tensor) -> PixelOutputs:
+        """The pixels where ``keep`` (P,) bool is set."""
+        targets = None if self.targets is None else self.targets[keep]
+        features = None if self.features is None else self.features[keep]
+        inputs = None if self.inputs is None else self.inputs[keep]
+        return PixelOutputs(self.logits[keep], features, inputs, targets)
+
+    @staticmethod
+    def concatenate(parts: list[PixelOutputs]) -> PixelOutputs:
+        """The pixels of every part, in order (a space is kept when the first part has it)."""
+
+        def joined(name: str) -> torch.Tensor | None:
+            values = [getattr(part, name) for part in parts]
+            return None if values[0] is None else torch.cat(values)
+
+        logits = joined("logits")
+        assert logits is not None  # every part has logits
+        return PixelOutputs(logits, joined("features"), joined("inputs"), joined("targets"))
 
     def space(self, name: Space, score: str) -> torch.Tensor:
         """(P, D) float32 values of one space; a clear error when the network does not provide it."""

@@ -42,10 +42,11 @@ def pixel_outputs(logits: torch.Tensor, features: torch.Tensor | None, inputs: t
     """Pixel-major outputs of one image: (C, H, W) logits, (F, H, W) features, (B, H, W) inputs (each may be
     None where no score needs it)."""
 
-    def flat(values: torch.Tensor | None) -> torch.Tensor | None:
-        return None if values is None else values.reshape(values.shape[0], -1).T.float()
+    def flat(values: torch.Tensor) -> torch.Tensor:
+        return values.reshape(values.shape[0], -1).T.float()
 
-    return PixelOutputs(flat(logits), flat(features), flat(inputs))
+    return PixelOutputs(flat(logits), None if features is None else flat(features), None if inputs is None else
+                        flat(inputs))  # fmt: skip
 
 
 @torch.no_grad()
@@ -97,13 +98,13 @@ def _images(model: nn.Module, datasets: Iterable, device: torch.device, autocast
 def annotated_outputs(model: nn.Module, dataset, device: torch.device, autocast_dtype=None) -> PixelOutputs:
     """Logits, features, inputs and targets at the annotated pixels of every image of a full-image ``dataset``
     (:class:`~hsiseg.data.SpecDataset` in ``full`` mode)."""
-    parts = []
+    parts: list[PixelOutputs] = []
     for _, target, logits, features, inputs in _images(model, [dataset], device, autocast_dtype):
         keep = target.flatten() != UNLABELLED
         outputs = pixel_outputs(logits, features, inputs)
-        parts.append([None if t is None else t[keep] for t in (outputs.logits, outputs.features, outputs.inputs)]
-                     + [target.flatten()[keep].long()])  # fmt: skip
-    return PixelOutputs(*(None if parts[0][i] is None else torch.cat([p[i] for p in parts]) for i in range(4)))
+        parts.append(PixelOutputs(outputs.logits, outputs.features, outputs.inputs, target.flatten().long())
+                     .select(keep))  # fmt: skip
+    return PixelOutputs.concatenate(parts)
 
 
 def map_values(
@@ -150,7 +151,7 @@ def fit_scores(names: list[str], training: PixelOutputs, num_leaves: int) -> dic
     for name in names:
         score = build_score(name)
         missing = any(getattr(leaves, space) is None for space in score.spaces)
-        if missing or (score.fitted and not leaves.targets.numel()):
+        if missing or (score.fitted and not leaves.labels.numel()):
             continue
         if score.fitted:
             score.fit(leaves)

@@ -3,11 +3,11 @@ input space (the preprocessed spectra)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from hsiseg.ood.base import OOD_SCORES, OodScore, PixelOutputs
+from hsiseg.ood.base import OOD_SCORES, OodScore, PixelOutputs, Space
 
 CHUNK = 4096  # pixels per distance block: bounds memory at CHUNK x (classes or bank) floats
 
@@ -31,7 +31,7 @@ class Mahalanobis(OodScore):
     dimensions stay invertible."""
 
     name = "mahalanobis"
-    space = "features"
+    space: ClassVar[Space] = "features"
 
     def __init__(self, shrinkage: float = 0.1) -> None:
         if not 0 <= shrinkage <= 1:
@@ -44,7 +44,7 @@ class Mahalanobis(OodScore):
         return {"shrinkage": self.shrinkage}
 
     def fit(self, training: PixelOutputs) -> None:
-        values, labels = training.space(self.space, self.name).double(), training.targets
+        values, labels = training.space(self.space, self.name).double(), training.labels
         classes = labels.unique()
         means = torch.stack([values[labels == c].mean(0) for c in classes])
         centred = values - means[torch.searchsorted(classes, labels)]
@@ -75,7 +75,7 @@ class SpectralMahalanobis(Mahalanobis):
     """:class:`Mahalanobis` on the network's input spectra (after the model card's preprocessing)."""
 
     name = "spectral_mahalanobis"
-    space = "inputs"
+    space: ClassVar[Space] = "inputs"
 
 
 @OOD_SCORES.register()
@@ -85,7 +85,7 @@ class NearestNeighbours(OodScore):
     ``bank_size`` training pixels, drawn evenly across classes (seeded), so rare classes are represented."""
 
     name = "knn"
-    space = "features"
+    space: ClassVar[Space] = "features"
 
     def __init__(self, k: int = 10, bank_size: int = 4096, seed: int = 0) -> None:
         if k < 1 or bank_size < 1:
@@ -98,7 +98,7 @@ class NearestNeighbours(OodScore):
 
     def fit(self, training: PixelOutputs) -> None:
         values = training.space(self.space, self.name)
-        self.bank = _unit(values[balanced_bank(training.targets, self.bank_size, self.seed)])
+        self.bank = _unit(values[balanced_bank(training.labels, self.bank_size, self.seed)])
 
     def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
         values = outputs.space(self.space, self.name)
@@ -134,7 +134,7 @@ class SpectralNearestNeighbours(NearestNeighbours):
     spectrum unlike every scribbled one). Default k = 5: robust to a few mixed or mislabelled stroke pixels."""
 
     name = "spectral_knn"
-    space = "inputs"
+    space: ClassVar[Space] = "inputs"
 
     def __init__(self, k: int = 5, bank_size: int = 4096, seed: int = 0) -> None:
         super().__init__(k, bank_size, seed)
@@ -144,7 +144,7 @@ class SpectralNearestNeighbours(NearestNeighbours):
     def fit(self, training: PixelOutputs) -> None:
         values = training.space(self.space, self.name)
         self.mean, self.std = values.mean(0), values.std(0).clamp_min(1e-6 * values.abs().mean().clamp_min(1e-12))
-        self.bank = self._standardised(values[balanced_bank(training.targets, self.bank_size, self.seed)])
+        self.bank = self._standardised(values[balanced_bank(training.labels, self.bank_size, self.seed)])
 
     def _standardised(self, values: torch.Tensor) -> torch.Tensor:
         return (values - self.mean.to(values.device)) / self.std.to(values.device)

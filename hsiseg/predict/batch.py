@@ -337,7 +337,7 @@ def _busy_or_skipped(folder: Path, result: FrameResult, claim: Claim | None) -> 
         result.status, result.error = "busy", "another run sharing this output folder is predicting it"
         return result
     claim.release()
-    record = FrameResult.from_file(folder / DONE)
+    record = FrameResult.from_file(folder / DONE) or result  # (readable: it was just compared)
     return FrameResult(**{**asdict(record), "status": "skipped", "source": result.source})
 
 

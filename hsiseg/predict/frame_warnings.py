@@ -43,7 +43,8 @@ def routed_warnings() -> Iterator[None]:
 def collect() -> Iterator[list[str]]:
     """The warnings this thread raises inside the block, once each, in order (under :func:`routed_warnings`)."""
     previous = getattr(_local, "sink", None)
-    _local.sink = sink = []
+    sink: list[str] = []
+    _local.sink = sink
     try:
         yield sink
     finally:

@@ -138,7 +138,10 @@ class Predictor:
                 f"{sorted(self.card.ood.scores) or 'none'}); choose one of those, or give ood_threshold "
                 "for a logit score"
             )
-        return name, calibration.threshold if threshold is None else threshold
+        if threshold is None:
+            assert calibration is not None  # (checked above)
+            return name, calibration.threshold
+        return name, threshold
 
     def prepare(self, cube: Cube) -> Prepared:
         """The network input of a cube, with the card's preprocessing, and its invalid pixels (input 0)."""
@@ -186,14 +189,17 @@ class Predictor:
                 if output is None:
                     continue
                 output = output.float().cpu()
-                if totals[index] is None:
-                    totals[index] = torch.zeros((output.shape[1], height, width))
+                total = totals[index]
+                if total is None:
+                    total = torch.zeros((output.shape[1], height, width))
+                    totals[index] = total
                 for (y, x), window in zip(batch, output, strict=True):
-                    totals[index][:, y : y + tile_h, x : x + tile_w] += window * ramp
+                    total[:, y : y + tile_h, x : x + tile_w] += window * ramp
             for y, x in batch:
                 weight[y : y + tile_h, x : x + tile_w] += ramp
-        logits, features = totals
-        return logits / weight, features / weight if features is not None else None
+        summed_logits, summed_features = totals
+        assert summed_logits is not None  # every window gives logits
+        return summed_logits / weight, summed_features / weight if summed_features is not None else None
 
     @torch.no_grad()
     def logits(self, image: torch.Tensor) -> torch.Tensor:
@@ -207,16 +213,15 @@ class Predictor:
         """Logits and features of a batch; with ``flip_tta``, the mean over 4 flips (each flipped back)."""
         if not self.flip_tta:
             return self._run(batch)
-        logits, features = [], []
+        logits, features = self._run(batch)
+        all_logits, all_features = [logits], [] if features is None else [features]
         for dims in [(-1,), (-2,), (-1, -2)]:
             flipped_logits, flipped_features = self._run(batch.flip(dims))
-            logits.append(flipped_logits.flip(dims))
-            features.append(flipped_features.flip(dims) if flipped_features is not None else None)
-        plain_logits, plain_features = self._run(batch)
-        mean_logits = torch.stack([plain_logits, *logits]).mean(0)
-        if plain_features is None:
-            return mean_logits, None
-        return mean_logits, torch.stack([plain_features, *features]).mean(0)
+            all_logits.append(flipped_logits.flip(dims))
+            if flipped_features is not None:
+                all_features.append(flipped_features.flip(dims))
+        mean_features = torch.stack(all_features).mean(0) if all_features else None
+        return torch.stack(all_logits).mean(0), mean_features
 
     @torch.no_grad()
     def predict(self, cube: Cube, prepared: Prepared | None = None) -> Prediction:
@@ -246,9 +251,10 @@ class Predictor:
         confidence, labels = probabilities.max(0)
         computed = {name: self.scores[name] for name in self.computed}
         pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
-        maps = score_maps(self.model, computed, pixels, features, labels.shape, torch.from_numpy(invalid))
-        maps = {name: values.numpy() for name, values in maps.items()}
-        if self.ood_score is None:
+        shape = (int(labels.shape[0]), int(labels.shape[1]))
+        computed_maps = score_maps(self.model, computed, pixels, features, shape, torch.from_numpy(invalid))
+        maps = {name: values.numpy() for name, values in computed_maps.items()}
+        if self.ood_score is None or self.ood_threshold is None:
             score, unknown = confidence.numpy(), np.zeros(invalid.shape, dtype=bool)
         else:
             score = maps[self.ood_score]

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
-import torch
 
 from hsiseg.io.cube import Cube
 from hsiseg.predict.frame_warnings import collect
-from hsiseg.predict.inference import Prediction, Predictor
+from hsiseg.predict.inference import Prediction, Predictor, Prepared
 from hsiseg.render import rgb
 
 Stage = Literal["read", "predict", "write"]
@@ -46,11 +45,12 @@ class FrameId:
 
 @dataclass
 class Loaded:
-    """A frame read and preprocessed: ``prepared`` the network input (B, H, W), ``image`` (H, W, 3) uint8."""
+    """A frame read and preprocessed: ``prepared`` the network input ((B, H, W) image and invalid mask),
+    ``image`` (H, W, 3) uint8 as the overlays show it."""
 
     frame: FrameId
     cube: Cube
-    prepared: torch.Tensor
+    prepared: Prepared
     image: np.ndarray
     warnings: list[str] = field(default_factory=list)
 
@@ -159,7 +159,9 @@ class _Run:
         self.writing: tuple[Future[BaseException | None], Predicted] | None = None
 
     def loop(self, frames: Sequence[FrameId], load, batch_frames: int) -> None:
-        pending = load(frames[0]) if frames else None
+        if not frames:
+            return
+        pending = load(frames[0])
         for position in range(len(frames)):
             started = time.perf_counter()
             item = pending.result()

@@ -135,8 +135,8 @@ def predict_recording(
             result = StreamResult(output / MAPS, skipped=int(done.sum()))
             if on_start:
                 on_start(len(indices))
-            for index in np.asarray(indices)[done] if on_frame else []:
-                on_frame(int(index), "skipped")
+            for index in np.asarray(indices)[done] if on_frame is not None else []:
+                on_frame(int(index), "skipped")  # type: ignore[misc]  # not None in this loop
             source = RecordingFrames(video, shape)
             with routed_warnings():
                 stats = run_pipeline(source.frames(todo), source, predictor,

@@ -57,7 +57,7 @@ def family_shades(hue: float, count: int, taken: list[np.ndarray]) -> list[np.nd
     distance = np.full(len(candidates), np.inf)
     for colour in taken:
         distance = np.minimum(distance, _delta_e(lab, _lab(colour[None])[0]))
-    chosen = []
+    chosen: list[np.ndarray] = []
     for _ in range(count):
         pick = start if not chosen else int(np.argmax(distance))
         chosen.append(candidates[pick])

@@ -69,4 +69,6 @@ class Preprocessing(BaseModel):
     def fit_statistics(self, cubes: Iterable[tuple[np.ndarray, np.ndarray]]) -> Preprocessing:
         """A copy with per-band ``mean``/``std`` from (data, wavelengths) pairs, one cube in memory at a time."""
         statistics = BandStatistics.from_cubes(self.bands(data, wavelengths)[0] for data, wavelengths in cubes)
+        if statistics.mean is None or statistics.std is None:
+            raise HsisegError("preprocessing: no valid pixel to fit the band statistics on")
         return self.model_copy(update={"mean": statistics.mean.tolist(), "std": statistics.std.tolist()})

@@ -128,7 +128,7 @@ def adopt(
     network = card.model
     model = with_options(trained, network.name, network.in_channels, network.classes, winner.options).to(device)
     validation = annotated_outputs(model, data.validation, device)
-    metrics = annotated_metrics(validation.logits.argmax(1).numpy(), validation.targets.numpy(), card.tree)
+    metrics = annotated_metrics(validation.logits.argmax(1).numpy(), validation.labels.numpy(), card.tree)
     card = card.model_copy(update={
         "model": network.model_copy(update={"options": winner.options}),
         "metrics": metrics,

@@ -70,7 +70,7 @@ def with_ood(
     calibrations = calibrate(scores, held_out, reference, config.ood_keep)
     ood = OodSettings(default=default_score(config, calibrations), scores=calibrations)
     validation = annotated_outputs(model, data.validation, device, autocast_dtype)
-    temperature = fit_temperature(validation.logits, validation.targets, card.model.classes)
+    temperature = fit_temperature(validation.logits, validation.labels, card.model.classes)
     update = {"ood": ood, "probability_calibration": temperature}
     return card.model_copy(update=update), {name: scores[name] for name in calibrations}
 

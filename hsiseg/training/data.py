@@ -6,7 +6,6 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.data import Augmentation, SpecDataset
@@ -25,7 +24,7 @@ class TrainingData:
     nothing), and the strokes held out of training for validation (per sample id; empty when the splits share
     no image)."""
 
-    steps: Dataset
+    steps: SpecDataset | PixelBatches  # what a round iterates: crops, or batches of annotated pixels
     train_set: SpecDataset
     train_images: SpecDataset
     validation: SpecDataset | None
@@ -90,6 +89,9 @@ def for_network(data: TrainingData, model: nn.Module, config: TrainConfig, world
     return replace(data, steps=pixel_steps(data.train_set, config, world_size))
 
 
-def fit_input_statistics(model: nn.Module, steps: PixelBatches) -> None:
-    """Let a network that standardises its input learn the statistics of the annotated training spectra."""
+def fit_input_statistics(model: nn.Module, steps: SpecDataset | PixelBatches) -> None:
+    """Let a network that standardises its input learn the statistics of the annotated training spectra (of
+    pixel steps; networks trained on crops learn none)."""
+    if not isinstance(steps, PixelBatches):
+        return
     network_of(model).fit_input_statistics(torch.from_numpy(steps.spectra))

@@ -62,8 +62,8 @@ def refit(
         calibrations = transfer(best.ood.scores, map_values(model, scores, [data.train_images], reference_sample,
                                                             device))  # fmt: skip
         card = best.model_copy(update={
-            "refit": Refit(steps=steps, annotated_pixels=int(training.targets.numel())),
-            "trained_classes": trained_classes([training.targets.numpy()], spec.tree),
+            "refit": Refit(steps=steps, annotated_pixels=int(training.labels.numel())),
+            "trained_classes": trained_classes([training.labels.numpy()], spec.tree),
             "ood": OodSettings(default=default_score(config, calibrations), scores=calibrations),
         })  # fmt: skip
         save_model(checkpoints / "final", model, ModelCard.model_validate(card.model_dump()), scores)

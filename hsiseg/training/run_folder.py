@@ -97,9 +97,10 @@ def write_held_out_strokes(run_dir: Path, data: TrainingData, tree, config: Trai
     }
     with atomic_path(run_dir / "validation_strokes.json") as temporary:
         temporary.write_text(json.dumps(record, indent=2))
-    for index, sample_id in enumerate(data.validation.sample_ids):
+    for index, sample_id in enumerate(data.validation.sample_ids if data.validation is not None else []):
         if sample_id in data.held_out:
-            write_label_image(run_dir / "validation_strokes" / f"{sample_id}.png", data.validation.sample(index).target)
+            target = data.validation.sample(index).target  # type: ignore[union-attr]  # not None in this loop
+            write_label_image(run_dir / "validation_strokes" / f"{sample_id}.png", target)
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]], plot: bool = True) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -62,15 +62,18 @@ class TrainingStep:
         loss_fn = build_loss(config.loss, data.train_set.spec.tree, **config.loss_options).to(device)
         model.to(device)
         if device.type == "cuda" and config.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         warmup = max(1, int(config.warmup * config.steps))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(config.steps, warmup))
-        network = wrap_distributed(torch.compile(model) if config.compile else model, world, device)
+        compiled = cast(nn.Module, torch.compile(model)) if config.compile else model
+        network = wrap_distributed(compiled, world, device)
         autocast_dtype = _autocast_dtype(device, config.amp)
         scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
         distributed = world.world_size > 1
-        sampler = DistributedSampler(data.steps, world.world_size, world.rank, shuffle=False) if distributed else None
+        sampler: DistributedSampler | None = (
+            DistributedSampler(data.steps, world.world_size, world.rank, shuffle=False) if distributed else None
+        )
         loader = DataLoader(
             data.steps,
             batch_size=1 if isinstance(data.steps, PixelBatches) else config.batch_size,
