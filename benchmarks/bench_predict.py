@@ -2,7 +2,10 @@
 
 Run: ``python benchmarks/bench_predict.py`` (``--cubes 20 --height 480 --width 640``: Tivita-size cubes).
 
-- Writes ``--cubes`` Tivita cubes (100 bands) and an untrained default U-Net checkpoint (width 32, depth 4).
+- Writes ``--cubes`` Tivita cubes (100 bands) and an untrained checkpoint: ``--model default`` (the default
+  network, ``spectral-spatial`` with its guided context, and its default unknown-tissue score ``mahalanobis``
+  fitted on random pixels) or ``--model unet`` (the earlier default: a U-Net of width 32 and depth 4 with
+  ``max_softmax``).
 - Time: total wall time of ``predict_batch`` over all cubes (reading, preprocessing, sliding-window inference,
   writing maps, overlays and panels) divided by the pure network time for the same number of cubes
   (``Predictor.logits`` on preprocessed inputs already in memory), measured in the same process just before
@@ -25,7 +28,8 @@ import torch
 from hsiseg.card import ModelCard, NetworkConfig, OodCalibration, OodSettings
 from hsiseg.checkpoint import load_model, save_model
 from hsiseg.io import Cube, read_cube, write_cube
-from hsiseg.models import build_model
+from hsiseg.models import DEFAULT_MODEL, build_model
+from hsiseg.ood.calibration import fit_scores, network_outputs, pixel_outputs
 from hsiseg.predict import PredictOptions, Predictor, predict_batch
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import demo_tree
@@ -34,25 +38,39 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import measure_peak_rise, peak_in_child  # noqa: E402
 
 
-def make_inputs(folder: Path, cubes: int, height: int, width: int) -> tuple[Path, list[Path]]:
+def make_inputs(folder: Path, cubes: int, height: int, width: int, name: str) -> tuple[Path, list[Path]]:
     tree = demo_tree()
     wavelengths = np.linspace(500, 1000, 100)
     torch.manual_seed(0)
-    model = build_model("unet", 100, tree.num_leaves, width=32, depth=4)
-    calibration = OodCalibration(threshold=0.1, keep=0.95, method="held-out", held_out_pixels=1, reference_share=0.05)
+    options = {"width": 32, "depth": 4} if name == "unet" else {}
+    model = build_model(DEFAULT_MODEL if name == "default" else name, 100, tree.num_leaves, **options)
+    score = "mahalanobis" if name == "default" else "max_softmax"
+    scores = fitted_on_random_pixels(model, score, tree.num_leaves)
+    calibration = OodCalibration(threshold=-1e9, keep=0.95, method="held-out", held_out_pixels=1, reference_share=0.05)
     card = ModelCard.create(
         tree,
-        model=NetworkConfig(name="unet", in_channels=100, classes=tree.num_leaves, options={"width": 32, "depth": 4}),
+        model=NetworkConfig(name=DEFAULT_MODEL if name == "default" else name, in_channels=100,
+                            classes=tree.num_leaves, options=options, input_multiple=model.input_multiple),
         preprocessing=Preprocessing(wavelengths=wavelengths.tolist(), normalization="l1"), trained_classes=tree.leaves,
-        ood=OodSettings(default="max_softmax", scores={"max_softmax": calibration}),
+        ood=OodSettings(default=score, scores={score: calibration}),
     )  # fmt: skip
-    save_model(folder / "model", model, card)
+    save_model(folder / "model", model, card, scores)
     rng = np.random.default_rng(0)
     paths = []
     for index in range(cubes):
         data = (0.3 + 0.4 * rng.random((height, width, 100), dtype=np.float32)).astype(np.float32)
         paths.append(write_cube(folder / "frames" / f"frame{index:03d}_SpecCube.dat", Cube(data, wavelengths)))
     return folder / "model.json", paths
+
+
+def fitted_on_random_pixels(model: torch.nn.Module, score: str, classes: int) -> dict:
+    """``score`` fitted on 4096 random spectra with random leaf labels (what training would fit on scribbles)."""
+    image = torch.rand(1, 100, 64, 64)
+    with torch.no_grad():
+        logits, features = network_outputs(model.eval(), image)
+    outputs = pixel_outputs(logits[0], None if features is None else features[0], image[0])
+    outputs.targets = torch.randint(classes, (outputs.logits.shape[0],))
+    return fit_scores([score], outputs, classes)
 
 
 def child(folder: str, count: int) -> None:
@@ -71,6 +89,7 @@ def main() -> None:
     parser.add_argument("--cubes", type=int, default=20)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--model", choices=("default", "unet"), default="default")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -78,7 +97,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
-        model_path, frames = make_inputs(folder, args.cubes, args.height, args.width)
+        model_path, frames = make_inputs(folder, args.cubes, args.height, args.width, args.model)
         model, card = load_model(model_path)
         predictor = Predictor(model, card)
         images = [predictor.prepare(read_cube(frame)).image for frame in frames[:4]]  # 4 inputs, cycled
@@ -100,7 +119,7 @@ def main() -> None:
         peak_all = peak_in_child(__file__, str(folder), str(args.cubes))
         peak_quarter = peak_in_child(__file__, str(folder), str(quarter))
     shape = f"{args.cubes} cubes of {args.height} x {args.width} x 100"
-    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads; {shape}")
+    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads; {shape}; model {args.model}")
     print("| measure | value | target |")
     print("|---|---|---|")
     times = f"{total:.1f} s / {pure:.1f} s = {total / pure:.3f}x"

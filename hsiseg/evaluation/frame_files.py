@@ -1,0 +1,65 @@
+"""Reading the files ``hsiseg predict`` leaves in one frame folder (masks, OOD scores, probabilities) and its
+``args.json``; every reader tolerates older outputs that lack a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hsiseg.errors import HsisegError
+from hsiseg.io.images import load_image
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; empty when the file is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A saved 0/255 mask PNG as (H, W) bool (all False when the frame has none: older outputs)."""
+    if not path.is_file():
+        return np.zeros(shape, dtype=bool)
+    mask = load_image(path) > 0  # an unreadable file is one clear error
+    if mask.shape != shape:
+        raise HsisegError(f"{path}: shape {mask.shape} differs from the frame's labels {shape}")
+    return mask
+
+
+def read_scores(frame: Path, used: str | None) -> dict[str, np.ndarray]:
+    """Every (H, W) OOD score map a frame kept: ``probabilities.h5`` (``scores/<name>``), else ``ood_score.npy``
+    under the name of the score in use (``used``; nothing without it)."""
+    probabilities = frame / "probabilities.h5"
+    if probabilities.is_file():
+        import h5py
+
+        with h5py.File(probabilities, "r") as handle:
+            if "scores" in handle:
+                return {name: handle["scores"][name][()] for name in handle["scores"]}
+    score = frame / "ood_score.npy"
+    if used and score.is_file():
+        return {used: np.load(score, allow_pickle=False)}
+    return {}
+
+
+def read_confidence(path: Path, shape: tuple[int, ...], classes: int) -> np.ndarray | None:
+    """(H, W) float32 top-label probability from a frame's ``probabilities.h5`` holding (classes, H, W)
+    ``probabilities`` (None when it has none)."""
+    if not path.is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "probabilities" not in handle:
+                return None
+            probabilities = handle["probabilities"][()]
+    except OSError as error:
+        raise HsisegError(f"{path}: unreadable ({error}); rerun hsiseg predict --probabilities --overwrite") from None
+    if probabilities.shape != (classes, *shape):
+        raise HsisegError(f"{path}: probabilities of shape {probabilities.shape}, expected {(classes, *shape)}")
+    return probabilities.max(0).astype(np.float32)
