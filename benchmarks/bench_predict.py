@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hsiseg.card import ModelCard, NetworkConfig, OodCalibration, OodSettings
-from hsiseg.checkpoint import load_model, save_model
+from hsiseg.checkpoint import save_model
 from hsiseg.io import Cube, read_cube, write_cube
 from hsiseg.models import DEFAULT_MODEL, build_model
 from hsiseg.ood.calibration import fit_scores, network_outputs, pixel_outputs
@@ -98,8 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
         model_path, frames = make_inputs(folder, args.cubes, args.height, args.width, args.model)
-        model, card = load_model(model_path)
-        predictor = Predictor(model, card)
+        predictor = Predictor.from_checkpoint(model_path)  # with its fitted unknown-tissue score, as predict_batch
         images = [predictor.prepare(read_cube(frame)).image for frame in frames[:4]]  # 4 inputs, cycled
 
         def pure_network_time() -> float:

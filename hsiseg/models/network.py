@@ -12,8 +12,10 @@ capability                 meaning                                              
 ``has_features``           :meth:`forward_features` returns penultimate features      False
                            (feature-space unknown-tissue scores need them)
 ``fit_input_statistics``   learns an input standardisation from training spectra      no-op
-``has_context``            has a parameter-free spatial context that ``smooth_maps``  False
-                           applies to other per-pixel maps (unknown-tissue scores)
+``has_context``            has a parameter-free spatial context: ``forward_pixels``   False
+                           gives the outputs before it, ``apply_context`` applies it
+                           (to logits and other maps at once), ``smooth_maps`` to
+                           other per-pixel maps (unknown-tissue scores)
 =========================  =========================================================  ======================
 
 A network from elsewhere (``smp-*``) is not a :class:`Network`; :func:`network_of` gives it the defaults.
@@ -41,6 +43,20 @@ class Network(nn.Module):
 
     def fit_input_statistics(self, spectra: torch.Tensor) -> None:
         """Learn the input standardisation from training spectra (P, B); networks without one ignore it."""
+
+    def forward_pixels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (N, C, H, W) before the parameter-free context, and features (N, F, H, W) or None; with
+        :meth:`apply_context` the same as :meth:`forward_features` in eval mode. Default: no context."""
+        if self.has_features:
+            return self.forward_features(x)
+        return self(x), None
+
+    def apply_context(
+        self, logits: torch.Tensor, maps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The parameter-free context on per-pixel logits (N, C, H, W) and, with the same weights, on other
+        per-pixel ``maps`` (N, K, H, W); unchanged for networks without one."""
+        return logits, maps
 
     def smooth_maps(self, maps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Per-pixel maps (N, K, H, W) averaged by the network's parameter-free spatial context, guided by

@@ -200,17 +200,35 @@ class SpectralSpatialNet(Network):
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, C, H, W) with the context applied, and the per-pixel penultimate features (N, width, H, W)
         of the spectral part (before any spatial averaging)."""
+        logits, features = self.forward_pixels(x)
+        if self.training:
+            return logits, features
+        return self.apply_context(logits)[0], features
+
+    def forward_pixels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, C, H, W) and features (N, width, H, W) before the parameter-free context (the ``conv``
+        context, which has parameters, included)."""
         features = self.spectral.features(x)
         if self.context == "conv":
             features = features + self.spatial(features)
-        logits = self.spectral.head(features)
-        if self.context not in ("guided", "gaussian") or self.training:
-            return logits, features
+        return self.spectral.head(features), features
+
+    def apply_context(
+        self, logits: torch.Tensor, maps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``guided`` or ``gaussian`` context on per-pixel logits (N, C, H, W): each pixel's probabilities
+        averaged, its own log-partition kept; ``maps`` (N, K, H, W) averaged with the same weights in the same
+        pass (unknown-tissue scores: one pass instead of two). Unchanged for ``conv`` and ``none``."""
+        if self.context not in ("guided", "gaussian"):
+            return logits, maps
         logits32 = logits.float()
         probabilities = torch.softmax(logits32, 1)
+        channels = probabilities if maps is None else torch.cat([probabilities, maps.float()], 1)
         if self.context == "guided":
-            averaged = guided_average(probabilities, logits32, self.sigma, self.tau)
+            averaged = guided_average(channels, logits32, self.sigma, self.tau)
         else:
-            averaged = gaussian_blur(probabilities, self.sigma)
+            averaged = gaussian_blur(channels, self.sigma)
+        classes = probabilities.shape[1]
         partition = torch.logsumexp(logits32, 1, keepdim=True)
-        return (torch.log(averaged.clamp_min(1e-30)) + partition).to(logits.dtype), features
+        context = (torch.log(averaged[:, :classes].clamp_min(1e-30)) + partition).to(logits.dtype)
+        return context, None if maps is None else averaged[:, classes:]

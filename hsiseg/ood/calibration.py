@@ -63,14 +63,34 @@ def score_maps(
     ``invalid`` (H, W) take no part in their neighbours' averages (a normalised, masked average)."""
     if not scores:
         return {}
-    maps = torch.stack([score(outputs).reshape(shape) for score in scores.values()])[None]
+    maps = per_pixel_maps(scores, outputs, shape)
     guide = None if features is None else features[None].float()
+    smoothed = unmask(smooth_maps(model, masked(maps, invalid), guide), maps, invalid)
+    return dict(zip(scores, smoothed[0], strict=True))
+
+
+def per_pixel_maps(scores: dict[str, OodScore], outputs: PixelOutputs, shape: tuple[int, int]) -> torch.Tensor:
+    """(1, K, H, W) every score of one image's pixel ``outputs``, before any spatial context."""
+    return torch.stack([score(outputs).reshape(shape) for score in scores.values()])[None]
+
+
+def masked(maps: torch.Tensor, invalid: torch.Tensor | None) -> torch.Tensor:
+    """What the context averages so that ``invalid`` (H, W) pixels take no part: (1, K, H, W) maps as they are
+    when every pixel is valid, else (1, K + 1, H, W): the maps times the valid mask, then the mask itself."""
     if invalid is None or not invalid.any():
-        return dict(zip(scores, smooth_maps(model, maps, guide)[0], strict=True))
+        return maps
     valid = (~invalid).float()[None, None]
-    weights = smooth_maps(model, valid, guide)
-    smoothed = smooth_maps(model, maps * valid, guide) / weights.clamp_min(1e-12)
-    return dict(zip(scores, torch.where(weights > 1e-6, smoothed, maps)[0], strict=True))
+    return torch.cat([maps * valid, valid], 1)
+
+
+def unmask(averaged: torch.Tensor, maps: torch.Tensor, invalid: torch.Tensor | None) -> torch.Tensor:
+    """The normalised masked average from the context's output of :func:`masked` (pixels with no valid
+    neighbour keep their own value)."""
+    if invalid is None or not invalid.any():
+        return averaged
+    weights = averaged[:, -1:]
+    smoothed = averaged[:, :-1] / weights.clamp_min(1e-12)
+    return torch.where(weights > 1e-6, smoothed, maps)
 
 
 def _images(model: nn.Module, datasets: Iterable, device: torch.device, autocast_dtype=None):

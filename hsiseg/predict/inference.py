@@ -7,6 +7,10 @@ unknown-tissue scores, invalid pixels and hierarchical decoding.
 - Sliding windows of ``tile`` pixels overlapping by ``overlap``, batched; each window's logits (and features,
   when a feature-space score needs them) are weighted by a separable cosine ramp (1 in the middle, small at the
   borders) before averaging, so window seams do not show. Optional flip test-time augmentation averages 4 flips.
+- A per-pixel network with a parameter-free context (the default ``spectral-spatial``, ``guided``) needs no
+  windows: its per-pixel part runs in bands of rows, and the context runs once over the whole image, for the
+  class probabilities and the unknown-tissue score maps in the same pass (the weights are computed once; as in
+  calibration, which sees whole images). Not when a score reads the logits (they must have the context first).
 - Invalid pixels (:func:`~hsiseg.io.invalid_pixels`: non-finite, all-zero or saturated spectra) are never
   tissue and never unknown: their network input is set to 0 and they get their own mask.
 - Unknown tissue: the per-pixel score ``ood_score`` (:mod:`hsiseg.ood`; default: the card's) below its
@@ -35,7 +39,7 @@ from hsiseg.io import Cube, invalid_pixels
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.models import network_of
 from hsiseg.ood import OodScore, build_score
-from hsiseg.ood.calibration import network_outputs, pixel_outputs, score_maps
+from hsiseg.ood.calibration import masked, network_outputs, per_pixel_maps, pixel_outputs, score_maps, unmask
 from hsiseg.ood.trust import promise
 from hsiseg.tree import LabelTree
 
@@ -96,10 +100,15 @@ class Predictor:
         self.ood_score, self.ood_threshold = self._choose_score(ood_score, ood_threshold)
         self.computed = list(self.scores) if all_scores else [self.ood_score] if self.ood_score else []
         spaces = {space for name in self.computed for space in self.scores[name].spaces}
-        guided = bool(self.computed) and network_of(self.model).has_context  # maps take the context
-        has_features = network_of(self.model).has_features
-        self.needs_features = has_features and ("features" in spaces or guided)
+        network = network_of(self.model)
+        guided = bool(self.computed) and network.has_context  # maps take the context
+        self.needs_features = network.has_features and ("features" in spaces or guided)
         self.needs_inputs = "inputs" in spaces
+        # A per-pixel network with a parameter-free context, and scores that do not read its logits: the per-pixel
+        # part runs in row bands (it needs no windows), the context once over the whole image, for the logits and
+        # the score maps in the same pass (module docstring).
+        self.context_once = network.has_context and network.pixelwise_training and "logits" not in spaces
+        self.needs_pixel_features = network.has_features and "features" in spaces
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
@@ -170,7 +179,11 @@ class Predictor:
     @torch.no_grad()
     def outputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(C, H, W) logits and, when a computed score needs them, (F, H, W) penultimate features of a
-        (B, H, W) image, by blended sliding windows (see module docstring)."""
+        (B, H, W) image, by blended sliding windows or, for a per-pixel network with a context, in row bands
+        with the context applied once (see module docstring)."""
+        if self.context_once:
+            logits, features = self._pixel_outputs(image)
+            return network_of(self.model).apply_context(logits[None])[0][0], features
         _, height, width = image.shape
         if height <= self.tile and width <= self.tile:
             logits, features = self._forward(image[None].to(self.device))
@@ -206,6 +219,20 @@ class Predictor:
         """(C, H, W) float32 logits of a (B, H, W) image (see :meth:`outputs`)."""
         return self.outputs(image)[0]
 
+    def _pixel_outputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(C, H, W) logits before the context and (F, H, W) features (when a score reads them) of a per-pixel
+        network, computed in bands of rows holding about ``batch_size`` windows of pixels."""
+        network = network_of(self.model)
+        _, height, width = image.shape
+        rows = max(1, self.tile * self.tile * self.batch_size // max(1, width))
+        logits, features = [], []
+        for top in range(0, height, rows):
+            band_logits, band_features = network.forward_pixels(image[None, :, top : top + rows].to(self.device))
+            logits.append(band_logits[0].float().cpu())
+            if self.needs_pixel_features and band_features is not None:
+                features.append(band_features[0].float().cpu())
+        return torch.cat(logits, 1), torch.cat(features, 1) if features else None
+
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return network_outputs(self.model, batch) if self.needs_features else (self.model(batch), None)
 
@@ -228,12 +255,16 @@ class Predictor:
         """Leaf map, probabilities, OOD scores, unknown and invalid masks of one cube (``prepared``: its network
         input, when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
         prepared = self.prepare(cube) if prepared is None else prepared
+        if self.context_once:
+            return self._finish_in_context(prepared, *self._pixel_outputs(prepared.image))
         return self._finish(prepared, *self.outputs(prepared.image))
 
     @torch.no_grad()
     def predict_many(self, prepared: list[Prepared]) -> list[Prediction]:
         """Several frames at once: one forward pass when they have one size that fits a window (frames of a
         video on a GPU), else one by one. The same predictions as :meth:`predict` on each."""
+        if self.context_once:  # per-pixel: batching frames adds nothing on a CPU; each frame's context is its own
+            return [self._finish_in_context(item, *self._pixel_outputs(item.image)) for item in prepared]
         shapes = {tuple(item.image.shape) for item in prepared}
         _, height, width = prepared[0].image.shape
         if len(prepared) == 1 or len(shapes) > 1 or height > self.tile or width > self.tile:
@@ -244,15 +275,34 @@ class Predictor:
             for k, item in enumerate(prepared)
         ]
 
-    def _finish(self, prepared: Prepared, logits: torch.Tensor, features: torch.Tensor | None) -> Prediction:
-        """Probabilities, leaf map, OOD score maps and masks from one frame's (C, H, W) logits and features."""
+    def _finish_in_context(self, prepared: Prepared, logits: torch.Tensor, features: torch.Tensor | None) -> Prediction:
+        """:meth:`_finish` from per-pixel (C, H, W) logits: the score maps of every pixel, then the context
+        applied once to the logits and the maps together (invalid pixels take no part in the maps' averages)."""
+        computed = {name: self.scores[name] for name in self.computed}
+        shape = (int(logits.shape[1]), int(logits.shape[2]))
+        invalid = torch.from_numpy(prepared.invalid)
+        pixels = pixel_outputs(logits, features, prepared.image if self.needs_inputs else None)
+        maps = per_pixel_maps(computed, pixels, shape) if computed else None
+        context, averaged = network_of(self.model).apply_context(logits[None], None if maps is None else
+                                                                 masked(maps, invalid))  # fmt: skip
+        smoothed = {} if maps is None or averaged is None else dict(zip(computed, unmask(averaged, maps, invalid)[0],
+                                                                        strict=True))  # fmt: skip
+        return self._finish(prepared, context[0], features, smoothed)
+
+    def _finish(
+        self, prepared: Prepared, logits: torch.Tensor, features: torch.Tensor | None,
+        computed_maps: dict[str, torch.Tensor] | None = None,
+    ) -> Prediction:  # fmt: skip
+        """Probabilities, leaf map, OOD score maps and masks from one frame's (C, H, W) logits and features
+        (``computed_maps``: the score maps, when already computed)."""
         image, invalid = prepared.image, prepared.invalid
         probabilities = torch.softmax(logits / self.card.temperature, 0)  # temperature-scaled (the card's)
         confidence, labels = probabilities.max(0)
-        computed = {name: self.scores[name] for name in self.computed}
-        pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
-        shape = (int(labels.shape[0]), int(labels.shape[1]))
-        computed_maps = score_maps(self.model, computed, pixels, features, shape, torch.from_numpy(invalid))
+        if computed_maps is None:
+            computed = {name: self.scores[name] for name in self.computed}
+            pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
+            shape = (int(labels.shape[0]), int(labels.shape[1]))
+            computed_maps = score_maps(self.model, computed, pixels, features, shape, torch.from_numpy(invalid))
         maps = {name: values.numpy() for name, values in computed_maps.items()}
         if self.ood_score is None or self.ood_threshold is None:
             score, unknown = confidence.numpy(), np.zeros(invalid.shape, dtype=bool)
