@@ -9,7 +9,8 @@ import torch
 from hsiseg import HsisegError
 from hsiseg.models import build_model, smooth_maps
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OOD_SCORES, PixelOutputs, build_score
-from hsiseg.ood.calibration import calibrate, fit_scores, reference_sample, score_maps, transfer
+from hsiseg.ood.calibration import calibrate, fit_scores, reference_sample, transfer
+from hsiseg.ood.maps import score_maps
 
 
 def crafted(pixels: int = 60, classes: int = 4, dims: int = 6, seed: int = 0):

@@ -39,7 +39,7 @@ from hsiseg.io import Cube, invalid_pixels
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.models import network_of
 from hsiseg.ood import OodScore, build_score
-from hsiseg.ood.calibration import masked, network_outputs, per_pixel_maps, pixel_outputs, score_maps, unmask
+from hsiseg.ood.maps import masked, network_outputs, per_pixel_maps, pixel_outputs, score_maps, unmask
 from hsiseg.ood.trust import promise
 from hsiseg.tree import LabelTree
 
