@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +37,16 @@ from hsiseg.predict.inference import Prediction, confident_nodes, level_labels
 from hsiseg.registry import Registry
 from hsiseg.render import overlay, save_indexed_png, save_panel, save_png
 from hsiseg.tree import LabelTree
+
+
+class FrameOptions(Protocol):
+    """What the frame writers read of a run's options (:class:`~hsiseg.predict.batch.PredictOptions` has it)."""
+
+    opacity: float
+    contours: bool
+    level: int | None
+    confidence: float | None
+    save_probabilities: bool
 
 
 @dataclass
@@ -49,7 +59,7 @@ class FrameOutput:
     prediction: Prediction
     tree: LabelTree
     colours: np.ndarray
-    options: Any
+    options: FrameOptions
     image: np.ndarray
 
     @cached_property
@@ -72,7 +82,7 @@ FRAME_WRITERS: Registry[FrameWriter] = Registry("frame writer")
 
 
 def frame_writer(
-    name: str, wanted: Callable[[Any], bool] = lambda options: True
+    name: str, wanted: Callable[[FrameOptions], bool] = lambda options: True
 ) -> Callable[[FrameWriter], FrameWriter]:
     """Decorator: ``function(output)`` as the per-frame writer ``name``, run when ``wanted(options)``."""
     return FRAME_WRITERS.register(name, wanted=wanted)
@@ -127,6 +137,8 @@ def write_panel(output: FrameOutput) -> None:
 @frame_writer("level", wanted=lambda options: options.level is not None)
 def write_level(output: FrameOutput) -> None:
     depth, options = output.options.level, output.options
+    if depth is None:  # (only run when a level is asked for)
+        return
     level = level_labels(output.labels, output.tree, depth)
     save_png(output.folder / f"labels_level{depth}.png", overlay(output.image, level, output.colours, 1.0))
     drawn = overlay(output.image, level, output.colours, options.opacity, options.contours)
@@ -137,6 +149,8 @@ def write_level(output: FrameOutput) -> None:
 @frame_writer("confident", wanted=lambda options: options.confidence is not None)
 def write_confident(output: FrameOutput) -> None:
     prediction, threshold = output.prediction, output.options.confidence
+    if threshold is None:  # (only run when a threshold is asked for)
+        return
     confident = confident_nodes(prediction.probabilities, output.tree, threshold)
     confident = np.where(prediction.unknown, UNKNOWN, confident)
     confident = np.where(prediction.invalid, INVALID, confident)
