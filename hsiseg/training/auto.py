@@ -40,7 +40,7 @@ from hsiseg.training.devices import Distributed, resolve_device
 from hsiseg.training.loop import train_model
 from hsiseg.training.refit import refit
 from hsiseg.training.reporting import Reporter
-from hsiseg.training.run_folder import prepare_run_dir, write_args
+from hsiseg.training.run_folder import prepare_run_dir, stored_config
 
 
 def selects(run_dir: Path, config: TrainConfig | None, resume: bool) -> bool:
@@ -102,11 +102,9 @@ def train_selected(
 
 
 def resume_selection(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
-    """The stored configuration of a selecting run (a longer ``steps`` may be asked for)."""
-    stored = TrainConfig(**json.loads((run_dir / "args.json").read_text())["config"])
-    if config is not None and config.steps != stored.steps:
-        stored.steps = config.steps
-        write_args(run_dir, json.loads((run_dir / "args.json").read_text())["spec"], stored)
+    """The stored configuration of a selecting run (a longer ``steps`` may be asked for); its chosen
+    checkpoints are removed (they are chosen again from the resumed candidates)."""
+    stored = stored_config(run_dir, config)
     for stale in (run_dir / "checkpoints").glob("*.*"):  # chosen again from the resumed candidates
         stale.unlink()
     return stored

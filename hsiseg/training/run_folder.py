@@ -47,14 +47,21 @@ def resolve_config(run_dir: Path, config: TrainConfig | None, resume: bool) -> t
         raise HsisegError(f"{run_dir}: the run stopped before its first checkpoint; there is nothing to resume, "
                           "start it again (without resume) into this folder")  # fmt: skip
     resume_from = check_resume_point(last)
+    return stored_config(run_dir, config), resume_from
+
+
+def stored_config(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
+    """The configuration a run was started with (``args.json``), with the ``steps`` of ``config`` when that asks
+    for a different budget (continuing for longer is allowed; everything else stays as it was)."""
+    saved = run_dir / "args.json"
     try:
         stored = TrainConfig(**json.loads(saved.read_text())["config"])
     except TypeError as error:
         raise HsisegError(f"{saved}: written by another hsiseg version ({error}); start a new run") from None
     if config is not None and config.steps != stored.steps:
-        stored.steps = config.steps  # continuing for longer is allowed; everything else stays as it was
+        stored.steps = config.steps
         write_args(run_dir, json.loads(saved.read_text())["spec"], stored)
-    return stored, resume_from
+    return stored
 
 
 def check_resume_options(run_dir: str | Path, requested: dict[str, Any]) -> None:
