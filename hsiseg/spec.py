@@ -115,10 +115,11 @@ class DataSpecModel(BaseModel):
 
 
 class DataSpec:
-    """A validated data spec with resolved paths; reads cubes and label maps of its samples."""
+    """A validated data spec with resolved paths; reads cubes and label maps of its samples. ``document`` is the
+    validated file as written (:class:`DataSpecModel`)."""
 
     def __init__(self, model: DataSpecModel, path: Path) -> None:
-        self.model = model
+        self.document = model
         self.path = path
         self.root = (path.parent / model.root).resolve() if model.root else path.parent
         self.name = model.name
@@ -149,7 +150,7 @@ class DataSpec:
 
     @cached_property
     def tree(self) -> LabelTree:
-        tree = self.model.label_tree
+        tree = self.document.label_tree
         if isinstance(tree, str):
             return LabelTree.from_file(self.path.parent / tree)  # relative to the spec file, not to root
         return LabelTree.from_dict(tree, source=f"{self.path} (label_tree)")
@@ -184,7 +185,7 @@ class DataSpec:
     def reader_options(self) -> dict[str, Any]:
         """The spec's ``read_cube`` options, a wavelengths file (``wavelengths: "@bands.txt"``) resolved against
         ``root`` under the same paths rule as the samples'."""
-        options = dict(self.model.reader)
+        options = dict(self.document.reader)
         wavelengths = options.get("wavelengths")
         if isinstance(wavelengths, str) and wavelengths.startswith("@"):
             written = wavelengths[1:]
@@ -209,7 +210,7 @@ class DataSpec:
                 per_annotator.update(result)
             else:
                 per_annotator[Path(path).stem] = result
-        choice = self.model.annotations.annotators
+        choice = self.document.annotations.annotators
         if choice != "union":
             if choice not in per_annotator:
                 raise HsisegError(
@@ -233,7 +234,7 @@ class DataSpec:
     def _read_label_file(
         self, path: Path, shape: tuple[int, int] | None, sample_id: str
     ) -> np.ndarray | dict[str, np.ndarray]:
-        spec = self.model.annotations
+        spec = self.document.annotations
         if spec.format == "label-image":
             labels = {}
             for key, name in spec.labels.items():
@@ -251,7 +252,7 @@ class DataSpec:
         return read_heiporspectral(path, self.tree, spec.labels)
 
     def _folds(self) -> list[dict[str, list[str]]]:
-        splits = self.model.splits
+        splits = self.document.splits
         subjects = {sample_id: sample.subject for sample_id, sample in self.samples.items()}
         if splits.folds is not None:
             try:
@@ -264,7 +265,7 @@ class DataSpec:
 
     def _check_paths(self) -> None:
         """Relative sample paths and the fold file must stay inside ``root`` (see the module docstring)."""
-        for sample in self.model.samples:
+        for sample in self.document.samples:
             fields = [("cube", sample.cube)] + [(f"annotations.{i}", p) for i, p in enumerate(sample.annotations)]
             fields += [("truth", sample.truth)] if sample.truth is not None else []
             for field, written in fields:
@@ -273,7 +274,7 @@ class DataSpec:
                         f"{self.path}: sample {sample.id!r} ({field}): {written!r} leads outside the spec's root "
                         f"folder {self.root}; move the file below it, or write its absolute path if it must live there"
                     )
-        fold_file = self.model.splits.fold_file
+        fold_file = self.document.splits.fold_file
         if fold_file is not None and leaves_folder(self.root, fold_file):
             raise HsisegError(
                 f"{self.path}: splits.fold_file {fold_file!r} leads outside the spec's root folder {self.root}; "
@@ -283,7 +284,7 @@ class DataSpec:
     def _check_split_ids(self) -> None:
         subjects = {sample_id: sample.subject for sample_id, sample in self.samples.items()}
         for name in SPLIT_NAMES:  # before folds are dealt, which look the ids up
-            unknown = sorted(set(getattr(self.model.splits, name) or []) - set(self.samples))
+            unknown = sorted(set(getattr(self.document.splits, name) or []) - set(self.samples))
             if unknown:
                 raise HsisegError(
                     f"{self.path}: splits ({name}) name unknown samples {unknown[:5]}; use ids listed under samples"
@@ -293,7 +294,7 @@ class DataSpec:
                 unknown = sorted(set(ids) - set(self.samples))
                 if unknown:
                     raise HsisegError(f"{self.path}: splits (fold {number}, {name}) name unknown samples {unknown[:5]}")
-            if not self.model.splits.same_scene_evaluation:
+            if not self.document.splits.same_scene_evaluation:
                 check_no_leakage(fold, subjects, f"{self.path}: splits (fold {number})")
 
     def fitted_preprocessing(self, fold: int = 0) -> Preprocessing:

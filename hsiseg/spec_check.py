@@ -99,7 +99,7 @@ def _check_label_maps(
                 f"sample {sample.id}: {kind} is {label_map.shape[0]} x {label_map.shape[1]} but the cube is "
                 f"{shape[0]} x {shape[1]}"
             )
-        elif kind == "truth" and spec.model.splits.same_scene_evaluation:
+        elif kind == "truth" and spec.document.splits.same_scene_evaluation:
             problems.extend(_overlap_problems(sample.id, label_map, annotation))
         elif kind == "annotation":
             annotation = label_map

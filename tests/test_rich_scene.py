@@ -123,7 +123,7 @@ def test_demo_data_writes_the_rich_scene(tmp_path: Path) -> None:
     result = runner.invoke(app, [*arguments, "--height", "32", "--width", "40", "--partial-fraction", "0.5"])
     assert result.exit_code == 0, result.output
     spec = DataSpec.from_file(out / "demo.yaml")
-    assert spec.tree.num_leaves == 100 and "100 leaves" in spec.model.description
+    assert spec.tree.num_leaves == 100 and "100 leaves" in spec.document.description
     assert "Generative choices" in (out / "label_tree.yaml").read_text()
     # two surgeries leave one to train on: an explicit train split (folds need two subjects)
     assert spec.split("train") == ["surgery01_frame00"] and spec.split("test") == ["surgery02_frame00"]

@@ -41,7 +41,7 @@ def card_base(config, spec: DataSpec, preprocessing, model: AnySize, train_image
         input_multiple=model.input_multiple,
     )
     targets = [train_images.sample(i).target for i in range(len(train_images.sample_ids))]
-    reader = spec.model.reader
+    reader = spec.document.reader
     scaling = InputScaling(scale=reader.get("scale"), offset=reader.get("offset"))
     return ModelCard.create(spec.tree, model=network, preprocessing=preprocessing, input_scaling=scaling,
                             training={**asdict(config), "spec": str(spec.path)},
