@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hsiseg.card import ModelCard, NetworkConfig, OodCalibration, OodSettings
-from hsiseg.checkpoint import save_model
 from hsiseg.io import Cube, read_cube, write_cube
 from hsiseg.models import DEFAULT_MODEL, build_model
+from hsiseg.models.card import ModelCard, NetworkConfig, OodCalibration, OodSettings
+from hsiseg.models.checkpoint import save_model
 from hsiseg.ood.calibration import fit_scores
 from hsiseg.ood.maps import network_outputs, pixel_outputs
 from hsiseg.predict import PredictOptions, Predictor, predict_batch

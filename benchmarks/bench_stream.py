@@ -23,12 +23,12 @@ from pathlib import Path
 import blosc2
 import numpy as np
 
-from hsiseg.card import ModelCard, NetworkConfig
-from hsiseg.checkpoint import save_model
 from hsiseg.export import StreamMaps, export
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.recording import MosaicVideo, open_recording
 from hsiseg.models import DEFAULT_MODEL, build_model
+from hsiseg.models.card import ModelCard, NetworkConfig
+from hsiseg.models.checkpoint import save_model
 from hsiseg.predict.stream import predict_recording
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import demo_tree

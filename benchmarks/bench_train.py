@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from hsiseg.data import Augmentation, SpecDataset, make_loader
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.dataset.torch_datasets import Augmentation, SpecDataset, make_loader
 from hsiseg.losses import build_loss
 from hsiseg.models import build_model
-from hsiseg.spec import DataSpec
 from hsiseg.synthetic.dataset import generate_demo_data
 
 

@@ -38,10 +38,10 @@ from scipy.stats import t as student_t
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
-from hsiseg.data import Augmentation, class_balanced_weights
+from hsiseg.dataset.torch_datasets import Augmentation, class_balanced_weights
+from hsiseg.evaluation.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.evaluation.scores import mistake_severity, ood_scores
 from hsiseg.losses import build_loss
-from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.models import DEFAULT_MODEL, build_model, unwrap
 from hsiseg.training import TrainConfig, warmup_cosine
 from hsiseg.tree import LabelTree
@@ -138,7 +138,7 @@ def coarsen(scribbles: np.ndarray, tree: LabelTree, share: float, seed: int) -> 
 
 
 def indian_pines_runs(seeds, budgets, coarse_budget, losses, steps) -> list[dict]:
-    from hsiseg.indian_pines import load_indian_pines, pines_tree
+    from hsiseg.dataset.indian_pines import load_indian_pines, pines_tree
 
     cube, truth = load_indian_pines()
     tree = pines_tree()
@@ -182,7 +182,7 @@ def indian_pines_runs(seeds, budgets, coarse_budget, losses, steps) -> list[dict
 
 
 def synthetic_runs(seeds, losses, steps) -> list[dict]:
-    from hsiseg.spec import DataSpec
+    from hsiseg.dataset.spec import DataSpec
     from hsiseg.synthetic.dataset import generate_demo_data
 
     runs = []

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from hsiseg.annotations.simulate import simulate_scribbles
+from hsiseg.evaluation.metrics import confusion_matrix, dice_per_class
 from hsiseg.evaluation.scores import mistake_severity, ood_scores
 from hsiseg.labels import UNLABELLED
 from hsiseg.losses import build_loss
-from hsiseg.metrics import confusion_matrix, dice_per_class
 from hsiseg.ood.calibration import fit_scores
 from hsiseg.ood.maps import network_outputs, pixel_outputs, score_maps
 from hsiseg.synthetic.rich import SPECTRA_SEED, leaf_model, rich_scenes, rich_tree

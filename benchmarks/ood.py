@@ -36,10 +36,10 @@ import torch
 import yaml
 
 from hsiseg.annotations.writers import write_label_image
+from hsiseg.dataset.spec import DataSpec
 from hsiseg.evaluation.scores import ood_scores
 from hsiseg.labels import UNLABELLED
 from hsiseg.predict.inference import Predictor
-from hsiseg.spec import DataSpec
 from hsiseg.training import TrainConfig, final_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -44,10 +44,10 @@ import numpy as np
 import torch
 
 from hsiseg.annotations import UNLABELLED
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.evaluation.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.evaluation.scores import mistake_severity
-from hsiseg.metrics import confusion_matrix, dice_per_class, to_level
 from hsiseg.predict.inference import Predictor
-from hsiseg.spec import DataSpec
 from hsiseg.training import TrainConfig, final_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -158,7 +158,7 @@ def score(data: DataSet, predictions: dict[str, np.ndarray]) -> dict[str, float]
 
 
 def indian_pines(fraction: float, seed: int, folder: Path) -> DataSet:
-    from hsiseg.indian_pines import write_indian_pines
+    from hsiseg.dataset.indian_pines import write_indian_pines
 
     spec = DataSpec.from_file(write_indian_pines(folder / f"pines-{fraction}-{seed}", fraction, seed=seed))
     return DataSet(f"Indian Pines, {fraction:.0%} scribbles", spec, ["indian_pines"], ["indian_pines"],
@@ -175,7 +175,7 @@ REAL_SCENES = {
 
 
 def real_scene(name: str, seed: int, folder: Path) -> DataSet:
-    from hsiseg.scenes import write_real_scene
+    from hsiseg.dataset.scenes import write_real_scene
 
     fraction, length, placement = REAL_SCENES[name]
     spec = DataSpec.from_file(write_real_scene(name, folder / f"{name}-{seed}", fraction, length, seed, placement))

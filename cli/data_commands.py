@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hsiseg.spec import DataSpec
-from hsiseg.spec_check import check_spec
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.dataset.spec_check import check_spec
 from hsiseg.synthetic.dataset import generate_demo_data
 
 from .errors import USER_ERROR_EXIT_CODE, reports_errors
@@ -124,7 +124,7 @@ def indian_pines(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set in OUTPUT.")] = False,
 ) -> None:
     """Indian Pines (from the tensorly wheel) with reproducible simulated scribbles and a data spec."""
-    from hsiseg.indian_pines import write_indian_pines
+    from hsiseg.dataset.indian_pines import write_indian_pines
 
     spec = write_indian_pines(output, fraction, stroke_length, seed, overwrite)
     typer.echo(f"wrote Indian Pines with {fraction:.1%} of the labelled pixels as scribbles; data spec: {spec}")
@@ -143,7 +143,7 @@ def real_scene(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set in OUTPUT.")] = False,
 ) -> None:
     """A real hyperspectral scene with reproducible simulated scribbles and a data spec (sources: docs/data.md)."""
-    from hsiseg.scenes import write_real_scene
+    from hsiseg.dataset.scenes import write_real_scene
 
     spec = write_real_scene(name, output, fraction, stroke_length, seed, placement, overwrite)
     typer.echo(f"wrote {name} with {fraction:.1%} of the labelled pixels as scribbles; data spec: {spec}")

@@ -25,8 +25,8 @@ def demo(
 ) -> None:
     """The whole job on synthetic data: generate surgeries, train with hsiseg train's defaults, predict the
     held-out surgery, score it against its dense truth, render overlays, print where they are."""
+    from hsiseg.dataset.spec import DataSpec
     from hsiseg.evaluation.truth_check import dense_truth_scores, write_truth_panels
-    from hsiseg.spec import DataSpec
     from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
     from hsiseg.synthetic.recording import write_demo_recording
     from hsiseg.training import TrainConfig, final_checkpoint, train

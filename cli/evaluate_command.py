@@ -35,8 +35,8 @@ def evaluate(
     calibration (ECE, reliability.png; needs predict --probabilities) and boundary metrics (NSD, ASD; dense truth)."""
     import math
 
+    from hsiseg.dataset.spec import DataSpec
     from hsiseg.evaluation.report import NO_BOUNDARY, collect, write_report
-    from hsiseg.spec import DataSpec
 
     if against not in ("truth", "annotations"):
         raise HsisegError(f"--against must be truth or annotations, got {against!r}")

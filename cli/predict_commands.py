@@ -89,7 +89,7 @@ def predict(
         reader_options=reader_options_with_limit(options, max_cube_gb),
     )  # fmt: skip
     if spec is not None:
-        from hsiseg.spec import DataSpec
+        from hsiseg.dataset.spec import DataSpec
 
         data_spec = DataSpec.from_file(spec)
         inputs = [data_spec.resolve(data_spec.samples[i].cube) for i in data_spec.split(split)]

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from hsiseg import HsisegError
 from hsiseg.annotations import read_label_image, read_strokes
 from hsiseg.annotations.writers import write_label_image
+from hsiseg.dataset.spec import DataSpec, leaves_folder
+from hsiseg.dataset.spec_check import check_spec
+from hsiseg.dataset.splits import read_htc_folds
 from hsiseg.io.images import MAX_IMAGE_PIXELS, load_image
-from hsiseg.spec import DataSpec, leaves_folder
-from hsiseg.spec_check import check_spec
-from hsiseg.splits import read_htc_folds
 from hsiseg.tree import LabelTree
 from hsiseg_cli.main import app
 

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hsiseg import HsisegError
-from hsiseg.checkpoint import read_card
 from hsiseg.io import Cube, read_cube, write_cube
+from hsiseg.models.checkpoint import read_card
 from hsiseg.predict import PredictOptions, Predictor, predict_batch
 from hsiseg.predict.claims import try_claim
 from hsiseg.synthetic.dataset import generate_demo_data

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hsiseg import HsisegError
-from hsiseg.card import ModelCard, tree_hash
-from hsiseg.checkpoint import load_model, load_ood_scores, read_card
+from hsiseg.models.card import ModelCard, tree_hash
+from hsiseg.models.checkpoint import load_model, load_ood_scores, read_card
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES
 from hsiseg.synthetic.dataset import generate_demo_data
 from hsiseg.training import TrainConfig, final_checkpoint, train

@@ -1,4 +1,4 @@
-"""hsiseg.data: annotated-biased patches, label-preserving augmentation, caching, full-image mode."""
+"""hsiseg.dataset.torch_datasets: annotated-biased patches, label-preserving augmentation, caching, full-image mode."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from hsiseg import HsisegError
 from hsiseg.annotations import UNLABELLED
-from hsiseg.data import Augmentation, SpecDataset, make_loader
-from hsiseg.spec import DataSpec
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.dataset.torch_datasets import Augmentation, SpecDataset, make_loader
 from hsiseg.synthetic.dataset import generate_demo_data
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hsiseg import LabelTree
+from hsiseg.evaluation.metrics import confusion_matrix
 from hsiseg.evaluation.scores import (
     auroc,
     average_precision,
@@ -24,7 +25,6 @@ from hsiseg.evaluation.scores import (
     mistake_severity,
     summary_scores,
 )
-from hsiseg.metrics import confusion_matrix
 from hsiseg_cli.main import app
 from tests.conftest import REPO
 
@@ -144,7 +144,7 @@ def test_evaluate_reports_unknown_tissue_for_classes_never_trained_on(tmp_path: 
     """The OOD-SEG protocol in hsiseg evaluate: AUROC of the saved score map equals counting ordered pairs."""
     import imageio.v3 as imageio
 
-    from hsiseg.spec import DataSpec
+    from hsiseg.dataset.spec import DataSpec
     from hsiseg.synthetic.dataset import generate_demo_data
     from hsiseg.training import TrainConfig, final_checkpoint, train
 

@@ -229,9 +229,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_evaluate_reports_calibration_and_boundaries(tmp_path: Path) -> None:
     import h5py
 
+    from hsiseg.dataset.spec import DataSpec
+    from hsiseg.evaluation.metrics import to_level
     from hsiseg.evaluation.report import _truth_at
-    from hsiseg.metrics import to_level
-    from hsiseg.spec import DataSpec
     from hsiseg.synthetic.dataset import generate_demo_data
     from hsiseg.training import TrainConfig, final_checkpoint, train
 

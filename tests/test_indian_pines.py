@@ -9,8 +9,8 @@ import pytest
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
-from hsiseg.spec import DataSpec
-from hsiseg.spec_check import check_spec
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.dataset.spec_check import check_spec
 from tests.conftest import REPO
 
 pytest.importorskip("tensorly")
@@ -30,7 +30,7 @@ def test_simulated_scribbles_budget_classes_and_determinism() -> None:
 
 
 def test_indian_pines_data_set(tmp_path: Path) -> None:
-    from hsiseg.indian_pines import CLASS_NAMES, load_indian_pines, write_indian_pines
+    from hsiseg.dataset.indian_pines import CLASS_NAMES, load_indian_pines, write_indian_pines
 
     cube, truth = load_indian_pines()
     assert cube.shape == (145, 145, 200) and cube.wavelengths[0] == pytest.approx(400.02)
@@ -47,7 +47,7 @@ def test_indian_pines_data_set(tmp_path: Path) -> None:
 
 
 def test_shipped_indian_pines_spec_matches_the_writer() -> None:
-    from hsiseg.indian_pines import pines_tree, spec_dict, spec_text
+    from hsiseg.dataset.indian_pines import pines_tree, spec_dict, spec_text
 
     text = spec_text(spec_dict(pines_tree(), "trees/indian_pines.yaml", "../indian-pines-data"))
     assert (REPO / "data_specs" / "indian_pines.yaml").read_text() == text

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from hsiseg.card import ModelCard, NetworkConfig
 from hsiseg.io import Cube
 from hsiseg.models import build_model, pixelwise_training, unwrap
+from hsiseg.models.card import ModelCard, NetworkConfig
 from hsiseg.models.spectral_spatial import gaussian_blur, guided_average
 from hsiseg.predict.inference import Predictor
 from hsiseg.spectral import Preprocessing

@@ -13,8 +13,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from hsiseg import HsisegError
-from hsiseg.checkpoint import load_model, read_card
 from hsiseg.io import Cube, write_cube
+from hsiseg.models.checkpoint import load_model, read_card
 from hsiseg.predict import PredictOptions, Predictor, confident_nodes, level_labels, plan_frames, predict_batch
 from hsiseg.render import cie_rgb, false_colour, node_colours, rgb, window_rgb
 from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
@@ -237,7 +237,7 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     # the printed dense-truth score equals one counted here from the saved label maps
     import re
 
-    from hsiseg.spec import DataSpec
+    from hsiseg.dataset.spec import DataSpec
 
     spec = DataSpec.from_file(tmp_path / "demo" / "data" / "demo.yaml")
     by_cube = {str(spec.resolve(spec.samples[i].cube)): i for i in spec.split("test")}

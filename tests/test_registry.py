@@ -8,7 +8,7 @@ import pytest
 from torch import nn
 from typer.testing import CliRunner
 
-import hsiseg.spec
+import hsiseg.dataset.spec
 from hsiseg import HsisegError
 from hsiseg.export import EXPORTERS, check_exports
 from hsiseg.io import READERS, WRITERS, detect_format
@@ -76,14 +76,14 @@ def test_unknown_names_fail_before_any_data_is_read(tmp_path, monkeypatch, optio
     def no_reading(*args, **kwargs):
         raise AssertionError("the data spec was read before the configuration was checked")
 
-    monkeypatch.setattr(hsiseg.spec.DataSpec, "from_file", no_reading)
+    monkeypatch.setattr(hsiseg.dataset.spec.DataSpec, "from_file", no_reading)
     with pytest.raises(HsisegError, match=message):
         train(tmp_path / "spec.yaml", tmp_path / "run", TrainConfig(**options))
     assert not (tmp_path / "run").exists()
 
 
 def test_the_command_line_names_the_loss_typo(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(hsiseg.spec.DataSpec, "from_file", lambda *a, **k: pytest.fail("spec read"))
+    monkeypatch.setattr(hsiseg.dataset.spec.DataSpec, "from_file", lambda *a, **k: pytest.fail("spec read"))
     (tmp_path / "spec.yaml").write_text("name: x\n")
     result = CliRunner().invoke(app, ["train", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "run"),
                                       "--loss", "tree-wasserstien"])  # fmt: skip

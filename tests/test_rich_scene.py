@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hsiseg.spec import DataSpec
+from hsiseg.dataset.spec import DataSpec
 from hsiseg.synthetic.rich import (
     LEAF_SPREAD,
     TAIL,

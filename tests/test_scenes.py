@@ -1,4 +1,4 @@
-"""hsiseg.scenes: the shipped real scenes load as published (shapes, class counts, counts x scale), write a
+"""hsiseg.dataset.scenes: the shipped real scenes load as published (shapes, class counts, counts x scale), write a
 scribble data set whose scribbles and truth are disjoint and together the labels, under either placement;
 ``hsiseg real-scene`` end to end."""
 
@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from hsiseg import HsisegError
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
-from hsiseg.scenes import load_scene, write_real_scene
-from hsiseg.spec import DataSpec
+from hsiseg.dataset.scenes import load_scene, write_real_scene
+from hsiseg.dataset.spec import DataSpec
 from hsiseg_cli.main import app
 
 # Published argmax class counts (SOURCE.md of each scene) and the DN maxima of the original files.

@@ -1,4 +1,4 @@
-"""hsiseg.selection and model="auto": candidates never train on the strokes they are scored on, the choice and
+"""hsiseg.training.selection and model="auto": candidates never train on the strokes they are scored on, the choice and
 every candidate's score round-trip through the model card, --model forces one network; the RBF spectral part
 against a brute-force reference."""
 
@@ -16,15 +16,15 @@ from typer.testing import CliRunner
 
 import hsiseg.training.data as training
 from hsiseg.annotations import UNLABELLED
-from hsiseg.card import CandidateScore, Selection
-from hsiseg.checkpoint import read_card
+from hsiseg.dataset.scenes import write_real_scene
+from hsiseg.dataset.spec import DataSpec
 from hsiseg.models import build_model
+from hsiseg.models.card import CandidateScore, Selection
+from hsiseg.models.checkpoint import read_card
 from hsiseg.models.kernel import KernelPixelNet
 from hsiseg.predict.inference import Predictor
-from hsiseg.scenes import write_real_scene
-from hsiseg.selection import CONTEXTS, SPECTRAL_CANDIDATES, HeldOut, beats_default, choose
-from hsiseg.spec import DataSpec
 from hsiseg.training import TrainConfig, final_checkpoint, train
+from hsiseg.training.selection import CONTEXTS, SPECTRAL_CANDIDATES, HeldOut, beats_default, choose
 from hsiseg_cli.main import app
 
 SHORT = {"steps": 6, "validate_every": 3, "pixels_per_step": 64, "model_options": {"width": 16, "centres": 32}}

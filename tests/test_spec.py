@@ -1,4 +1,4 @@
-"""hsiseg.spec, hsiseg.splits and hsiseg check: validation messages, subject-grouped folds, htc fold files."""
+"""hsiseg.dataset.spec, .splits and hsiseg check: validation messages, subject-grouped folds, htc fold files."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from hsiseg import HsisegError
-from hsiseg.spec import DataSpec
-from hsiseg.spec_check import check_spec
-from hsiseg.splits import group_folds, read_htc_folds
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.dataset.spec_check import check_spec
+from hsiseg.dataset.splits import group_folds, read_htc_folds
 from hsiseg.synthetic.dataset import generate_demo_data
 from hsiseg_cli.main import app
 from tests.conftest import REPO
@@ -153,7 +153,7 @@ def test_check_cli_ok(demo_folder: Path) -> None:
 def test_check_warns_about_classes_without_validation_pixels(demo_folder: Path, tmp_path: Path) -> None:
     import imageio.v3 as imageio
 
-    from hsiseg.spec_check import validation_gaps
+    from hsiseg.dataset.spec_check import validation_gaps
 
     spec = DataSpec.from_file(demo_folder / "demo.yaml")
     report = check_spec(spec)

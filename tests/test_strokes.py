@@ -1,4 +1,4 @@
-"""hsiseg.strokes: held-out strokes are disjoint from training, deterministic per seed, and never empty for a
+"""hsiseg.dataset.strokes: held-out strokes are disjoint from training, deterministic per seed, and never empty for a
 class with >= 2 strokes; checked against connected components counted by hand."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
-from hsiseg.strokes import hold_out_strokes
+from hsiseg.dataset.strokes import hold_out_strokes
 
 
 def scribbles() -> np.ndarray:

@@ -1,4 +1,4 @@
-"""hsiseg.temperature: the fitted temperature minimises held-out NLL (grid reference), recovers a known
+"""hsiseg.training.temperature: the fitted temperature minimises held-out NLL (grid reference), recovers a known
 over-confidence, leaves partial labels out; predictions apply the card's temperature."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hsiseg.temperature import fit_temperature, negative_log_likelihood
+from hsiseg.training.temperature import fit_temperature, negative_log_likelihood
 
 
 def overconfident(pixels: int = 4000, classes: int = 5, sharpening: float = 3.0, seed: int = 0):

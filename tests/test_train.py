@@ -1,4 +1,4 @@
-"""hsiseg.train, hsiseg.models, hsiseg.checkpoint: a few real steps end to end on the synthetic scene."""
+"""hsiseg.train, hsiseg.models, hsiseg.models.checkpoint: a few real steps end to end on the synthetic scene."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from hsiseg import HsisegError
-from hsiseg.checkpoint import load_model, read_card
 from hsiseg.models import build_model
+from hsiseg.models.checkpoint import load_model, read_card
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.spectral import Preprocessing
 from hsiseg.synthetic.dataset import generate_demo_data
@@ -236,8 +236,8 @@ def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
     import numpy as np
 
     from hsiseg.annotations import UNLABELLED
-    from hsiseg.indian_pines import write_indian_pines
-    from hsiseg.spec import DataSpec
+    from hsiseg.dataset.indian_pines import write_indian_pines
+    from hsiseg.dataset.spec import DataSpec
     from hsiseg.training import build_training_data, final_checkpoint
 
     spec_path = write_indian_pines(tmp_path / "pines", fraction=0.05)
@@ -282,9 +282,9 @@ def test_multi_image_specs_keep_their_validation_split(spec_path: Path, tmp_path
 def test_pixel_batches_are_class_balanced(spec_path: Path) -> None:
     import numpy as np
 
-    from hsiseg.data import SpecDataset
-    from hsiseg.pixel_batches import PixelBatches
-    from hsiseg.spec import DataSpec
+    from hsiseg.dataset.pixel_batches import PixelBatches
+    from hsiseg.dataset.spec import DataSpec
+    from hsiseg.dataset.torch_datasets import SpecDataset
 
     source = SpecDataset(DataSpec.from_file(spec_path), "train", mode="patches")
     counts = np.bincount(PixelBatches(source, 100, 1).codes)
@@ -363,16 +363,16 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint(spec_path: Path, tmp
 def test_a_crash_while_saving_keeps_the_previous_resume_point(
     spec_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hsiseg.checkpoint
+    import hsiseg.models.checkpoint
 
-    saved = hsiseg.checkpoint.save_training_state
+    saved = hsiseg.models.checkpoint.save_training_state
 
     def crash_in_round_one(path_stem, optimizer, scheduler, extra):
         if extra["round"] == 1:  # the weights and card of round 1 are written, its optimizer state is not
             raise KeyboardInterrupt
         saved(path_stem, optimizer, scheduler, extra)
 
-    monkeypatch.setattr(hsiseg.checkpoint, "save_training_state", crash_in_round_one)
+    monkeypatch.setattr(hsiseg.models.checkpoint, "save_training_state", crash_in_round_one)
     with pytest.raises(KeyboardInterrupt):
         train(spec_path, tmp_path / "run", config(steps=12, refit=False))
     monkeypatch.undo()

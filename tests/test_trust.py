@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hsiseg.card import OodCalibration
+from hsiseg.models.card import OodCalibration
 from hsiseg.ood.trust import frame_warnings, promise
 
 
@@ -45,9 +45,9 @@ def test_predict_states_the_promise_and_warns_on_a_shifted_frame(tmp_path) -> No
 
     from typer.testing import CliRunner
 
+    from hsiseg.dataset.scenes import write_real_scene
+    from hsiseg.dataset.spec import DataSpec
     from hsiseg.io import Cube, write_cube
-    from hsiseg.scenes import write_real_scene
-    from hsiseg.spec import DataSpec
     from hsiseg.training import TrainConfig, final_checkpoint, train
     from hsiseg_cli.main import app
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from hsiseg.dataset.spec import DataSpec
 from hsiseg.errors import HsisegError
 from hsiseg.evaluation.frame_files import read_confidence, read_json, read_mask, read_scores
 from hsiseg.evaluation.image_boundary import ImageBoundary, image_boundary
 from hsiseg.evaluation.scores import boundary_image_means, level_confusion, summary_scores
-from hsiseg.spec import DataSpec
 from hsiseg.tree import LabelTree
 
 DENSE_COVERAGE = 0.5  # boundary metrics only for images whose truth covers at least this share of the pixels

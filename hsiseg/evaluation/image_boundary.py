@@ -8,7 +8,7 @@ import numpy as np
 
 from hsiseg.evaluation.boundary import boundary_scores
 from hsiseg.evaluation.level_truth import truth_at
-from hsiseg.metrics import to_level
+from hsiseg.evaluation.metrics import to_level
 from hsiseg.tree import LabelTree
 
 

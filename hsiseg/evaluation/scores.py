@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from hsiseg.metrics import confusion_matrix, to_level
+from hsiseg.evaluation.metrics import confusion_matrix, to_level
 from hsiseg.tree import LabelTree
 
 

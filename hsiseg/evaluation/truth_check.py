@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hsiseg.dataset.spec import DataSpec
 from hsiseg.evaluation.report import collect
 from hsiseg.evaluation.scores import level_confusion, summary_scores
 from hsiseg.render.overlay import node_colours, save_panel
-from hsiseg.spec import DataSpec
 
 UNLABELLED_COLOUR = np.array([0.0, 0.0, 0.0])
 

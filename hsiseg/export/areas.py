@@ -8,27 +8,25 @@ from pathlib import Path
 
 import numpy as np
 
+from hsiseg.areas import area_name
 from hsiseg.export.base import EXPORTERS
 from hsiseg.export.maps import StreamMaps
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
-from hsiseg.render.overlay import INVALID_NAME, UNKNOWN_NAME, node_colours
-
-
-def code_name(maps: StreamMaps, code: int) -> str:
-    return {UNKNOWN: UNKNOWN_NAME, INVALID: INVALID_NAME}.get(code) or maps.tree.leaves[code]
+from hsiseg.render.overlay import node_colours
 
 
 @EXPORTERS.register("areas")
 def write_areas(maps: StreamMaps, output: Path) -> Path:
-    """``areas.csv``: frame, timestamp, then percent per class present in the run; ``areas.png``: the same
-    over time (seconds when the recording has time stamps, else frame index)."""
+    """``areas.csv``: frame, timestamp, then percent per class present in the run (names as in a frame's
+    ``areas.csv``, :mod:`hsiseg.areas`); ``areas.png``: the same over time (seconds when the recording has time
+    stamps, else frame index)."""
     codes = maps.present_codes()
     percent = 100 * maps.pixels / np.maximum(1, maps.pixels.sum(axis=1, keepdims=True))
-    columns = [code + 2 for code in codes]
+    columns = [code - INVALID for code in codes]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["frame", "timestamp", *(code_name(maps, code) for code in codes)])
+    writer.writerow(["frame", "timestamp", *(area_name(maps.tree, code) for code in codes)])
     for frame, stamp, row in zip(maps.frames, maps.timestamps, percent[:, columns], strict=True):
         writer.writerow([int(frame), "" if np.isnan(stamp) else f"{stamp:.3f}", *(f"{v:.3f}" for v in row)])
     with atomic_path(output / "areas.csv") as temporary:
@@ -48,7 +46,8 @@ def _plot(maps: StreamMaps, codes: list[int], percent: np.ndarray, path: Path) -
     colours = node_colours(maps.tree)
     palette = [(0.1, 0.1, 0.1) if c == UNKNOWN else (0.6, 0.6, 0.6) if c == INVALID else colours[c] for c in codes]
     figure, axes = plt.subplots(figsize=(10, 4))
-    axes.stackplot(x, percent.T, colors=palette, labels=[code_name(maps, c) for c in codes], step="mid")
+    names = [area_name(maps.tree, code, legend=True) for code in codes]
+    axes.stackplot(x, percent.T, colors=palette, labels=names, step="mid")
     axes.set(xlabel="time (s)" if timed else "frame", ylabel="share of pixels (%)", ylim=(0, 100),
              xlim=(x.min(), x.max()) if len(x) > 1 else None, title="tissue areas over the recording")  # fmt: skip
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)

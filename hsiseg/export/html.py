@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsiseg.export.areas import code_name
+from hsiseg.areas import area_name
 from hsiseg.export.base import EXPORTERS
 from hsiseg.export.maps import StreamMaps, frame_label
 from hsiseg.io.atomic import atomic_path
@@ -84,7 +84,7 @@ def _classes(maps: StreamMaps) -> list[dict]:
     for code in maps.present_codes():
         colour = {UNKNOWN: "pattern-unknown", INVALID: "pattern-invalid"}.get(code)
         rgb = colours[code] if code >= 0 else np.zeros(3)
-        entries.append({"code": code, "name": code_name(maps, code), "pattern": colour,
+        entries.append({"code": code, "name": area_name(maps.tree, code, legend=True), "pattern": colour,
                         "rgb": [int(round(255 * v)) for v in rgb],
                         "share": float(totals[code + 2] / max(1, totals.sum()))})  # fmt: skip
     return entries

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from hsiseg.areas import column_code
 from hsiseg.tree import LabelTree
 
 
@@ -85,7 +86,7 @@ class StreamMaps:
         """Codes drawn anywhere in the run (leaves, UNKNOWN -1, INVALID -2), most pixels first."""
         totals = self.pixels.sum(axis=0)
         order = np.argsort(-totals, kind="stable")
-        return [int(i) - 2 for i in order if totals[i] > 0]
+        return [column_code(int(i)) for i in order if totals[i] > 0]
 
     def iterate(self):
         """(slot, frame index, timestamp, image, labels) of every done frame, reading one at a time."""

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hsiseg.card import OodCalibration
 from hsiseg.labels import UNLABELLED
+from hsiseg.models.card import OodCalibration
 from hsiseg.ood.base import OodScore, PixelOutputs, build_score
 from hsiseg.ood.maps import network_outputs, pixel_outputs, score_maps
 
@@ -55,7 +55,7 @@ def _images(model: nn.Module, datasets: Iterable, device: torch.device, autocast
 
 def annotated_outputs(model: nn.Module, dataset, device: torch.device, autocast_dtype=None) -> PixelOutputs:
     """Logits, features, inputs and targets at the annotated pixels of every image of a full-image ``dataset``
-    (:class:`~hsiseg.data.SpecDataset` in ``full`` mode)."""
+    (:class:`~hsiseg.dataset.torch_datasets.SpecDataset` in ``full`` mode)."""
     parts: list[PixelOutputs] = []
     for _, target, logits, features, inputs in _images(model, [dataset], device, autocast_dtype):
         keep = target.flatten() != UNLABELLED

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hsiseg.card import OodCalibration
+from hsiseg.models.card import OodCalibration
 
 MANY_UNKNOWN = 0.25  # a frame flagging more than this share, and 4x the training images' share, is reported
 

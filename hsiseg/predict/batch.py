@@ -30,14 +30,14 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from hsiseg.checkpoint import model_fingerprint
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.batch import expand_inputs
+from hsiseg.models.checkpoint import model_fingerprint
 from hsiseg.ood.trust import frame_warnings
 from hsiseg.predict.claims import Claim, try_claim
 from hsiseg.predict.frame_outputs import FrameOutput, write_frame_outputs
@@ -160,7 +160,7 @@ def predict_batch(
     if not frames:
         raise HsisegError("predict: no cube files among the inputs")
     identity = FrameResult("", "", "", model=model_fingerprint(model_path), options=output_options(options, predictor))
-    skipped, todo = _check_existing(frames, output, options, identity)
+    skipped, todo, replacing = _check_existing(frames, output, options, identity)
     output.mkdir(parents=True, exist_ok=True)
     _write_args(output, model_path, inputs, options, predictor, identity)
     if on_start is not None:
@@ -169,7 +169,6 @@ def predict_batch(
     for result in skipped:
         _report(result, results, on_frame)
     try:
-        replacing = {name for name, _ in todo if (output / name / DONE).is_file()}
         sink = FrameFolders(output, predictor, options, identity, replacing,
                             lambda result: _report(result, results, on_frame))  # fmt: skip
         with routed_warnings():
@@ -191,23 +190,35 @@ def output_options(options: PredictOptions, predictor: Predictor) -> dict[str, A
     return json.loads(json.dumps(identity, default=str))  # as done.json will hold them (tuples become lists)
 
 
+class ExistingFrames(NamedTuple):
+    """What an output folder holds when a run starts, observed once (runs sharing the folder finish frames
+    meanwhile: a frame finished by another run after this observation is skipped, not replaced)."""
+
+    skipped: list[FrameResult]  # finished earlier with this model and options (--continue)
+    todo: list[tuple[str, Path]]  # (frame name, cube file) to predict
+    replacing: set[str]  # frames of ``todo`` finished before this run began, to be redone (--overwrite)
+
+
 def _check_existing(
     frames: list[tuple[str, Path]], output: Path, options: PredictOptions, identity: FrameResult
-) -> tuple[list[FrameResult], list[tuple[str, Path]]]:
-    """(frames an earlier run finished with this model and options, frames to predict); refuses to mix."""
+) -> ExistingFrames:
+    """Sort the frames by what the folder holds; refuses to mix models or options without --overwrite."""
     existing = [name for name, _ in frames if _has_outputs(output / name)]
     if existing and not (options.overwrite or options.resume):
         raise HsisegError(
             f"{output}: outputs exist for {len(existing)} frames (e.g. {existing[0]}); pass --continue or --overwrite"
         )
-    skipped, todo, mismatched = [], [], []
+    skipped, todo, mismatched, replacing = [], [], [], set()
     for name, source in frames:
         record = FrameResult.from_file(output / name / DONE) if options.resume else None
         if record is None:
             todo.append((name, source))
+            if (output / name / DONE).is_file():
+                replacing.add(name)
         elif _differences(record, identity):
             mismatched.append((name, _differences(record, identity)))
             todo.append((name, source))
+            replacing.add(name)
         else:
             skipped.append(FrameResult(**{**asdict(record), "status": "skipped", "source": str(source)}))
     if mismatched and not options.overwrite:
@@ -216,7 +227,7 @@ def _check_existing(
             f"{output}: {len(mismatched)} finished frames were predicted with {' and '.join(differences)} "
             f"(e.g. {name}); pass --overwrite with --continue to redo them, or choose another output folder"
         )
-    return skipped, todo
+    return ExistingFrames(skipped, todo, replacing)
 
 
 def _has_outputs(folder: Path) -> bool:

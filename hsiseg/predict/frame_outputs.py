@@ -31,6 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hsiseg.areas import area_name, column_code, count_areas
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.predict.inference import Prediction, confident_nodes, level_labels
@@ -116,13 +117,12 @@ def write_areas(output: FrameOutput) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["class", "pixels", "percent", "mean_confidence"])
-    bins = (labels - INVALID).ravel()  # 0 = invalid, 1 = unknown, code + 2 otherwise: one pass for all classes
-    counts = np.bincount(bins, minlength=tree.num_leaves + 2)
-    sums = np.bincount(bins, weights=output.prediction.confidence.ravel(), minlength=tree.num_leaves + 2)
-    for index, count in enumerate(counts):
+    counts = count_areas(labels, tree.num_leaves)  # one pass for all classes (hsiseg.areas)
+    sums = count_areas(labels, tree.num_leaves, weights=output.prediction.confidence)
+    for column, count in enumerate(counts):
         if count:
-            name = ("invalid", "unknown")[index] if index < 2 else tree.leaves[index - 2]
-            writer.writerow([name, int(count), f"{100 * count / labels.size:.3f}", f"{sums[index] / count:.4f}"])
+            name = area_name(tree, column_code(column))
+            writer.writerow([name, int(count), f"{100 * count / labels.size:.3f}", f"{sums[column] / count:.4f}"])
     with atomic_path(output.folder / "areas.csv") as temporary:
         temporary.write_text(buffer.getvalue())
 

@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from hsiseg.card import ModelCard, OodCalibration
-from hsiseg.checkpoint import load_model, load_ood_scores
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, invalid_pixels
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.models import network_of
+from hsiseg.models.card import ModelCard, OodCalibration
+from hsiseg.models.checkpoint import load_model, load_ood_scores
 from hsiseg.ood import OodScore, build_score
 from hsiseg.ood.maps import masked, network_outputs, per_pixel_maps, pixel_outputs, score_maps, unmask
 from hsiseg.ood.trust import promise

@@ -43,11 +43,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hsiseg.checkpoint import model_fingerprint
+from hsiseg.areas import area_columns, count_areas
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.recording import MosaicVideo
 from hsiseg.labels import INVALID
+from hsiseg.models.checkpoint import model_fingerprint
 from hsiseg.ood.trust import frame_warnings
 from hsiseg.predict.batch import PredictOptions, one_line, output_options
 from hsiseg.predict.claims import try_claim
@@ -205,7 +206,7 @@ def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, optio
     handle.create_dataset("score", (count, height, width), np.float16, chunks=frame_chunks, compression="gzip")
     handle.create_dataset("rgb", (count, height, width, 3), np.uint8, chunks=(1, height, width, 3),
                           compression="gzip")  # fmt: skip
-    handle.create_dataset("pixels", (count, classes + 2), np.int64)
+    handle.create_dataset("pixels", (count, area_columns(classes)), np.int64)
     handle["frame"] = np.asarray(indices, dtype=np.int64)
     stamps = video.timestamps
     handle["timestamp"] = np.array([stamps[i] if stamps else np.nan for i in indices], dtype=np.float64)
@@ -250,7 +251,7 @@ class MapsFile:
         maps["labels"][slot] = labels.astype(np.int16)
         maps["score"][slot] = item.prediction.score.astype(np.float16)
         maps["rgb"][slot] = item.image
-        maps["pixels"][slot] = np.bincount((labels - INVALID).ravel(), minlength=maps["pixels"].shape[1])
+        maps["pixels"][slot] = count_areas(labels, self.predictor.tree.num_leaves)
         maps["warnings"][slot] = json.dumps(item.warnings) if item.warnings else ""
         maps["failures"][slot] = ""  # a frame that failed in an earlier run and succeeds now
         maps["done"][slot] = True

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hsiseg.areas import area_name
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.tree import LabelTree
-
-UNKNOWN_NAME = "unknown"
-INVALID_NAME = "invalid (no usable spectrum)"
 
 
 def node_colours(tree: LabelTree) -> np.ndarray:
@@ -210,7 +208,7 @@ def panel(
         top = margin + title_height + index * row
         box = (left, top + 3, left + 22, top + 17)
         canvas.paste(Image.fromarray(swatch(code, original, drawn, codes, colours, opacity)), box[:2])
-        name = {UNKNOWN: UNKNOWN_NAME, INVALID: INVALID_NAME}.get(code) or tree.node(code).name
+        name = area_name(tree, code, legend=True)
         draw.rectangle(box, outline="black")
         draw.text((left + 30, top + 2), f"{name} ({share.get(code, 0) / total:.0%})", fill="black", font=font)
     return canvas

@@ -2,7 +2,7 @@
 
 Layout of the output folder::
 
-    demo.yaml                      data spec (hsiseg.spec) of everything below
+    demo.yaml                      data spec (hsiseg.dataset.spec) of everything below
     label_tree.yaml                the neurosurgery label tree
     cubes/surgery01/frame00_SpecCube.dat   Tivita layout (even surgeries) ...
     cubes/surgery02/frame00.hdr + .img     ... or ENVI (odd surgeries)
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from hsiseg.annotations.writers import code_annotation_spec, write_label_image
+from hsiseg.dataset.spec import dump_spec
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
 from hsiseg.io.atomic import check_output_folder
-from hsiseg.spec import dump_spec
 from hsiseg.synthetic.rich import TREE_RESOURCE as RICH_TREE_RESOURCE
 from hsiseg.synthetic.rich import leaf_model, render_rich, rich_layout
 from hsiseg.synthetic.scene import Scene, make_scene, scribble

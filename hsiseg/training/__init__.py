@@ -7,12 +7,12 @@ optimiser steps, validating and checkpointing every ``validate_every`` steps (a 
 - ``spec.yaml`` (a copy of the data spec) and ``args.json`` (the full configuration);
 - ``metrics.csv`` (one row per round) and ``curves.png``;
 - ``validation_strokes.json`` and ``validation_strokes/<sample>.png`` when the training and validation splits
-  share images: the scribble strokes held out for validation (:mod:`hsiseg.strokes`);
+  share images: the scribble strokes held out for validation (:mod:`hsiseg.dataset.strokes`);
 - ``checkpoints/best.{json,safetensors}`` (best validation mean Dice, held-out pixels only; after the last
   round its unknown-tissue scores are fitted on the training pixels and calibrated on the held-out ones,
   :func:`calibrate_best`, :mod:`hsiseg.ood.calibration`) and
   ``checkpoints/last/`` (the last round's ``model.*`` with its training state for ``resume=True``:
-  optimizer, scheduler, round, RNG; saved as one unit with a manifest, see :mod:`hsiseg.checkpoint`);
+  optimizer, scheduler, round, RNG; saved as one unit with a manifest, see :mod:`hsiseg.models.checkpoint`);
 - ``checkpoints/final.*`` (``refit``, when there were validation pixels): a fresh network trained on *all*
   scribbles of the training and validation images for the best validated number of steps (annotations are
   scarce: at 3% scribbles on Indian Pines, training without the held-out strokes costs ~0.1 leaf Dice; on
@@ -23,7 +23,7 @@ optimiser steps, validating and checkpointing every ``validate_every`` steps (a 
 
 What a step sees: networks that see one pixel at a time while training (``pixel``, ``spectral-spatial``,
 see :func:`hsiseg.models.pixelwise_training`) get ``pixels_per_step`` annotated pixels
-(:class:`~hsiseg.pixel_batches.PixelBatches`); others get ``batch_size`` crops of ``patch_size`` centred on
+(:class:`~hsiseg.dataset.pixel_batches.PixelBatches`); others get ``batch_size`` crops of ``patch_size`` centred on
 annotated pixels. Both draw annotated pixels with class-balanced weights (``class_balance``) and augment
 spectrally (crops also geometrically).
 

@@ -1,4 +1,7 @@
-"""``model="auto"``: train every candidate, choose on held-out strokes (:mod:`hsiseg.selection`), refit the winner."""
+"""``model="auto"``: train every candidate, choose on held-out strokes, refit the winner.
+
+The choice itself is :mod:`hsiseg.training.selection`.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +14,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hsiseg.card import CandidateScore, Selection
-from hsiseg.checkpoint import (
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.errors import HsisegError
+from hsiseg.evaluation.metrics import annotated_metrics
+from hsiseg.io.atomic import atomic_path
+from hsiseg.models.card import CandidateScore, Selection
+from hsiseg.models.checkpoint import (
     load_model,
     read_card,
     save_model,
 )
-from hsiseg.errors import HsisegError
-from hsiseg.io.atomic import atomic_path
-from hsiseg.metrics import annotated_metrics
 from hsiseg.ood.calibration import (
     annotated_outputs,
 )
-from hsiseg.selection import (
-    AUTO,
-    beats_default,
-    candidates,
-    choose,
-    held_out_strokes,
-    score_contexts,
-    with_options,
-)
-from hsiseg.spec import DataSpec
 from hsiseg.training.calibration import with_ood
 from hsiseg.training.config import TrainConfig
 from hsiseg.training.data import TrainingData, build_training_data, network_preprocessing
@@ -41,6 +35,15 @@ from hsiseg.training.loop import train_model
 from hsiseg.training.refit import refit
 from hsiseg.training.reporting import Reporter
 from hsiseg.training.run_folder import prepare_run_dir, stored_config
+from hsiseg.training.selection import (
+    AUTO,
+    beats_default,
+    candidates,
+    choose,
+    held_out_strokes,
+    score_contexts,
+    with_options,
+)
 
 
 def selects(run_dir: Path, config: TrainConfig | None, resume: bool) -> bool:
@@ -55,7 +58,7 @@ def train_selected(
     spec_path: str | Path, run_dir: Path, config: TrainConfig | None, resume: bool, reporter: Reporter
 ) -> nn.Module:
     """``model="auto"``: train every spectral candidate into ``run_dir/candidates/<name>`` (refit off), score it
-    under every context on the held-out pixels, keep the best pair (:mod:`hsiseg.selection`) as
+    under every context on the held-out pixels, keep the best pair (:mod:`hsiseg.training.selection`) as
     ``run_dir/checkpoints/best.*`` (recalibrated under its context, the selection in its card) and refit it on
     every scribble (``final.*``)."""
     if resume:

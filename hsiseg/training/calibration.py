@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hsiseg.card import InputScaling, ModelCard, NetworkConfig, OodSettings
-from hsiseg.checkpoint import (
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.dataset.torch_datasets import SpecDataset
+from hsiseg.models import AnySize
+from hsiseg.models.card import InputScaling, ModelCard, NetworkConfig, OodSettings
+from hsiseg.models.checkpoint import (
     load_model,
     save_model,
 )
-from hsiseg.data import SpecDataset
-from hsiseg.models import AnySize
 from hsiseg.ood import OodScore
 from hsiseg.ood.calibration import (
     annotated,
@@ -24,11 +25,10 @@ from hsiseg.ood.calibration import (
     map_values,
     reference_sample,
 )
-from hsiseg.spec import DataSpec
-from hsiseg.temperature import fit_temperature
 from hsiseg.training.config import TrainConfig
 from hsiseg.training.data import TrainingData
 from hsiseg.training.step import _autocast_dtype
+from hsiseg.training.temperature import fit_temperature
 
 
 def card_base(config, spec: DataSpec, preprocessing, model: AnySize, train_images: SpecDataset) -> ModelCard:

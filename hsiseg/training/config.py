@@ -10,7 +10,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.losses import check_loss
 from hsiseg.models import DEFAULT_MODEL, check_model
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OOD_SCORES
-from hsiseg.selection import AUTO
+from hsiseg.training.selection import AUTO
 
 
 @dataclass
@@ -20,7 +20,7 @@ class TrainConfig:
 
     loss: str = "ce"
     loss_options: dict[str, Any] = field(default_factory=dict)
-    model: str = AUTO  # choose among hsiseg.selection's candidates on held-out strokes; or a model name
+    model: str = AUTO  # choose among hsiseg.training.selection's candidates on held-out strokes; or a model name
     model_options: dict[str, Any] = field(default_factory=dict)
     steps: int = 1000
     validate_every: int = 100

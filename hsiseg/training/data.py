@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from hsiseg.annotations import UNLABELLED
-from hsiseg.data import Augmentation, SpecDataset
+from hsiseg.dataset.pixel_batches import PixelBatches
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.dataset.strokes import Stroke, hold_out_strokes
+from hsiseg.dataset.torch_datasets import Augmentation, SpecDataset
 from hsiseg.models import network_of, pixelwise_training
-from hsiseg.pixel_batches import PixelBatches
-from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
-from hsiseg.strokes import Stroke, hold_out_strokes
 from hsiseg.training.config import TrainConfig
 
 

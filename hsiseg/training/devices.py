@@ -1,4 +1,4 @@
-"""Devices, distributed training (torchrun) and seeding."""
+"""Devices (:mod:`hsiseg.devices`), distributed training (torchrun) and seeding."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hsiseg.errors import HsisegError
+from hsiseg.devices import resolve_device
+
+__all__ = ["Distributed", "resolve_device", "seed_everything", "setup_distributed"]
 
 
 @dataclass
@@ -32,15 +34,6 @@ def setup_distributed(device_kind: str) -> Distributed:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HsisegError(f"device {name!r}: CUDA is not available on this machine; use device 'cpu' or 'auto'")
-    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -21,7 +21,7 @@ def train(
     reporter: Reporter | None = None,
 ) -> nn.Module:
     """Train (or resume) a run; returns the trained network (unwrapped from DDP). ``model="auto"`` (the
-    default) trains every candidate of :mod:`hsiseg.selection` and keeps the best on held-out strokes;
+    default) trains every candidate of :mod:`hsiseg.training.selection` and keeps the best on held-out strokes;
     a model name trains that network alone."""
     run_dir = check_output_folder(run_dir)
     reporter = reporter or SilentReporter()

@@ -11,22 +11,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from hsiseg.card import ModelCard
-from hsiseg.checkpoint import (
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.errors import HsisegError
+from hsiseg.evaluation.metrics import annotated_metrics
+from hsiseg.io.atomic import check_output_folder
+from hsiseg.models import AnySize, build_model, pixelwise_training
+from hsiseg.models.card import ModelCard
+from hsiseg.models.checkpoint import (
     load_model,
     load_training_state,
     read_card,
     save_model,
     save_resume_point,
 )
-from hsiseg.errors import HsisegError
-from hsiseg.io.atomic import check_output_folder
-from hsiseg.metrics import annotated_metrics
-from hsiseg.models import AnySize, build_model, pixelwise_training
 from hsiseg.ood.calibration import (
     annotated_outputs,
 )
-from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
 from hsiseg.training.calibration import calibrate_best, card_base
 from hsiseg.training.config import TrainConfig

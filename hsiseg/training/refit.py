@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hsiseg.card import ModelCard, OodSettings, Refit
-from hsiseg.checkpoint import (
+from hsiseg.dataset.spec import DataSpec
+from hsiseg.models import build_model, pixelwise_training
+from hsiseg.models.card import ModelCard, OodSettings, Refit
+from hsiseg.models.checkpoint import (
     read_card,
     save_model,
 )
-from hsiseg.models import build_model, pixelwise_training
 from hsiseg.ood.calibration import (
     annotated_outputs,
     fit_scores,
@@ -21,7 +22,6 @@ from hsiseg.ood.calibration import (
     reference_sample,
     transfer,
 )
-from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
 from hsiseg.training.calibration import default_score, trained_classes
 from hsiseg.training.config import TrainConfig

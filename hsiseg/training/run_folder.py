@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from hsiseg.annotations.writers import write_label_image
-from hsiseg.checkpoint import (
-    check_resume_point,
-)
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path
+from hsiseg.models.checkpoint import (
+    check_resume_point,
+)
 from hsiseg.training.config import TrainConfig
 from hsiseg.training.data import TrainingData
 

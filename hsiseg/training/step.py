@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from hsiseg.dataset.pixel_batches import PixelBatches
 from hsiseg.errors import HsisegError
 from hsiseg.losses import build_loss
-from hsiseg.pixel_batches import PixelBatches
 from hsiseg.training.config import TrainConfig
 from hsiseg.training.data import TrainingData
 from hsiseg.training.devices import Distributed

@@ -30,9 +30,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hsiseg.annotations import UNLABELLED
+from hsiseg.dataset.spec import DataSpec
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, read_cube, write_cube
-from hsiseg.spec import DataSpec
 from hsiseg.spectral import Preprocessing
 
 

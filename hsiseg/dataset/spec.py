@@ -49,10 +49,10 @@ from hsiseg.annotations import (
     read_label_image,
     read_strokes,
 )
+from hsiseg.dataset.splits import SPLIT_NAMES, check_no_leakage, group_folds, read_htc_folds
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, read_cube
 from hsiseg.spectral import Preprocessing
-from hsiseg.splits import SPLIT_NAMES, check_no_leakage, group_folds, read_htc_folds
 from hsiseg.structured_files import load_structured
 from hsiseg.tree import LabelTree
 

@@ -19,7 +19,7 @@ beats it in at least ``EVIDENCE`` = 99% of them, and among those the highest mea
 Measured: on Indian Pines at 3% (seed 0) the held-out strokes ranked "no context" first by 0.07 Dice, winning
 92% of the resamples, while the dense truth ranked it last by 0.2; strokes of one field are alike, so the
 bootstrap over strokes is itself optimistic, hence the strict 99%. The winner is refitted on every scribble, and every
-pair's score and bootstrap share go into the model card (:class:`hsiseg.card.Selection`) and
+pair's score and bootstrap share go into the model card (:class:`hsiseg.models.card.Selection`) and
 ``selection.json``. A context given explicitly (``model_options`` with ``context`` or ``sigma``) is kept as
 given. A run without held-out pixels cannot choose: it keeps the first pair and says so.
 
@@ -38,13 +38,13 @@ import torch
 from scipy import ndimage
 
 from hsiseg.annotations import UNLABELLED
-from hsiseg.card import CandidateScore, Selection
-from hsiseg.checkpoint import load_model
+from hsiseg.dataset.strokes import EIGHT_CONNECTED
 from hsiseg.errors import HsisegError
-from hsiseg.metrics import annotated_metrics
+from hsiseg.evaluation.metrics import annotated_metrics
 from hsiseg.models import build_model, unwrap
+from hsiseg.models.card import CandidateScore, Selection
+from hsiseg.models.checkpoint import load_model
 from hsiseg.ood.calibration import annotated_outputs
-from hsiseg.strokes import EIGHT_CONNECTED
 
 AUTO = "auto"
 

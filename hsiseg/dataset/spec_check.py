@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from hsiseg.annotations import UNLABELLED
+from hsiseg.dataset.spec import DataSpec, SampleSpec
+from hsiseg.dataset.strokes import stroke_counts
 from hsiseg.errors import HsisegError
-from hsiseg.spec import DataSpec, SampleSpec
-from hsiseg.strokes import stroke_counts
 
 T = TypeVar("T")
 
@@ -153,7 +153,7 @@ def validation_gaps(
 ) -> list[str]:
     """Classes trained on but without held-out validation pixels. A class is validated when it is annotated in
     a validation image that is not also a training image, or has >= 2 strokes in an image shared by both
-    splits (strokes are held out image by image, a class keeping its only stroke: :mod:`hsiseg.strokes`)."""
+    splits (strokes are held out image by image, a class keeping its only stroke: :mod:`hsiseg.dataset.strokes`)."""
     shared = set(splits["train"]) & set(splits["val"])
     trained: set[int] = set()
     validated: set[int] = set()

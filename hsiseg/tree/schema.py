@@ -1,8 +1,8 @@
 """The label tree file format as pydantic models, so every validation error can name its node and key.
 
-The format itself is described in :mod:`hsiseg.tree`; :mod:`hsiseg.tree_files` validates input against these
-models and :mod:`hsiseg.tree_nodes` numbers the validated nodes. The model names (``_NodeSpec`` in particular)
-appear in pydantic's error locations, which :mod:`hsiseg.tree_files` reads: keep them.
+The format itself is described in :mod:`hsiseg.tree`; :mod:`hsiseg.tree.files` validates input against these
+models and :mod:`hsiseg.tree.nodes` numbers the validated nodes. The model names (``_NodeSpec`` in particular)
+appear in pydantic's error locations, which :mod:`hsiseg.tree.files` reads: keep them.
 """
 
 from __future__ import annotations

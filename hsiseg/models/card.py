@@ -110,7 +110,10 @@ class Refit(_Strict):
 
 
 class TemperatureScaling(_Strict):
-    """Probabilities are softmax(logits / temperature), fitted on held-out pixels (:mod:`hsiseg.temperature`)."""
+    """Probabilities are softmax(logits / temperature), fitted on held-out pixels.
+
+    See :mod:`hsiseg.training.temperature`.
+    """
 
     temperature: float = Field(gt=0)
     held_out_pixels: int = Field(ge=1)
@@ -119,7 +122,7 @@ class TemperatureScaling(_Strict):
 
 
 class CandidateScore(_Strict):
-    """One configuration :mod:`hsiseg.selection` tried: the network, and its best held-out score."""
+    """One configuration :mod:`hsiseg.training.selection` tried: the network, and its best held-out score."""
 
     model: str
     options: dict[str, Any] = Field(default_factory=dict)

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from hsiseg.errors import HsisegError
-from hsiseg.tree_files import nested_from_parents, parse_tree_dict, read_tree_data
-from hsiseg.tree_nodes import TreeNode, number_nodes
-from hsiseg.tree_schema import _TreeSpec
+from hsiseg.tree.files import nested_from_parents, parse_tree_dict, read_tree_data
+from hsiseg.tree.nodes import TreeNode, number_nodes
+from hsiseg.tree.schema import _TreeSpec
 
 __all__ = ["LabelTree", "TreeNode"]
 

@@ -30,9 +30,9 @@ import numpy as np
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
 from hsiseg.annotations.writers import code_annotation_spec, write_label_image
+from hsiseg.dataset.spec import dump_spec
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
-from hsiseg.spec import dump_spec
 from hsiseg.tree import LabelTree
 
 # Ground-truth values 1..16 of Indian_pines_gt.npy (DATA.md).

@@ -1,6 +1,6 @@
 """Reading label trees: YAML/JSON files, nested mappings and ``child -> parent`` mappings, checked and validated.
 
-Everything here returns plain data (the nested mapping, or the validated :class:`~hsiseg.tree_schema._TreeSpec`);
+Everything here returns plain data (the nested mapping, or the validated :class:`~hsiseg.tree.schema._TreeSpec`);
 :class:`hsiseg.tree.LabelTree` builds itself from it. Errors are :class:`HsisegError` naming the source and node.
 """
 
@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from hsiseg.errors import HsisegError
 from hsiseg.structured_files import load_structured
-from hsiseg.tree_schema import _TreeSpec
+from hsiseg.tree.schema import _TreeSpec
 
 __all__ = ["nested_from_parents", "parse_tree_dict", "read_tree_data"]
 

@@ -4,8 +4,9 @@ A per-pixel network's output at a pixel depends on that pixel's spectrum only, s
 image with the loss on its annotated pixels computes exactly what a forward pass over the annotated pixels
 alone computes, at the cost of every unannotated pixel (97% of an Indian Pines image at 3% scribbles).
 :class:`PixelBatches` gathers the annotated spectra of a training split once and serves each step a batch of
-``pixels_per_step`` of them, drawn with class-balanced weights (:func:`~hsiseg.data.class_balanced_weights`)
-and augmented spectrally (per-pixel scale and noise; geometry means nothing to one pixel).
+``pixels_per_step`` of them, drawn with class-balanced weights
+(:func:`~hsiseg.dataset.torch_datasets.class_balanced_weights`) and augmented spectrally (per-pixel scale
+and noise; geometry means nothing to one pixel).
 
 Items: ``image`` (B, 1, P) float32 (a 1 x P "image", so every loss, Dice-style ones included, sees one image
 of P pixels), ``target`` (1, P) int64, ``index`` (P,) the sample each pixel comes from. Memory: the annotated
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hsiseg.annotations import UNLABELLED
-from hsiseg.data import Augmentation, SpecDataset, class_balanced_weights
+from hsiseg.dataset.torch_datasets import Augmentation, SpecDataset, class_balanced_weights
 from hsiseg.errors import HsisegError
 
 

@@ -2,7 +2,7 @@
 
 A model checkpoint is two files, ``NAME.safetensors`` (the network's weights and the fitted unknown-tissue
 scores as ``ood.<score>.<tensor>``; metadata: the label tree's hash) and ``NAME.json`` (the
-:class:`~hsiseg.card.ModelCard`). Loading reads JSON and safetensors only, so a checkpoint received from
+:class:`~hsiseg.models.card.ModelCard`). Loading reads JSON and safetensors only, so a checkpoint received from
 someone else cannot run code, and checks the card against the weights (tree hash, every tensor's shape):
 a mismatch is one clear error naming the file and the field, never a "size mismatch" traceback.
 
@@ -31,10 +31,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hsiseg.card import ModelCard
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_folder, atomic_path, recover_folder
 from hsiseg.models import build_model, unwrap
+from hsiseg.models.card import ModelCard
 from hsiseg.ood import OodScore, build_score
 
 OOD_PREFIX = "ood."

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hsiseg.errors import HsisegError
-from hsiseg.tree_schema import WeightScheme, _NodeSpec, _TreeSpec, as_node
+from hsiseg.tree.schema import WeightScheme, _NodeSpec, _TreeSpec, as_node
 
 __all__ = ["NumberedNodes", "TreeNode", "number_nodes"]
 

@@ -35,9 +35,9 @@ import yaml
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import PLACEMENTS, simulate_scribbles
 from hsiseg.annotations.writers import code_annotation_spec, write_label_image
+from hsiseg.dataset.spec import dump_spec
 from hsiseg.errors import HsisegError
 from hsiseg.io import Cube, atomic_path, write_cube
-from hsiseg.spec import dump_spec
 from hsiseg.tree import LabelTree
 
 ZHU = (
@@ -78,7 +78,7 @@ def _indian_pines(keep: tuple[str, ...] | None) -> Callable[[LabelTree], tuple[C
     """Indian Pines from tensorly, optionally with only the classes ``keep`` labelled (codes of ``tree``)."""
 
     def load(tree: LabelTree) -> tuple[Cube, np.ndarray]:
-        from hsiseg.indian_pines import load_indian_pines, pines_tree
+        from hsiseg.dataset.indian_pines import load_indian_pines, pines_tree
 
         cube, truth = load_indian_pines()
         leaves = pines_tree().leaves
@@ -90,7 +90,7 @@ def _indian_pines(keep: tuple[str, ...] | None) -> Callable[[LabelTree], tuple[C
 
 
 def _pines_citation() -> str:
-    from hsiseg.indian_pines import CITATION
+    from hsiseg.dataset.indian_pines import CITATION
 
     return CITATION
 
@@ -133,7 +133,7 @@ def scene(name: str) -> RealScene:
 def scene_tree(name: str) -> LabelTree:
     """The label tree of scene ``name`` (Indian Pines: the shipped tree)."""
     if name == "indian-pines":
-        from hsiseg.indian_pines import pines_tree
+        from hsiseg.dataset.indian_pines import pines_tree
 
         return pines_tree()
     return LabelTree.from_dict(scene(name).tree)

@@ -5,7 +5,7 @@ One scalar T > 0 divides the logits before the softmax, p = softmax(z / T); it i
 negative log-likelihood of the leaf labels of *held-out* annotated pixels (never training pixels), so an
 over-confident network (T > 1) is softened and an under-confident one sharpened. The argmax, hence every
 label map, is unchanged. hsiseg fits T after training on the same held-out pixels as the unknown-tissue
-thresholds, keeps it in the model card (:class:`hsiseg.card.TemperatureScaling`) and applies it when it
+thresholds, keeps it in the model card (:class:`hsiseg.models.card.TemperatureScaling`) and applies it when it
 predicts probabilities.
 """
 
@@ -16,7 +16,7 @@ import math
 import torch
 from scipy.optimize import minimize_scalar
 
-from hsiseg.card import TemperatureScaling
+from hsiseg.models.card import TemperatureScaling
 
 LOG_T_BOUNDS = (math.log(0.05), math.log(50.0))
 
