@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import h5py
 import typer
 from rich.console import Console
 
 from hsiseg.errors import HsisegError
+from hsiseg.io.ownership import clear_owned, record_owned
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.predict import PredictOptions
 
 from .errors import reports_errors
 from .progress import RichReporter, run_prediction
+
+if TYPE_CHECKING:
+    from hsiseg.training import TrainConfig
 
 
 @reports_errors
@@ -25,25 +29,33 @@ def demo(
 ) -> None:
     """The whole job on synthetic data: generate surgeries, train with hsiseg train's defaults, predict the
     held-out surgery, score it against its dense truth, render overlays, print where they are."""
+    from hsiseg.training import TrainConfig
+
+    console = Console(stderr=True)
+    config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=max(1, min(steps, 100)))
+    config.check()  # every option before anything on disk changes
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise HsisegError(f"{output} is not empty; choose another folder or pass --overwrite")
+        clear_owned(output, "--overwrite")  # what an earlier demo wrote; refused if anything else is there
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        _run_demo(output, config, console)
+    finally:
+        record_owned(output)  # everything below it was written by this demo: --overwrite may remove it
+
+
+def _run_demo(output: Path, config: TrainConfig, console: Console) -> None:
     from hsiseg.dataset.spec import DataSpec
     from hsiseg.evaluation.truth_check import dense_truth_scores, write_truth_panels
     from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
     from hsiseg.synthetic.recording import write_demo_recording
-    from hsiseg.training import TrainConfig, final_checkpoint, train
+    from hsiseg.training import final_checkpoint, train
 
-    console = Console(stderr=True)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise HsisegError(f"{output} is not empty; choose another folder or pass --overwrite")
-    if overwrite and output.exists():
-        import shutil
-
-        for sub in ("data", "run", "predictions", "recording"):
-            shutil.rmtree(output / sub, ignore_errors=True)
     console.print("[bold]1/5[/] generating 4 synthetic surgeries (Tivita and ENVI cubes, scribbles, dense truth) "
                   f"and a {DEMO_RECORDING_FRAMES}-frame snapshot-mosaic recording")  # fmt: skip
     spec_path = generate_demo_data(output / "data")
     recording, camera = write_demo_recording(output / "data" / "recording", demo_tree(), DEMO_RECORDING_FRAMES)
-    config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=min(steps, 100))
     console.print(
         f"[bold]2/5[/] training the default network ({config.model}: the spatial context chosen on held-out "
         f"scribbles; loss {config.loss}) for {config.steps} "

@@ -12,6 +12,7 @@ from rich.console import Console
 from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.recording import is_recording
 from hsiseg.ood import DEFAULT_SCORES
+from hsiseg.option_checks import in_range
 from hsiseg.predict import PredictOptions
 from hsiseg.predict.batch import recorded_promise
 from hsiseg.predict.stream import Selection
@@ -88,6 +89,7 @@ def predict(
         overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, device=device,
         reader_options=reader_options_with_limit(options, max_cube_gb),
     )  # fmt: skip
+    settings.check()  # every option, before any file is read or progress shown
     if spec is not None:
         from hsiseg.dataset.spec import DataSpec
 
@@ -142,6 +144,10 @@ def _render(cube: Path, output: Path, bands, band, ratio, method: str, options: 
     from hsiseg.render import false_colour, rgb, save_png
     from hsiseg.render.colour import band_map, ratio_map, save_scalar_map
 
+    wavelengths = [band] if band is not None else _numbers(ratio, "/", "--ratio") if ratio else []
+    wavelengths += _numbers(bands, ",", "--bands") if bands else []
+    for wavelength in wavelengths:
+        in_range(wavelength, "--band/--bands/--ratio wavelength (nm)", 0, low_open=True)
     loaded = read_cube(cube, **options)
     if band is not None:
         save_scalar_map(output, band_map(loaded.data, loaded.wavelengths, band), f"reflectance at {band:g} nm")
@@ -167,3 +173,10 @@ def _render(cube: Path, output: Path, bands, band, ratio, method: str, options: 
     save_png(output, image)
 
 
+
+
+def _numbers(text: str, separator: str, flag: str) -> list[float]:
+    try:
+        return [float(value) for value in text.split(separator)]
+    except ValueError:
+        raise HsisegError(f"{flag} {text!r}: expected wavelengths in nm separated by {separator!r}") from None

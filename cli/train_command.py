@@ -124,6 +124,7 @@ def train_command(
         ood_scores=[n.strip() for n in ood_scores.split(",")] if ood_scores else list(DEFAULTS.ood_scores),
         fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
     )  # fmt: skip
+    config.check()  # every option before the spec or the run folder is read
     if resume:
         requested = {k: v for k, v in asdict(config).items() if k != "steps" and v != getattr(DEFAULTS, k)}
         check_resume_options(output, requested)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from hsiseg.losses import LOSSES, loss_options
@@ -38,29 +41,43 @@ def tree(
     """Print a label tree with leaf indices (output channels), depths and edge weights."""
     label_tree = load_tree(spec)
     console = Console()
-    view = Tree(
-        f"[bold]{label_tree.name}[/bold]  ({label_tree.num_leaves} leaves, {label_tree.num_nodes} nodes, "
-        f"depth {label_tree.depth})"
-    )
+    heading = Text(label_tree.name, style="bold")  # names are data, never rich markup
+    heading.append(f"  ({label_tree.num_leaves} leaves, {label_tree.num_nodes} nodes, depth {label_tree.depth})")
+    view = Tree(heading)
     branches: dict[int, Tree] = {}
     for node in label_tree.iter_depth_first():
         parent_view = view if node.parent is None else branches[node.parent]
-        style = f"[{node.color}]" if node.color else ""
-        close = "[/]" if node.color else ""
-        name = node.name if node.is_leaf else f"[bold]{node.name}[/bold]"
         kind = "channel" if node.is_leaf else "code"
-        details = f"{kind} {node.code}, depth {node.depth}, w={node.weight:g}"
-        label = f"{style}{name}{close}  [dim]{details}[/dim]"
+        label = Text(node.name, style=" ".join(filter(None, (node.color, "" if node.is_leaf else "bold"))))
+        label.append(f"  {kind} {node.code}, depth {node.depth}, w={node.weight:g}", style="dim")
         branches[node.code] = parent_view.add(label)
     console.print(view)
     if distances:
-        table = Table(title="tree distance M (leaf x leaf)")
-        table.add_column("")
-        for index in range(label_tree.num_leaves):
-            table.add_column(str(index), justify="right")
-        for index, (leaf, row) in enumerate(zip(label_tree.leaves, label_tree.distance_matrix(), strict=True)):
-            table.add_row(f"{index} {leaf}", *(f"{value:g}" for value in row))
-        console.print(table)
+        _print_distances(label_tree, console)
+
+
+MAX_TABLE_LEAVES = 40  # wider than a terminal beyond this: the matrix is streamed as CSV rows instead
+
+
+def _print_distances(label_tree: LabelTree, console: Console) -> None:
+    """The leaf distance matrix M as a table; for large trees as CSV on stdout, one row at a time (a
+    10,000-leaf tree's M would take 800 MB at once)."""
+    leaves = range(label_tree.num_leaves)
+    if label_tree.num_leaves > MAX_TABLE_LEAVES:
+        typer.echo(f"tree distance M ({label_tree.num_leaves} x {label_tree.num_leaves}) as CSV rows:", err=True)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["leaf", *label_tree.leaves])
+        for index in leaves:
+            writer.writerow([label_tree.leaves[index], *(f"{value:g}" for value in label_tree.distance_row(index))])
+        return
+    table = Table(title="tree distance M (leaf x leaf)")
+    table.add_column("")
+    for index in leaves:
+        table.add_column(str(index), justify="right")
+    for index in leaves:
+        row = label_tree.distance_row(index)
+        table.add_row(Text(f"{index} {label_tree.leaves[index]}"), *(f"{value:g}" for value in row))
+    console.print(table)
 
 
 def losses() -> None:

@@ -73,6 +73,8 @@ def malformed_tree(card: dict) -> None:
 CORRUPTIONS = {
     "wrong band count": (edit("model.in_channels", 50), r"input_mean has shape \(100,\), .*'model'.*expects \(50,\)"),
     "wrong width": (edit("model.options", {"width": 16}), r"has shape \(8,.*expects \(16,"),
+    "absurd band count": (edit("model.in_channels", 10**9), r"input_mean has shape \(100,\), .*\(1000000000,\)"),
+    "absurd width": (edit("model.options", {"width": 10**9}), r"has shape \(8,.*expects \(1000000000,"),
     "classes not leaves": (edit("model.classes", 13), "model.classes is 13, the label tree has 14 leaves"),
     "missing field": (edit("preprocessing", DELETE), "field 'preprocessing': Field required"),
     "bad type": (edit("model.in_channels", "ninety"), "field 'model.in_channels': Input should be a valid integer"),

@@ -252,6 +252,29 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert float(printed.group(2)) == pytest.approx(correct / total, abs=5e-4)
     again = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--steps", "20"])
     assert again.exit_code == 2 and "is not empty" in again.output
+    _overwrite_deletes_only_the_demos_files(tmp_path / "demo")
+
+
+def _overwrite_deletes_only_the_demos_files(demo: Path) -> None:
+    """--overwrite checks its options before touching disk and removes only what the demo wrote."""
+    before = sorted(path for path in demo.rglob("*") if path.is_file())
+    (demo / "data" / "patient07.txt").write_text("mine")
+    (demo / "run" / "notes.txt").write_text("mine too")
+    bad_option = CliRunner().invoke(app, ["demo", str(demo), "--overwrite", "--steps", "0"])
+    assert bad_option.exit_code == 2 and "steps must be > 0" in bad_option.output
+    foreign = CliRunner().invoke(app, ["demo", str(demo), "--overwrite", "--steps", "20"])
+    assert foreign.exit_code == 2 and "patient07.txt and 1 more: not written by hsiseg" in foreign.output
+    assert (demo / "data" / "patient07.txt").read_text() == "mine" and (demo / "run" / "notes.txt").is_file()
+    assert all(path.is_file() for path in before)  # nothing of the demo's was deleted either
+    (demo / "data" / "patient07.txt").unlink()
+    (demo / "run" / "notes.txt").unlink()
+    changed = demo / "run" / "curves.png"
+    changed.write_bytes(changed.read_bytes() + b"edited")  # a demo file the user changed is theirs now
+    edited = CliRunner().invoke(app, ["demo", str(demo), "--overwrite", "--steps", "20"])
+    assert edited.exit_code == 2 and "curves.png: not written by hsiseg" in edited.output
+    changed.write_bytes(changed.read_bytes()[: -len(b"edited")])
+    redone = CliRunner().invoke(app, ["demo", str(demo), "--overwrite", "--steps", "20"])
+    assert redone.exit_code == 0, redone.output
 
 
 def test_predict_inputs_from_globs_and_spec_splits(trained, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from hsiseg.evaluation.calibration_metrics import CalibrationBins
 from hsiseg.io.atomic import atomic_path
+from hsiseg.render.text import plot_text
 from hsiseg.tree import LabelTree
 
 if TYPE_CHECKING:
@@ -41,8 +42,9 @@ def plot_confusion(path: Path, confusion: np.ndarray, names: list[str], tree: La
     size = max(4.0, 0.35 * len(names) + 2)
     figure, axis = plt.subplots(figsize=(size + 1, size))
     shown = axis.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    axis.set_yticks(range(len(names)), names, fontsize=7)
+    shown_names = [plot_text(name) for name in names]
+    axis.set_xticks(range(len(names)), shown_names, rotation=90, fontsize=7)
+    axis.set_yticks(range(len(names)), shown_names, fontsize=7)
     axis.set(xlabel="prediction", ylabel="truth", title=f"confusion (row-normalised), level {depth}")
     families = [tree.path(name)[0] for name in names]
     for index in range(1, len(names)):
@@ -58,8 +60,8 @@ def plot_dice(path: Path, dice: np.ndarray, names: list[str], title: str) -> Non
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(5.0, 0.4 * len(names) + 2), 3.5))
     axis.bar(range(len(names)), np.nan_to_num(dice), color="#4c72b0")
-    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    axis.set(ylim=(0, 1), ylabel="Dice", title=f"per-class Dice, {title}")
+    axis.set_xticks(range(len(names)), [plot_text(name) for name in names], rotation=90, fontsize=7)
+    axis.set(ylim=(0, 1), ylabel="Dice", title=plot_text(f"per-class Dice, {title}"))
     _save(figure, path)
 
 

@@ -14,6 +14,7 @@ from hsiseg.export.maps import StreamMaps
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.render.overlay import node_colours
+from hsiseg.render.text import plot_text
 
 
 @EXPORTERS.register("areas")
@@ -28,7 +29,7 @@ def write_areas(maps: StreamMaps, output: Path) -> Path:
     writer = csv.writer(buffer)
     writer.writerow(["frame", "timestamp", *(area_name(maps.tree, code) for code in codes)])
     for frame, stamp, row in zip(maps.frames, maps.timestamps, percent[:, columns], strict=True):
-        writer.writerow([int(frame), "" if np.isnan(stamp) else f"{stamp:.3f}", *(f"{v:.3f}" for v in row)])
+        writer.writerow([int(frame), f"{stamp:.3f}" if np.isfinite(stamp) else "", *(f"{v:.3f}" for v in row)])
     with atomic_path(output / "areas.csv") as temporary:
         temporary.write_text(buffer.getvalue())
     _plot(maps, codes, percent[:, columns], output / "areas.png")
@@ -41,12 +42,12 @@ def _plot(maps: StreamMaps, codes: list[int], percent: np.ndarray, path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    timed = not np.isnan(maps.timestamps).any()
+    timed = bool(np.isfinite(maps.timestamps).all())
     x = maps.timestamps if timed else maps.frames
     colours = node_colours(maps.tree)
     palette = [(0.1, 0.1, 0.1) if c == UNKNOWN else (0.6, 0.6, 0.6) if c == INVALID else colours[c] for c in codes]
     figure, axes = plt.subplots(figsize=(10, 4))
-    names = [area_name(maps.tree, code, legend=True) for code in codes]
+    names = [plot_text(area_name(maps.tree, code, legend=True)) for code in codes]
     axes.stackplot(x, percent.T, colors=palette, labels=names, step="mid")
     axes.set(xlabel="time (s)" if timed else "frame", ylabel="share of pixels (%)", ylim=(0, 100),
              xlim=(x.min(), x.max()) if len(x) > 1 else None, title="tissue areas over the recording")  # fmt: skip

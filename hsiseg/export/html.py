@@ -4,7 +4,8 @@ selected frame's image and overlay with a toggle per class and an opacity slider
 invalid shares, and every failure and warning.
 
 Each frame is embedded as two data URIs: the RGB image as JPEG (quality 85) and its label map as a lossless
-PNG (grey value = code + 3, so invalid = 1, unknown = 2, leaf k = k + 3); the page colours the labels itself
+PNG (grey value = code + 3, so invalid = 1, unknown = 2, leaf k = k + 3; with more than 252 leaves an RGB PNG
+holding code + 3 as red + 256 x green, so any tree size works); the page colours the labels itself
 with the run's palette, so the class toggles and the opacity act on the real map. At most ``MAX_FRAMES``
 frames are embedded, evenly spaced; the report says how many of how many.
 """
@@ -33,24 +34,40 @@ LABEL_OFFSET = 3  # grey value of a code in the embedded label PNG: code + 3 (in
 @EXPORTERS.register("html", needs=("areas",))
 def write_html(maps: StreamMaps, output: Path) -> Path:
     slots = _chosen(maps)
+    wide = maps.tree.num_leaves + LABEL_OFFSET > 255  # codes need two bytes
     frames = []
     with_slots = {int(s) for s in slots}
     for slot, frame, stamp, image, labels in maps.iterate():
         if slot in with_slots:
             frames.append({"name": frame_label(frame, stamp), "frame": frame, "image": _jpeg(image),
-                           "labels": _png((labels.astype(np.int16) + LABEL_OFFSET).astype(np.uint8))})  # fmt: skip
+                           "labels": _png(_label_image(labels, wide))})  # fmt: skip
     classes = _classes(maps)
     page = TEMPLATE.format(
         title=html.escape(Path(maps.recording or maps.path).name),
         summary=_summary(maps, len(frames)),
         areas=_areas_image(output),
         messages=_messages(maps),
-        data=json.dumps({"frames": frames, "classes": classes, "offset": LABEL_OFFSET}).replace("</", "<\\/"),
+        data=script_json({"frames": frames, "classes": classes, "offset": LABEL_OFFSET, "wide": wide}),
     )
     path = output / "report.html"
     with atomic_path(path) as temporary:
         temporary.write_text(page, encoding="utf-8")
     return path
+
+
+def script_json(data: object) -> str:
+    """JSON safe inside an HTML ``<script>`` block whatever the strings hold (class names are data, never
+    markup): ``<``, ``>`` and ``&`` as JSON escapes, so no ``</script>`` or ``<!--`` can end or bend the block."""
+    text = json.dumps(data)  # ensure_ascii: U+2028 / U+2029 are escaped already
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _label_image(labels: np.ndarray, wide: bool) -> np.ndarray:
+    """(H, W) codes -> the embedded label image: grey code + 3 (uint8), or (H, W, 3) red + 256 x green."""
+    values = labels.astype(np.int32) + LABEL_OFFSET
+    if not wide:
+        return values.astype(np.uint8)
+    return np.stack([values & 255, values >> 8, np.zeros_like(values)], axis=-1).astype(np.uint8)
 
 
 def _chosen(maps: StreamMaps) -> np.ndarray:
@@ -173,7 +190,7 @@ async function draw() {{
   const alpha = parseFloat(document.getElementById("opacity").value);
   const colours = new Map(data.classes.map(c => [c.code, c.rgb]));
   for (let i = 0; i < codes.length; i += 4) {{
-    const code = codes[i] - data.offset;
+    const code = codes[i] + (data.wide ? 256 * codes[i + 1] : 0) - data.offset;
     if (!shown.has(code)) continue;
     const x = (i / 4) % picture.width, y = Math.floor(i / 4 / picture.width);
     const rgb = code === -1 ? Array(3).fill(stripes(x, y))

@@ -134,12 +134,16 @@ class Conversion:
 
 
 def plan_conversion(inputs: Iterable[str | Path], output: Path, to: str = "hdf5") -> list[Conversion]:
-    """Target paths under ``output``: folder inputs keep their relative layout, files go to its top."""
+    """Target paths under ``output``: folder inputs keep their relative layout, files go to its top. Files
+    already inside ``output`` are not inputs (``convert DIR -o DIR/cache`` run twice converts DIR once)."""
     if to not in OUTPUT_SUFFIXES:
         raise HsisegError(f"convert: unknown output format {to!r}; choose one of {sorted(OUTPUT_SUFFIXES)}")
     check_output_folder(output)
     plan = []
+    inside = output.resolve()
     for source, root in expand_inputs(inputs):
+        if source.resolve().is_relative_to(inside):
+            continue  # converted by an earlier run into an output folder below the input folder
         relative = source.relative_to(root) if source.is_relative_to(root) else Path(source.name)
         plan.append(Conversion(source, output / relative.with_suffix(OUTPUT_SUFFIXES[to])))
     targets = [item.target for item in plan]

@@ -79,16 +79,25 @@ class NoWavelengthsError(HsisegError):
         self.num_bands = num_bands
 
 
-def check_wavelengths(wavelengths: Any, num_bands: int, source: str | Path) -> np.ndarray:
-    """Validate band centres: (B,) finite, strictly increasing, one per band. Returns float64 (B,)."""
+def wavelength_values(wavelengths: Any, source: str | Path) -> np.ndarray:
+    """Band centres as given (a list of numbers, an array) -> float64 (B,); one clear error for anything else
+    (text, nested lists)."""
     try:
-        values = np.asarray(wavelengths, dtype=np.float64).reshape(-1)
+        values = np.asarray(wavelengths, dtype=np.float64)
+        if sum(size > 1 for size in values.shape) > 1:  # a table, not a list; (1, B) or (B, 1) is a list
+            raise ValueError("nested")
+        return values.reshape(-1)
     except (TypeError, ValueError):
         shown = repr(wavelengths)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise HsisegError(
             f"{source}: wavelengths must be numbers in nm (one per band, or '@file' naming a file of them), got {shown}"
         ) from None
+
+
+def check_wavelengths(wavelengths: Any, num_bands: int, source: str | Path) -> np.ndarray:
+    """Validate band centres: (B,) finite, strictly increasing, one per band. Returns float64 (B,)."""
+    values = wavelength_values(wavelengths, source)
     if values.size != num_bands:
         raise HsisegError(f"{source}: {values.size} wavelengths for {num_bands} bands; give one per band")
     if not np.isfinite(values).all():

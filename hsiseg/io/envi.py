@@ -26,7 +26,7 @@ from spectral.io import envi
 
 from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.atomic import atomic_path
-from hsiseg.io.cube import Cube, NoWavelengthsError
+from hsiseg.io.cube import Cube, NoWavelengthsError, wavelength_values
 from hsiseg.io.formats import READERS
 from hsiseg.io.limits import check_cube_size
 
@@ -210,7 +210,7 @@ def read_envi(path: Path, wavelengths: Any = None, drop_bad_bands: bool = True, 
         meta["reflectance_scale_factor"] = layout.scale
     if "fwhm" in header:
         meta["fwhm"] = [float(value) for value in header["fwhm"]]
-    wavelengths = np.asarray(wavelengths, dtype=np.float64)
+    wavelengths = wavelength_values(wavelengths, header_path)
     if "bbl" in header and drop_bad_bands:
         good = np.array([float(value) != 0 for value in header["bbl"]])
         if good.size != layout.bands:

@@ -19,17 +19,20 @@ or corrupt file) is a :class:`HsisegError` naming the file and the frame; the fr
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hsiseg.errors import HsisegError
+from hsiseg.errors import HsisegError, HsisegWarning
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.cube import Cube
 from hsiseg.io.images import load_image
-from hsiseg.io.mosaic import MosaicDecoder
+from hsiseg.io.mosaic import MosaicDecoder, active_region
 from hsiseg.registry import Registry
 
 FRAME_EXTENSIONS = (".png", ".tif", ".tiff")
@@ -218,7 +221,16 @@ class MosaicVideo:
         references = {name: _reference(p) if p else None for name, p in (("white", white_path), ("dark", dark_path))}
         if references["dark"] is not None and references["white"] is None:
             raise HsisegError(f"{camera.source}: a dark reference without a white one; give 'white' too")
+        if references["white"] is not None and white_path is not None:
+            _check_gain(references["white"], references["dark"], camera, white_path)
         self.decoder = MosaicDecoder(camera, method, references["white"], references["dark"])
+
+    def reference_fingerprint(self) -> str:
+        """SHA-256 of the white and dark references as used (a changed reference file changes the maps)."""
+        digest = hashlib.sha256()
+        for reference in (self.decoder.white, self.decoder.dark):
+            digest.update(b"none" if reference is None else np.ascontiguousarray(reference, np.float32).tobytes())
+        return digest.hexdigest()
 
     def __len__(self) -> int:
         return len(self.recording)
@@ -234,6 +246,21 @@ class MosaicVideo:
         if self.timestamps is not None:
             meta["timestamp"] = self.timestamps[index]
         return self.decoder.cube(raw, meta)
+
+
+MIN_GAIN_SHARE = 0.5  # below this share of sensor pixels brighter in the white than in the dark: not a white
+
+
+def _check_gain(white: np.ndarray, dark: np.ndarray | None, camera: CameraDescription, path: Path) -> None:
+    """Refuse a white reference that gives no signal over the dark one on most of the sensor (e.g. the dark
+    file recorded twice): every pixel would be invalid."""
+    if white.ndim != 2 or (dark is not None and dark.shape != white.shape):
+        return  # the decoder names the shape mismatch against the frames
+    span = active_region(white, camera) - (active_region(dark, camera) if dark is not None else 0)
+    share = float((span > 0).mean()) if span.size else 0.0
+    if share < MIN_GAIN_SHARE:
+        raise HsisegError(f"{path}: the white reference is brighter than the dark one on only {share:.0%} of the "
+                          "sensor; record it against a white target with the lens open")  # fmt: skip
 
 
 def _reference(path: Path) -> np.ndarray:
@@ -277,7 +304,13 @@ def _timestamps(meta: dict[str, Any], frames: int, path: Path) -> list[float] | 
         values = meta.get(key)
         if isinstance(values, list) and len(values) == frames:
             try:
-                return [float(value) for value in values]
+                stamps = [float(value) for value in values]
             except (TypeError, ValueError):
                 raise HsisegError(f"{path}: metadata {key!r} holds values that are not numbers") from None
+            broken = sum(not math.isfinite(stamp) for stamp in stamps)
+            if broken:
+                warnings.warn(f"{path}: metadata {key!r} holds {broken} time stamps that are not finite numbers; "
+                              "frames are numbered instead", HsisegWarning, stacklevel=2)  # fmt: skip
+                return None
+            return stamps
     return None

@@ -79,16 +79,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     that they belong together."""
     path = Path(path)
     card = read_card(path)
-    config = card.model
-    try:
-        model = build_model(config.name, config.in_channels, config.classes, **config.options)
-    except HsisegError as error:
-        raise HsisegError(f"{path.with_suffix('.json')}: field 'model': {error}") from None
     weights_path = path.with_suffix(".safetensors")
     weights = {k: v for k, v in _read_weights(weights_path, card).items() if not k.startswith(OOD_PREFIX)}
-    _check_shapes(weights_path, unwrap(model).state_dict(), weights)
+    with torch.device("meta"):  # shapes only, nothing allocated: a card claiming 10^9 channels costs nothing
+        skeleton = _build_from_card(path, card)
+    _check_shapes(weights_path, unwrap(skeleton).state_dict(), weights)
+    model = _build_from_card(path, card)
     unwrap(model).load_state_dict(weights)
     return model.to(device), card
+
+
+def _build_from_card(path: Path, card: ModelCard) -> nn.Module:
+    config = card.model
+    try:
+        return build_model(config.name, config.in_channels, config.classes, **config.options)
+    except HsisegError as error:
+        raise HsisegError(f"{path.with_suffix('.json')}: field 'model': {error}") from None
 
 
 def load_ood_scores(path: str | Path, card: ModelCard) -> dict[str, OodScore]:

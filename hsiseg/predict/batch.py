@@ -43,6 +43,7 @@ from hsiseg.predict.claims import Claim, try_claim
 from hsiseg.predict.frame_outputs import FrameOutput, write_frame_outputs
 from hsiseg.predict.frame_warnings import routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor
+from hsiseg.predict.options import PredictOptions, RunOptions
 from hsiseg.predict.pipeline import Failed, FrameId, Predicted, run_pipeline
 from hsiseg.predict.sources import CubeFiles
 from hsiseg.render import node_colours
@@ -52,31 +53,6 @@ DONE, FAILED = "done.json", "failed.json"
 CLAIM = ".lock"
 # what changes a frame's outputs (not batch_size, device, parts, resume: they do not)
 SHAPING_OPTIONS = "tile overlap flip_tta level confidence save_probabilities opacity contours rgb_method reader_options"
-
-
-@dataclass
-class PredictOptions:
-    """Everything that shapes a prediction run (saved as ``args.json``)."""
-
-    tile: int = 256
-    overlap: float = 0.25
-    batch_size: int = 4
-    flip_tta: bool = False
-    ood_score: str | None = None
-    ood_threshold: float | None = None
-    level: int | None = None
-    confidence: float | None = None
-    save_probabilities: bool = False
-    opacity: float = 0.5
-    contours: bool = False
-    rgb_method: str = "auto"
-    animation: bool = False  # also write overview.gif and overview.mp4: the frames' panels in order
-    overwrite: bool = False
-    resume: bool = False
-    num_parts: int = 1
-    part_id: int = 0
-    device: str = "cpu"
-    reader_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,14 +121,11 @@ def predict_batch(
 ) -> list[FrameResult]:
     """Predict every input frame into ``output`` (see module docstring); returns one result per frame."""
     options = options or PredictOptions()
+    options.check()
     output, inputs = Path(output), list(inputs)
-    predictor = Predictor.from_checkpoint(
-        model_path, options.device, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size,
-        flip_tta=options.flip_tta, ood_score=options.ood_score, ood_threshold=options.ood_threshold,
-        all_scores=options.save_probabilities,
-    )  # fmt: skip
+    predictor = Predictor.from_options(model_path, options, all_scores=options.save_probabilities)
     if options.level is not None and not 1 <= options.level <= predictor.tree.depth:
-        raise HsisegError(f"--level must be in 1..{predictor.tree.depth} for this model's tree, got {options.level}")
+        raise HsisegError(f"level must be in 1..{predictor.tree.depth} for this model's tree, got {options.level}")
     # cubes are read as the model's training cubes were (its card's scale/offset) unless the caller says otherwise
     trained_scaling = predictor.card.input_scaling.reader_options()
     options = replace(options, reader_options={**trained_scaling, **options.reader_options})
@@ -183,9 +156,9 @@ def predict_batch(
     return _sorted(results, frames)
 
 
-def output_options(options: PredictOptions, predictor: Predictor) -> dict[str, Any]:
+def output_options(options: RunOptions, predictor: Predictor, names: str = SHAPING_OPTIONS) -> dict[str, Any]:
     """The options that change a frame's outputs (``--continue`` compares them), with the OOD score in use."""
-    shaping = {name: getattr(options, name) for name in SHAPING_OPTIONS.split()}
+    shaping = {name: getattr(options, name) for name in names.split()}
     identity = {**shaping, "ood_score": predictor.ood_score, "ood_threshold": predictor.ood_threshold}
     return json.loads(json.dumps(identity, default=str))  # as done.json will hold them (tuples become lists)
 

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -35,32 +34,23 @@ from hsiseg.areas import area_name, column_code, count_areas
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import INVALID, UNKNOWN
 from hsiseg.predict.inference import Prediction, confident_nodes, level_labels
+from hsiseg.predict.options import FrameFileOptions
 from hsiseg.registry import Registry
 from hsiseg.render import overlay, save_indexed_png, save_panel, save_png
 from hsiseg.tree import LabelTree
 
 
-class FrameOptions(Protocol):
-    """What the frame writers read of a run's options (:class:`~hsiseg.predict.batch.PredictOptions` has it)."""
-
-    opacity: float
-    contours: bool
-    level: int | None
-    confidence: float | None
-    save_probabilities: bool
-
-
 @dataclass
 class FrameOutput:
     """One predicted frame on its way to files. ``image``: (H, W, 3) uint8 RGB; ``options``: the run's
-    :class:`~hsiseg.predict.batch.PredictOptions`."""
+    :class:`~hsiseg.predict.options.FrameFileOptions`."""
 
     folder: Path
     name: str
     prediction: Prediction
     tree: LabelTree
     colours: np.ndarray
-    options: FrameOptions
+    options: FrameFileOptions
     image: np.ndarray
 
     @cached_property
@@ -83,7 +73,7 @@ FRAME_WRITERS: Registry[FrameWriter] = Registry("frame writer")
 
 
 def frame_writer(
-    name: str, wanted: Callable[[FrameOptions], bool] = lambda options: True
+    name: str, wanted: Callable[[FrameFileOptions], bool] = lambda options: True
 ) -> Callable[[FrameWriter], FrameWriter]:
     """Decorator: ``function(output)`` as the per-frame writer ``name``, run when ``wanted(options)``."""
     return FRAME_WRITERS.register(name, wanted=wanted)

@@ -41,6 +41,7 @@ from hsiseg.models.checkpoint import load_model, load_ood_scores
 from hsiseg.ood import OodScore, build_score
 from hsiseg.ood.maps import masked, network_outputs, per_pixel_maps, pixel_outputs, score_maps, unmask
 from hsiseg.ood.trust import promise
+from hsiseg.predict.options import InferenceOptions
 from hsiseg.tree import LabelTree
 
 
@@ -116,6 +117,15 @@ class Predictor:
         the constructor's."""
         model, card = load_model(path, device)
         return cls(model, card, device, scores=load_ood_scores(path, card), **options)
+
+    @classmethod
+    def from_options(cls, path: str | Path, options: InferenceOptions, all_scores: bool = False) -> Predictor:
+        """A predictor for the checkpoint ``path`` run as ``options`` say."""
+        return cls.from_checkpoint(
+            path, options.device, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size,
+            flip_tta=options.flip_tta, ood_score=options.ood_score, ood_threshold=options.ood_threshold,
+            all_scores=all_scores,
+        )  # fmt: skip
 
     @property
     def calibration(self) -> OodCalibration | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from hsiseg.export import DEFAULT_EXPORTS, StreamMaps, check_exports, export_all
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.recording import MosaicVideo, open_recording
-from hsiseg.predict.batch import PredictOptions
+from hsiseg.predict.options import RunOptions
 from hsiseg.predict.stream import Selection, StreamResult, predict_recording, write_stream_args
 
 
@@ -23,7 +23,7 @@ class RecordingRun:
     recording: Path
     camera: Path
     output: Path
-    options: PredictOptions = field(default_factory=PredictOptions)
+    options: RunOptions = field(default_factory=RunOptions)
     demosaic: str = "subsample"
     selection: Selection = field(default_factory=Selection)
     smoothing: float = 0.0

@@ -50,10 +50,11 @@ from hsiseg.io.recording import MosaicVideo
 from hsiseg.labels import INVALID
 from hsiseg.models.checkpoint import model_fingerprint
 from hsiseg.ood.trust import frame_warnings
-from hsiseg.predict.batch import PredictOptions, one_line, output_options
+from hsiseg.predict.batch import one_line, output_options
 from hsiseg.predict.claims import try_claim
 from hsiseg.predict.frame_warnings import routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor
+from hsiseg.predict.options import RunOptions
 from hsiseg.predict.pipeline import Failed, FrameId, Predicted, run_pipeline
 from hsiseg.predict.sources import RecordingFrames
 
@@ -94,7 +95,7 @@ def predict_recording(
     model_path: str | Path,
     video: MosaicVideo,
     output: str | Path,
-    options: PredictOptions | None = None,
+    options: RunOptions | None = None,
     selection: Selection | None = None,
     smoothing: float = 0.0,
     on_frame: Callable[[int, str], None] | None = None,
@@ -109,19 +110,18 @@ def predict_recording(
     """
     if batch_frames < 1:
         raise HsisegError(f"batch_frames must be at least 1, got {batch_frames}")
-    options, selection = options or PredictOptions(), selection or Selection()
+    options, selection = options or RunOptions(), selection or Selection()
+    options.check()
     if not 0 <= smoothing < 1:
         raise HsisegError(f"temporal smoothing must be in [0, 1), got {smoothing}")
     output = check_output_folder(output)
-    predictor = Predictor.from_checkpoint(
-        model_path, options.device, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size,
-        flip_tta=options.flip_tta, ood_score=options.ood_score, ood_threshold=options.ood_threshold,
-    )  # fmt: skip
+    predictor = Predictor.from_options(model_path, options)
     indices = selection.indices(len(video))
     shape, recording = _geometry(video, indices)
     identity = {
         "model": model_fingerprint(model_path), "options": _map_options(options, predictor),
-        "camera": video.camera.model_dump(mode="json"), "demosaicking": video.decoder.method,
+        "camera": video.camera.model_dump(mode="json"), "references": video.reference_fingerprint(),
+        "demosaicking": video.decoder.method,
         "selection": asdict(selection), "frames": indices, "smoothing": smoothing, "recording": recording,
     }  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
@@ -150,12 +150,12 @@ def predict_recording(
     return result
 
 
-MAP_OPTIONS = ("tile", "overlap", "flip_tta", "rgb_method", "reader_options", "ood_score", "ood_threshold")
+MAP_OPTIONS = "tile overlap flip_tta rgb_method reader_options"
 
 
-def _map_options(options: PredictOptions, predictor: Predictor) -> dict[str, Any]:
-    """The options ``maps.h5`` depends on (resume compares them)."""
-    return {k: v for k, v in output_options(options, predictor).items() if k in MAP_OPTIONS}
+def _map_options(options: RunOptions, predictor: Predictor) -> dict[str, Any]:
+    """The options ``maps.h5`` depends on (resume compares them), with the OOD score in use."""
+    return output_options(options, predictor, MAP_OPTIONS)
 
 
 def _geometry(video: MosaicVideo, indices: list[int]) -> tuple[tuple[int, int], dict[str, Any]]:

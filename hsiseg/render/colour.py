@@ -33,6 +33,7 @@ from hsiseg.errors import HsisegError, HsisegWarning
 XYZ_TO_LINEAR_SRGB = np.array(
     [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]]
 )
+RGB_METHODS = ("auto", "cie", "window")
 MIN_CIE_COVERAGE = 0.8  # share of the colour-matching weight the cube must cover for "auto" to use CIE
 COUNTS_LIMIT = 2.0  # a 99th percentile above this is not reflectance (counts, percent, reflectance x 10000)
 COUNTS_SAMPLE = 1_000_000  # values the percentile is estimated from (an evenly strided sample of the cube)
@@ -130,7 +131,7 @@ def rgb(data: np.ndarray, wavelengths: np.ndarray, method: str = "auto") -> np.n
     the colour-matching weight, else band windows). ``cie`` on a cube that covers less warns (and renders band
     windows when fewer than two bands are visible); raw counts are stretched with a warning (module docstring).
     """
-    if method not in ("auto", "cie", "window"):
+    if method not in RGB_METHODS:
         raise HsisegError(f"RGB rendering: unknown method {method!r}; choose auto, cie or window")
     coverage = cie_coverage(wavelengths)
     if method == "auto":

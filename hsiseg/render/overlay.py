@@ -128,9 +128,17 @@ def save_png(path: Path, image: np.ndarray) -> None:
 
 
 def save_indexed_png(path: Path, codes: np.ndarray, colours: np.ndarray) -> None:
-    """An indexed-colour PNG of leaf codes: pixel value = code + 1 (0 = unknown/none), palette from ``colours``."""
+    """An indexed-colour PNG of leaf codes: pixel value = code + 1 (0 = unknown/none), palette from ``colours``.
+
+    A palette holds 256 entries: with more than 255 leaves the PNG is 16-bit grey instead (same values).
+    """
     from PIL import Image
 
+    if len(colours) > 255:
+        wide = np.where(codes >= 0, codes + 1, 0).astype(np.uint16)
+        with atomic_path(path) as temporary:
+            Image.fromarray(wide).save(temporary, format="PNG")  # mode I;16
+        return
     values = np.where(codes >= 0, codes + 1, 0).astype(np.uint8)
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[1 : len(colours) + 1] = np.round(colours * 255).astype(np.uint8)

@@ -6,10 +6,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hsiseg.devices import resolve_device
 from hsiseg.errors import HsisegError
 from hsiseg.losses import check_loss
 from hsiseg.models import DEFAULT_MODEL, check_model
 from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OOD_SCORES
+from hsiseg.option_checks import in_range, whole_number
 from hsiseg.training.selection import AUTO
 
 
@@ -50,18 +52,30 @@ class TrainConfig:
         option (loss, model, unknown-tissue score), with the closest valid one; reads no data."""
         positive = ("steps", "validate_every", "batch_size", "patch_size", "pixels_per_step", "learning_rate")
         for name in positive:
-            if not getattr(self, name) > 0:
+            if not getattr(self, name) > 0:  # (NaN too)
                 raise HsisegError(f"training: {name} must be > 0, got {getattr(self, name)}")
-        if not 0 < self.validation_strokes < 1:
-            raise HsisegError(f"training: validation_strokes must be in (0, 1), got {self.validation_strokes}")
-        if self.class_balance < 0 or not 0 <= self.warmup < 1 or not 0 < self.ood_keep <= 1:
-            raise HsisegError("training: need class_balance >= 0, 0 <= warmup < 1 and 0 < ood_keep <= 1")
+        self._check_numbers()
+        resolve_device(self.device)
         check_loss(self.loss, self.loss_options)
         check_model(DEFAULT_MODEL if self.model == AUTO else self.model, self.model_options)  # auto: its candidates'
         for name in self.ood_scores:
             OOD_SCORES.check(name, parameter="ood_scores entry")
         if self.ood_score not in self.ood_scores:
             raise HsisegError(f"training: ood_score {self.ood_score!r} is not among ood_scores {self.ood_scores}")
+
+    def _check_numbers(self) -> None:
+        for name in ("steps", "validate_every", "batch_size", "patch_size", "pixels_per_step"):
+            whole_number(getattr(self, name), f"training: {name}", 1)
+        in_range(self.learning_rate, "training: learning_rate", 0, low_open=True)
+        in_range(self.validation_strokes, "training: validation_strokes", 0, 1, low_open=True, high_open=True)
+        in_range(self.class_balance, "training: class_balance", 0)
+        in_range(self.warmup, "training: warmup", 0, 1, high_open=True)
+        in_range(self.ood_keep, "training: ood_keep", 0, 1, low_open=True)
+        in_range(self.weight_decay, "training: weight_decay", 0)
+        in_range(self.grad_clip, "training: grad_clip", 0)  # 0: no clipping
+        whole_number(self.seed, "training: seed", 0, 2**32 - 1)  # what numpy's generators accept
+        whole_number(self.fold, "training: fold", 0)
+        whole_number(self.workers, "training: workers", 0)
 
     @property
     def rounds(self) -> int:

@@ -221,6 +221,46 @@ class LabelTree:
         """M, (C, C) float64: ``M[l, l'] = sum_n w_n |A[n, l] - A[n, l']|``, the tree path length."""
         return self._distance_matrix
 
+    def distance_row(self, leaf: int) -> np.ndarray:
+        """Row ``leaf`` of :meth:`distance_matrix`, (C,) float64, in O(C x depth) memory and time: what large
+        trees (thousands of leaves) use instead of the (C, C) matrix.
+
+        Leaves under a node have consecutive codes (depth-first numbering), so the distance from ``leaf`` to
+        every leaf under its ancestor ``a`` is ``height(leaf) + height(l) - 2 height(a)``, with ``height`` the
+        summed edge weights from the root; deeper ancestors overwrite the ranges of shallower ones.
+        """
+        heights = self._heights
+        row = heights[leaf] + heights[: self.num_leaves]  # ancestor: the root (height 0)
+        chain: list[int] = []
+        code: int | None = leaf
+        while code is not None:
+            chain.append(code)
+            code = self._nodes[code].parent
+        for ancestor in reversed(chain):
+            first, stop = self._leaf_spans[ancestor]
+            row[first:stop] = heights[leaf] + heights[first:stop] - 2 * heights[ancestor]
+        return row
+
+    @cached_property
+    def _heights(self) -> np.ndarray:
+        """(N,) summed edge weights from the root to each node."""
+        heights = np.zeros(self.num_nodes)
+        for node in self.iter_depth_first():
+            above = heights[node.parent] if node.parent is not None else 0.0
+            heights[node.code] = above + node.weight
+        return heights
+
+    @cached_property
+    def _leaf_spans(self) -> list[tuple[int, int]]:
+        """Per node code: the leaf codes under it, as ``range(first, stop)``."""
+        leaves = self.num_leaves
+        spans = [(code, code + 1) if code < leaves else (leaves, -1) for code in range(self.num_nodes)]
+        for node in sorted(self._nodes, key=lambda n: -n.depth):
+            if node.parent is not None:
+                first, stop = spans[node.parent]
+                spans[node.parent] = (min(first, spans[node.code][0]), max(stop, spans[node.code][1]))
+        return spans
+
     @cached_property
     def _node_distance_matrix(self) -> np.ndarray:
         ancestors = self.ancestor_matrix()

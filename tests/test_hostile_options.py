@@ -1,0 +1,103 @@
+"""Out-of-range, non-finite and impossible options: one line naming the option, exit 2, before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hsiseg import HsisegError
+from hsiseg.devices import resolve_device
+from hsiseg.option_checks import in_range, whole_number
+from hsiseg.predict import PredictOptions, RunOptions
+from hsiseg.training import TrainConfig
+from hsiseg_cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ood-threshold", "nan"], "ood_threshold must be a finite number, got nan"),
+        (["--ood-threshold", "inf"], "ood_threshold must be a finite number, got inf"),
+        (["--opacity", "5"], "opacity must be in [0, 1], got 5"),
+        (["--opacity", "nan"], "opacity must be a finite number"),
+        (["--confidence", "1.5"], "confidence must be in (0, 1], got 1.5"),
+        (["--batch-size", "0"], "batch_size must be at least 1, got 0"),
+        (["--tile", "8"], "tile must be at least 16, got 8"),
+        (["--overlap", "nan"], "overlap must be a finite number"),
+        (["--level", "0"], "level must be at least 1, got 0"),
+        (["--num-parts", "2", "--part-id", "2"], "part_id must be in [0, 1], got 2"),
+        (["--device", "banana"], "device 'banana' is not a device"),
+        (["--device", "xla"], "hsiseg runs on cpu, cuda, cuda:N, mps or auto"),
+        (["--ood-score", "entropy"], "unknown OOD score 'entropy'"),
+    ],
+)
+def test_predict_refuses_bad_options_before_reading_anything(tmp_path: Path, flags: list[str], message: str) -> None:
+    missing = tmp_path / "no-model.json"  # never read: the options are checked first
+    result = runner.invoke(app, ["predict", str(missing), str(tmp_path), "-o", str(tmp_path / "out"), *flags])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_on_a_machine_without_it_is_one_line(tmp_path: Path, device: str) -> None:
+    result = runner.invoke(app, ["predict", str(tmp_path / "m.json"), str(tmp_path), "--device", device])
+    assert result.exit_code == 2 and "CUDA is not available on this machine" in result.output
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks a machine without MPS")
+def test_mps_on_a_machine_without_it_is_one_line() -> None:
+    with pytest.raises(HsisegError, match="device 'mps': Apple's MPS is not available"):
+        resolve_device("mps")
+    with pytest.raises(HsisegError, match="device 'mps'"):
+        TrainConfig(device="mps").check()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--class-balance", "nan"], "class_balance must be a finite number, got nan"),
+        (["--seed", "-1"], "seed must be in [0, 4.29497e+09], got -1"),
+        (["--device", "banana"], "device 'banana' is not a device"),
+        (["--validation-strokes", "nan"], "validation_strokes must be a finite number"),
+    ],
+)
+def test_train_refuses_bad_options_before_reading_the_spec(tmp_path: Path, flags: list[str], message: str) -> None:
+    result = runner.invoke(app, ["train", str(tmp_path / "no-spec.yaml"), "-o", str(tmp_path / "run"), *flags])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_library_options_name_the_parameter() -> None:
+    with pytest.raises(HsisegError, match="ood_threshold must be a finite number, got nan"):
+        RunOptions(ood_threshold=float("nan")).check()
+    with pytest.raises(HsisegError, match="opacity must be in"):
+        PredictOptions(opacity=-0.1).check()
+    PredictOptions().check()  # the defaults are valid
+    RunOptions(ood_threshold=-3.5, device="cpu").check()  # any finite threshold is a threshold
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "3", None, True])
+def test_in_range_refuses_what_is_not_a_finite_number(value) -> None:
+    with pytest.raises(HsisegError, match="x must be a finite number"):
+        in_range(value, "x")
+
+
+def test_in_range_bounds_are_exact() -> None:
+    assert in_range(0.0, "x", 0, 1) == 0.0 and in_range(1.0, "x", 0, 1) == 1.0
+    for value, low_open, high_open in ((0.0, True, False), (1.0, False, True)):
+        with pytest.raises(HsisegError, match=r"x must be in [\[(]0, 1[\])], got"):
+            in_range(value, "x", 0, 1, low_open=low_open, high_open=high_open)
+    with pytest.raises(HsisegError, match="n must be a whole number, got 2.5"):
+        whole_number(2.5, "n")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("band", ["nan", "-5", "inf"])
+def test_render_refuses_wavelengths_that_are_not_wavelengths(tmp_path: Path, band: str) -> None:
+    result = runner.invoke(app, ["render", str(tmp_path / "c.dat"), "-o", str(tmp_path / "x.png"), f"--band={band}"])
+    assert result.exit_code == 2 and "wavelength (nm) must be" in result.output
