@@ -159,3 +159,13 @@ def test_convert_into_a_folder_below_its_input_twice_converts_the_input_once(tmp
         "cache/a.h5", "cache/b.h5"
     ]  # fmt: skip
     assert not (tmp_path / "cache" / "cache").exists()
+
+
+def test_mostly_invalid_frames_are_reported_for_recordings_too() -> None:
+    from hsiseg.ood.trust import frame_warnings
+
+    invalid = np.ones((4, 4), bool)
+    invalid[0, 0] = False
+    expected = ["mostly invalid: 94% of pixels have no usable spectrum"]
+    assert frame_warnings(np.zeros((4, 4)), np.zeros((4, 4), bool), invalid, None) == expected
+    assert frame_warnings(np.zeros((4, 4)), np.zeros((4, 4), bool), ~invalid, None) == []

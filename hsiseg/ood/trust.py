@@ -16,6 +16,7 @@ import numpy as np
 
 from hsiseg.models.card import OodCalibration
 
+MOSTLY_INVALID = 0.5  # share of invalid pixels above which a frame is reported (saturated, dark, no white)
 MANY_UNKNOWN = 0.25  # a frame flagging more than this share, and 4x the training images' share, is reported
 
 
@@ -34,11 +35,14 @@ def promise(score: str | None, threshold: float | None, calibration: OodCalibrat
 def frame_warnings(score: np.ndarray, unknown: np.ndarray, invalid: np.ndarray, calibration: OodCalibration | None
                    ) -> list[str]:  # fmt: skip
     """Warnings for one frame: ``score`` (H, W) float (higher = more known), ``unknown`` and ``invalid`` (H, W)
-    bool masks; none without a calibration or a valid pixel."""
+    bool masks. Mostly invalid pixels are always reported; the rest needs a calibration and a valid pixel."""
     valid = ~invalid
-    if calibration is None or not valid.any():
-        return []
+    share_invalid = float(invalid.mean()) if invalid.size else 0.0
     warnings = []
+    if share_invalid > MOSTLY_INVALID:
+        warnings.append(f"mostly invalid: {share_invalid:.0%} of pixels have no usable spectrum")
+    if calibration is None or not valid.any():
+        return warnings
     if calibration.reference_low is not None and float(np.median(score[valid])) < calibration.reference_low:
         warnings.append("unlike the training data: half of this frame's pixels score below what 95% of the "
                         "training images' pixels scored (another camera, light or calibration, or mostly new "

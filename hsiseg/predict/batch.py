@@ -10,8 +10,9 @@ frame that fails gets ``failed.json`` instead (its one-line error); any exceptio
 ``OUT/args.json`` records the run's arguments (with the OOD score and threshold in use, the model's SHA-256)
 and ``OUT/summary.{csv,json}`` lists every frame of the folder, built from the frames' ``done.json`` /
 ``failed.json`` (so runs in parts and continued runs give one complete summary); a frame with more than
-:data:`MOSTLY_INVALID` invalid pixels is flagged there, and every warning a reader or the preprocessing
-raised for a frame (repaired NaNs, extrapolated wavelengths, ...) is recorded with it.
+:data:`~hsiseg.ood.trust.MOSTLY_INVALID` invalid pixels is flagged there (recordings flag it too), and
+every warning a reader or the preprocessing raised for a frame (repaired NaNs, extrapolated wavelengths,
+...) is recorded with it.
 
 Reading and preprocessing the next cube overlap with inference (a prefetch thread) and writing overlaps with
 the next frame (a writer thread); at most two frames are in memory, however long the recording.
@@ -48,7 +49,6 @@ from hsiseg.predict.pipeline import Failed, FrameId, Predicted, run_pipeline
 from hsiseg.predict.sources import CubeFiles
 from hsiseg.render import node_colours
 
-MOSTLY_INVALID = 0.5  # share of invalid pixels above which a frame is flagged in the summary
 DONE, FAILED = "done.json", "failed.json"
 CLAIM = ".lock"
 # what changes a frame's outputs (not batch_size, device, parts, resume: they do not)
@@ -350,8 +350,6 @@ def _summarise(prediction: Prediction, predictor: Predictor, result: FrameResult
     known = labels[labels >= 0]
     result.main_class = predictor.tree.leaves[int(np.bincount(known).argmax())] if known.size else ""
     invalid = float(prediction.invalid.mean())
-    if invalid > MOSTLY_INVALID:
-        result.warnings.append(f"mostly invalid: {invalid:.0%} of pixels have no usable spectrum")
     result.warnings.extend(frame_warnings(prediction.score, prediction.unknown, prediction.invalid,
                                           predictor.calibration))  # fmt: skip
     result.unknown_percent, result.invalid_percent = float(100 * prediction.unknown.mean()), 100 * invalid

@@ -16,11 +16,12 @@ frame per chunk, gzip):
   options the maps depend on, camera, demosaicking, selection and the resolved frame indices, smoothing, and
   the recording: path, frame count, raw frame shape, SHA-256 of its first readable selected frame).
 
-One run writes a folder at a time (a lock). The file is flushed after every frame; ``resume`` skips frames
-whose ``done`` is set, retries failed ones, and refuses a file written for another model, options, camera,
-selection or recording. A frame that fails (unreadable, corrupt, another size, the network, writing) is
-recorded and the run goes on. A process killed while HDF5 writes its metadata can leave ``maps.h5``
-unreadable (HDF5 is not crash-safe); resume then says so, and the run starts again with ``overwrite``.
+One run writes a folder at a time (a lock). Finished frames go to a journal of one file per frame and reach
+``maps.h5`` when the run ends, interrupted or not, in one atomic replacement
+(:mod:`hsiseg.predict.maps_store`): a process killed at any moment, SIGKILL included, loses only the frames
+not yet finished. ``resume`` skips frames that are done (in ``maps.h5`` or the journal), retries failed
+ones, and refuses outputs written for another model, options, camera, references, selection or recording.
+A frame that fails (unreadable, corrupt, another size, the network, writing) is recorded and the run goes on.
 Exporters (:mod:`hsiseg.export`: areas over time, MP4, HTML report) read ``maps.h5``.
 
 Temporal smoothing (``smoothing`` = a in [0, 1), off by default): the probabilities of each frame are
@@ -40,25 +41,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
-from hsiseg.areas import area_columns, count_areas
+from hsiseg.areas import count_areas
 from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.recording import MosaicVideo
-from hsiseg.labels import INVALID
 from hsiseg.models.checkpoint import model_fingerprint
 from hsiseg.ood.trust import frame_warnings
 from hsiseg.predict.batch import one_line, output_options
 from hsiseg.predict.claims import try_claim
 from hsiseg.predict.frame_warnings import routed_warnings
 from hsiseg.predict.inference import Prediction, Predictor
+from hsiseg.predict.maps_store import MAPS, FrameRow, MapsLayout, MapsStore
 from hsiseg.predict.options import RunOptions
 from hsiseg.predict.pipeline import Failed, FrameId, Predicted, run_pipeline
 from hsiseg.predict.sources import RecordingFrames
-
-MAPS = "maps.h5"
 
 
 @dataclass
@@ -129,25 +127,41 @@ def predict_recording(
     if claim is None:
         raise HsisegError(f"{output / MAPS}: another run is writing it; wait for it, or choose another folder")
     started = time.perf_counter()
+    store = MapsStore(output, _layout(indices, shape, predictor, identity, video), identity)
     try:
-        with _open_maps(output / MAPS, indices, shape, predictor, identity, options, video) as maps:
-            done = maps["done"][()]
-            todo = [(slot, index) for slot, index in enumerate(indices) if not done[slot]]
-            result = StreamResult(output / MAPS, skipped=int(done.sum()))
-            if on_start:
-                on_start(len(indices))
-            for index in np.asarray(indices)[done] if on_frame is not None else []:
-                on_frame(int(index), "skipped")  # type: ignore[misc]  # not None in this loop
-            source = RecordingFrames(video, shape)
+        done = store.prepare(options.resume, options.overwrite)
+        todo = [(slot, index) for slot, index in enumerate(indices) if not done[slot]]
+        result = StreamResult(output / MAPS, skipped=int(done.sum()))
+        if on_start:
+            on_start(len(indices))
+        for index in np.asarray(indices)[done] if on_frame is not None else []:
+            on_frame(int(index), "skipped")  # type: ignore[misc]  # not None in this loop
+        source = RecordingFrames(video, shape)
+        try:
             with routed_warnings():
                 stats = run_pipeline(source.frames(todo), source, predictor,
-                                     MapsFile(maps, predictor, smoothing, result, on_frame),
+                                     MapsFile(store, predictor, smoothing, result, on_frame),
                                      options.rgb_method, batch_frames)  # fmt: skip
-            result.network_seconds = stats.network_seconds
+        finally:  # also after Ctrl-C or an error: every finished frame reaches maps.h5
+            store.consolidate()
+        result.network_seconds = stats.network_seconds
     finally:
         claim.release()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _layout(indices: list[int], shape: tuple[int, int], predictor: Predictor, identity: dict[str, Any],
+            video: MosaicVideo) -> MapsLayout:  # fmt: skip
+    stamps = video.timestamps
+    attributes = {
+        "classes": json.dumps(list(predictor.tree.leaves)), "model_sha256": identity["model"],
+        "identity": json.dumps(identity), "recording": str(video.recording.path),
+        "label_tree": json.dumps(predictor.card.label_tree), "ood_score": predictor.ood_score or "",
+        "ood_promise": predictor.promise,
+    }  # fmt: skip
+    timestamps = np.array([stamps[i] if stamps else np.nan for i in indices], dtype=np.float64)
+    return MapsLayout(indices, shape, predictor.tree.num_leaves, timestamps, attributes)
 
 
 MAP_OPTIONS = "tile overlap flip_tta rgb_method reader_options"
@@ -176,59 +190,13 @@ def _geometry(video: MosaicVideo, indices: list[int]) -> tuple[tuple[int, int], 
     raise HsisegError(f"{video.recording.path}: none of the selected frames can be read")
 
 
-def _open_maps(path: Path, indices, shape, predictor: Predictor, identity, options, video) -> h5py.File:
-    """``maps.h5`` to write into: new, or (``resume``) the same run's; refuses to mix runs."""
-    if path.exists() and not (options.resume or options.overwrite):
-        raise HsisegError(f"{path} exists; pass --continue to finish it or --overwrite to start again")
-    if path.exists() and options.resume and not options.overwrite:
-        try:
-            handle = h5py.File(path, "r+")
-        except OSError:
-            raise HsisegError(f"{path}: damaged or not written by hsiseg (a process killed while writing can "
-                              "leave HDF5 metadata broken); pass --overwrite to start again") from None  # fmt: skip
-        try:
-            stored = json.loads(handle.attrs["identity"])
-        except (KeyError, ValueError):
-            handle.close()
-            raise HsisegError(f"{path}: not written by hsiseg's streaming prediction; choose another folder") from None
-        differing = sorted(key for key in identity if stored.get(key) != identity[key])
-        if differing:
-            handle.close()
-            raise HsisegError(f"{path} was written by a run that differs in: {', '.join(differing)}; pass "
-                              "--overwrite to start again, or choose another output folder")  # fmt: skip
-        return handle
-    path.unlink(missing_ok=True)
-    handle = h5py.File(path, "w", libver="latest")  # compact chunk indexes: memory flat in frames
-    count, (height, width), classes = len(indices), shape, predictor.tree.num_leaves
-    frame_chunks = (1, height, width)
-    handle.create_dataset("labels", (count, height, width), np.int16, chunks=frame_chunks, compression="gzip",
-                          fillvalue=INVALID)  # fmt: skip
-    handle.create_dataset("score", (count, height, width), np.float16, chunks=frame_chunks, compression="gzip")
-    handle.create_dataset("rgb", (count, height, width, 3), np.uint8, chunks=(1, height, width, 3),
-                          compression="gzip")  # fmt: skip
-    handle.create_dataset("pixels", (count, area_columns(classes)), np.int64)
-    handle["frame"] = np.asarray(indices, dtype=np.int64)
-    stamps = video.timestamps
-    handle["timestamp"] = np.array([stamps[i] if stamps else np.nan for i in indices], dtype=np.float64)
-    handle.create_dataset("done", (count,), bool)
-    for name in ("warnings", "failures"):  # per frame, a JSON list of messages ("" = none)
-        handle.create_dataset(name, (count,), h5py.string_dtype())
-    handle.attrs.update({
-        "classes": json.dumps(list(predictor.tree.leaves)), "model_sha256": identity["model"],
-        "identity": json.dumps(identity), "recording": str(video.recording.path),
-        "label_tree": json.dumps(predictor.card.label_tree), "ood_score": predictor.ood_score or "",
-        "ood_promise": predictor.promise,
-    })  # fmt: skip
-    return handle
-
-
 class MapsFile:
     """The recording sink of the pipeline (:mod:`hsiseg.predict.pipeline`): one row of ``maps.h5`` per frame,
     temporal smoothing over consecutive selected frames, the counts in ``result``."""
 
-    def __init__(self, maps: h5py.File, predictor: Predictor, smoothing: float, result: StreamResult,
+    def __init__(self, store: MapsStore, predictor: Predictor, smoothing: float, result: StreamResult,
                  on_frame: Callable[[int, str], None] | None) -> None:  # fmt: skip
-        self.maps, self.predictor, self.smoothing = maps, predictor, smoothing
+        self.store, self.predictor, self.smoothing = store, predictor, smoothing
         self.result, self.on_frame = result, on_frame
         self.previous: np.ndarray | None = None  # the last smoothed probabilities
         self.last_slot: int | None = None
@@ -246,16 +214,11 @@ class MapsFile:
                                             self.predictor.calibration))  # fmt: skip
 
     def write(self, item: Predicted) -> None:
-        """One frame's row of every dataset, then ``done``, then flush."""
-        maps, slot, labels = self.maps, item.frame.slot, item.prediction.labels_with_unknown()
-        maps["labels"][slot] = labels.astype(np.int16)
-        maps["score"][slot] = item.prediction.score.astype(np.float16)
-        maps["rgb"][slot] = item.image
-        maps["pixels"][slot] = count_areas(labels, self.predictor.tree.num_leaves)
-        maps["warnings"][slot] = json.dumps(item.warnings) if item.warnings else ""
-        maps["failures"][slot] = ""  # a frame that failed in an earlier run and succeeds now
-        maps["done"][slot] = True
-        maps.flush()
+        """The frame's row, into the store's journal (:mod:`hsiseg.predict.maps_store`)."""
+        labels = item.prediction.labels_with_unknown()
+        row = FrameRow(labels, item.prediction.score, item.image, count_areas(labels, self.predictor.tree.num_leaves),
+                       item.warnings)  # fmt: skip
+        self.store.write(item.frame.slot, row)
 
     def finished(self, item: Predicted) -> None:
         self.result.done += 1
@@ -268,7 +231,7 @@ class MapsFile:
         message = one_line(item.error)
         self.result.failed[item.frame.index] = message
         with contextlib.suppress(Exception):  # the failure is still reported and returned
-            self.maps["failures"][item.frame.slot] = json.dumps([message])
+            self.store.write_failure(item.frame.slot, message)
         if self.on_frame:
             self.on_frame(item.frame.index, message)
 
