@@ -31,18 +31,31 @@ def _size(count: int) -> str:
 
 @reports_errors
 def info(
-    cubes: Annotated[list[Path], typer.Argument(help="Cube files or folders (searched recursively).")],
+    cubes: Annotated[list[Path], typer.Argument(help="Cube files, folders (searched recursively) or recordings.")],
     options: ReaderOptions = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per cube on stdout.")] = False,
     max_cube_gb: MaxCubeGB = None,
+    camera: Annotated[
+        Path | None, typer.Option(help="Recordings: the camera file, to show the decoded tiles, bands, references.")
+    ] = None,
 ) -> None:
-    """Shape, stored type, wavelength and value ranges, NaN/Inf and zero-pixel counts, file size.
+    """Shape, stored type, wavelength and value ranges, NaN/Inf and zero-pixel counts, file size. For a
+    recording (.b2nd ...): frames, frame size, duration and frame rate, exposure, dropped frames, temperatures,
+    metadata keys and what is missing; with --camera, the tiles and bands it decodes to.
 
     A file that cannot be read is reported in one line and the others are still listed; the exit code is 2
     when any file failed. Wavelengths show as "?" when the file has none and none are given.
     """
+    from hsiseg.io.recording import is_recording
+
+    recordings = [path for path in cubes if is_recording(path)]
+    cubes = [path for path in cubes if not is_recording(path)]
+    failures = _recordings_info(recordings, camera, as_json)
+    if not cubes:
+        if failures:
+            raise typer.Exit(USER_ERROR_EXIT_CODE)
+        return
     reader_options = reader_options_with_limit(options, max_cube_gb)
-    failures = 0
     table = Table(title="hsiseg info")
     for column in ("file", "format, stored as", "H x W x B", "nm", "values", "NaN/Inf", "zero px", "size"):
         if column == "file":
@@ -127,3 +140,31 @@ def convert(
     typer.echo(f"converted {done} of {len(plan)} cubes into {output} ({skipped} skipped, {failed} failed)")
     if failed:
         raise typer.Exit(USER_ERROR_EXIT_CODE)
+
+
+def _recordings_info(recordings: list[Path], camera: Path | None, as_json: bool) -> int:
+    """Describe each recording (one table, or one JSON object per recording); returns the failures."""
+    from hsiseg.io.recording_summary import describe_recording
+
+    failures = 0
+    for path in recordings:
+        try:
+            summary = describe_recording(path, camera)
+        except HsisegError as error:
+            typer.echo(f"hsiseg: error: {error}", err=True)
+            failures += 1
+            continue
+        if as_json:
+            typer.echo(json.dumps(summary))
+            continue
+        table = Table(title=f"hsiseg info: {escape(str(path))}", show_header=False)
+        for key, value in summary.items():
+            if key not in ("path", "notes", "camera"):
+                table.add_row(key.replace("_", " "), escape("-" if value is None else str(value)))
+        for key, value in (summary.get("camera") or {}).items():
+            if key != "notes":
+                table.add_row(f"camera: {key.replace('_', ' ')}", escape(str(value)))
+        Console().print(table)
+        for note in [*summary["notes"], *(summary.get("camera") or {}).get("notes", [])]:
+            typer.echo(f"hsiseg: note: {note}", err=True)
+    return failures

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -39,13 +42,22 @@ def demo(
             raise HsisegError(f"{output} is not empty; choose another folder or pass --overwrite")
         clear_owned(output, "--overwrite")  # what an earlier demo wrote; refused if anything else is there
     output.mkdir(parents=True, exist_ok=True)
+    main = threading.current_thread() is threading.main_thread()  # (signal handlers live in the main thread)
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None  # a `kill` still lists the files
     try:
-        _run_demo(output, config, console)
+        _run_demo(output, config, console, lambda: record_owned(output))
     finally:
         record_owned(output)  # everything below it was written by this demo: --overwrite may remove it
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _run_demo(output: Path, config: TrainConfig, console: Console) -> None:
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run_demo(output: Path, config: TrainConfig, console: Console, stage_done: Callable[[], None]) -> None:
+    """The five stages; ``stage_done`` after each (the manifest of what was written so far)."""
     from hsiseg.dataset.spec import DataSpec
     from hsiseg.evaluation.truth_check import dense_truth_scores, write_truth_panels
     from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
@@ -56,6 +68,7 @@ def _run_demo(output: Path, config: TrainConfig, console: Console) -> None:
                   f"and a {DEMO_RECORDING_FRAMES}-frame snapshot-mosaic recording")  # fmt: skip
     spec_path = generate_demo_data(output / "data")
     recording, camera = write_demo_recording(output / "data" / "recording", demo_tree(), DEMO_RECORDING_FRAMES)
+    stage_done()
     console.print(
         f"[bold]2/5[/] training the default network ({config.model}: the spatial context chosen on held-out "
         f"scribbles; loss {config.loss}) for {config.steps} "
@@ -68,11 +81,13 @@ def _run_demo(output: Path, config: TrainConfig, console: Console) -> None:
         reporter.stop()
     spec = DataSpec.from_file(spec_path)
     test_cubes = [spec.resolve(spec.samples[i].cube) for i in spec.split("test")]
+    stage_done()
     console.print(f"[bold]3/5[/] predicting the held-out surgery ({len(test_cubes)} frames)")
     results = run_prediction(
         final_checkpoint(output / "run"), test_cubes, output / "predictions",
         PredictOptions(level=1, confidence=0.7, animation=True), console,
     )  # fmt: skip
+    stage_done()
     console.print("[bold]4/5[/] scoring the held-out surgery against its dense truth (every pixel)")
     scores = dense_truth_scores(output / "predictions", spec, "test")
     by_cube = {str(spec.resolve(spec.samples[i].cube)): i for i in spec.split("test")}
@@ -86,6 +101,7 @@ def _run_demo(output: Path, config: TrainConfig, console: Console) -> None:
                    f"{folder / 'truth_vs_prediction.png'}")  # fmt: skip
     typer.echo(f"animated overview: {output / 'predictions' / 'overview.gif'} (and overview.mp4)")
     typer.echo(f"summary: {output / 'predictions' / 'summary.csv'}")
+    stage_done()
     console.print(f"[bold]5/5[/] predicting the snapshot-mosaic recording ({DEMO_RECORDING_FRAMES} frames, streamed)")
     streamed = demo_recording(final_checkpoint(output / "run"), recording, camera, output / "recording")
     done = [r for r in results if r.status == "done"]

@@ -144,6 +144,10 @@ def _render(cube: Path, output: Path, bands, band, ratio, method: str, options: 
     from hsiseg.render import false_colour, rgb, save_png
     from hsiseg.render.colour import band_map, ratio_map, save_scalar_map
 
+    if output.suffix.lower() != ".png" and not output.is_dir():  # (a folder: the OS error names it)
+        raise HsisegError(f"-o {output}: render writes a PNG; give a file name ending in .png")
+    if sum(choice is not None for choice in (band, ratio, bands)) > 1:
+        raise HsisegError("render: give one of --band, --bands and --ratio")
     wavelengths = [band] if band is not None else _numbers(ratio, "/", "--ratio") if ratio else []
     wavelengths += _numbers(bands, ",", "--bands") if bands else []
     for wavelength in wavelengths:

@@ -55,6 +55,8 @@ def predict_recording_command(
             raise Interrupted(f"interrupted; finished frames are kept in {output / 'maps.h5'}; resume with the same "
                               "command and --continue") from None  # fmt: skip
     result, written = outcome.stream, outcome.written
+    for note in result.notes:
+        typer.echo(f"hsiseg: note: {note}", err=True)
     rate = result.done / max(1e-9, result.seconds)
     typer.echo(f"{result.done} frames predicted ({rate:.2f} frames/s), {result.skipped} skipped, "
                f"{len(result.failed)} failed; maps in {result.maps}")  # fmt: skip

@@ -41,19 +41,24 @@ def tree(
     """Print a label tree with leaf indices (output channels), depths and edge weights."""
     label_tree = load_tree(spec)
     console = Console()
-    heading = Text(label_tree.name, style="bold")  # names are data, never rich markup
+    heading = Text(_printable(label_tree.name), style="bold")  # names are data, never rich markup
     heading.append(f"  ({label_tree.num_leaves} leaves, {label_tree.num_nodes} nodes, depth {label_tree.depth})")
     view = Tree(heading)
     branches: dict[int, Tree] = {}
     for node in label_tree.iter_depth_first():
         parent_view = view if node.parent is None else branches[node.parent]
         kind = "channel" if node.is_leaf else "code"
-        label = Text(node.name, style=" ".join(filter(None, (node.color, "" if node.is_leaf else "bold"))))
+        label = Text(_printable(node.name), style=" ".join(filter(None, (node.color, "" if node.is_leaf else "bold"))))
         label.append(f"  {kind} {node.code}, depth {node.depth}, w={node.weight:g}", style="dim")
         branches[node.code] = parent_view.add(label)
     console.print(view)
     if distances:
         _print_distances(label_tree, console)
+
+
+def _printable(name: str) -> str:
+    """A name as text a terminal shows: control characters (an escape sequence) written as escapes."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in name)
 
 
 MAX_TABLE_LEAVES = 40  # wider than a terminal beyond this: the matrix is streamed as CSV rows instead
@@ -76,7 +81,7 @@ def _print_distances(label_tree: LabelTree, console: Console) -> None:
         table.add_column(str(index), justify="right")
     for index in leaves:
         row = label_tree.distance_row(index)
-        table.add_row(Text(f"{index} {label_tree.leaves[index]}"), *(f"{value:g}" for value in row))
+        table.add_row(Text(f"{index} {_printable(label_tree.leaves[index])}"), *(f"{value:g}" for value in row))
     console.print(table)
 
 

@@ -36,6 +36,10 @@ def load_structured(path: Path, what: str, called: str) -> tuple[Any, Locate]:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise HsisegError(f"{path}: line {error.lineno}, column {error.colno}: invalid JSON: {error.msg}") from None
+        except RecursionError:
+            raise HsisegError(f"{path}: nested too deeply to be a {what}") from None
+        except ValueError as error:  # e.g. an integer of thousands of digits
+            raise HsisegError(f"{path}: invalid JSON: {str(error).splitlines()[0]}") from None
         _refuse_non_finite(data, (), path, lambda loc: ".".join(map(str, loc)) or what)
         return data, lambda loc: ".".join(map(str, loc)) or what
     try:
@@ -44,6 +48,8 @@ def load_structured(path: Path, what: str, called: str) -> tuple[Any, Locate]:
         data = yaml.safe_load(text)
     except RecursionError:
         raise HsisegError(f"{path}: nested too deeply to be a {what}") from None
+    except ValueError as error:  # e.g. an integer of thousands of digits (Python's int conversion limit)
+        raise HsisegError(f"{path}: a value cannot be read: {str(error).splitlines()[0]}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""

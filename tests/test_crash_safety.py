@@ -127,7 +127,33 @@ def test_a_kill_before_anything_was_finished_leaves_a_folder_that_continues(setu
                              *command(model, recording, camera, out)], capture_output=True, timeout=300)  # fmt: skip
     assert killed.returncode == -signal.SIGKILL
     refused = CliRunner().invoke(app, command(model, recording, camera, out))
-    assert refused.exit_code == 2 and "pass --continue to finish it or --overwrite" in refused.output
+    assert refused.exit_code == 2 and "maps.journal exists; pass --continue to finish the run" in refused.output
     again = CliRunner().invoke(app, [*command(model, recording, camera, out), "--continue"])
     assert again.exit_code == 0, again.output
+    assert_same_maps(out / "maps.h5", whole / "maps.h5")
+
+
+def test_a_damaged_journal_costs_only_its_damaged_frames(setup, tmp_path: Path) -> None:
+    """Entries that are not whole frames of this run are predicted again; files that are not entries are
+    ignored; a journal that is not a folder is replaced by --overwrite."""
+    model, recording, camera, whole = setup
+    out = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", KILLER, "between-frames", "4",
+                             *command(model, recording, camera, out)], capture_output=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    journal = out / "maps.journal"
+    (journal / "000001.npz").write_bytes(b"garbage")
+    (journal / "000002.npz").write_bytes(b"")
+    (journal / "000099.npz").write_bytes(b"out of range")
+    (journal / "0abc.npz").write_bytes(b"not an entry")
+    again = CliRunner().invoke(app, [*command(model, recording, camera, out), "--continue"])
+    assert again.exit_code == 0, again.output
+    assert f"{FRAMES - 2} frames predicted" in again.output  # frames 0 and 3 were kept
+    assert_same_maps(out / "maps.h5", whole / "maps.h5")
+    (out / "maps.h5").unlink()
+    journal.write_text("a file where the journal goes")
+    refused = CliRunner().invoke(app, [*command(model, recording, camera, out), "--continue"])
+    assert refused.exit_code == 2 and "not a journal of hsiseg's streaming prediction" in refused.output
+    replaced = CliRunner().invoke(app, [*command(model, recording, camera, out), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
     assert_same_maps(out / "maps.h5", whole / "maps.h5")

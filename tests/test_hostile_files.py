@@ -3,6 +3,7 @@ that gives no signal, a reference changed between a run and its --continue."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -161,11 +162,75 @@ def test_convert_into_a_folder_below_its_input_twice_converts_the_input_once(tmp
     assert not (tmp_path / "cache" / "cache").exists()
 
 
-def test_mostly_invalid_frames_are_reported_for_recordings_too() -> None:
-    from hsiseg.ood.trust import frame_warnings
+def test_mostly_invalid_frames_are_reported_for_recordings_too(tmp_path: Path) -> None:
+    from hsiseg.ood.trust import invalid_warnings
 
     invalid = np.ones((4, 4), bool)
     invalid[0, 0] = False
-    expected = ["mostly invalid: 94% of pixels have no usable spectrum"]
-    assert frame_warnings(np.zeros((4, 4)), np.zeros((4, 4), bool), invalid, None) == expected
-    assert frame_warnings(np.zeros((4, 4)), np.zeros((4, 4), bool), ~invalid, None) == []
+    assert invalid_warnings(invalid) == ["mostly invalid: 94% of pixels have no usable spectrum"]
+    assert invalid_warnings(~invalid) == []
+
+
+def test_a_forged_manifest_cannot_delete_outside_the_folder(tmp_path: Path) -> None:
+    folder, victims = tmp_path / "demo", tmp_path / "victims"
+    (folder / "sub").mkdir(parents=True)
+    (victims / "linked").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("demo's")
+    for name in ("outside.txt", "absolute.txt", "linked/inside.txt"):
+        (victims / name).write_text("the user's")
+    (folder / "link").symlink_to(victims / "linked", target_is_directory=True)
+    record_owned(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert set(manifest["files"]) == {"sub/a.txt", "link"}  # the link itself, not what it points to
+    manifest["files"].update({"../victims/outside.txt": 10, str(victims / "absolute.txt"): 10,
+                              "link/inside.txt": 10})  # fmt: skip
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    clear_owned(folder, "--overwrite")
+    assert all((victims / name).read_text() == "the user's" for name in ("outside.txt", "absolute.txt",
+                                                                       "linked/inside.txt"))  # fmt: skip
+    assert not (folder / "sub").exists() and not (folder / "link").exists()
+
+
+def test_a_spec_whose_label_tree_is_itself(tmp_path: Path) -> None:
+    from hsiseg.synthetic.dataset import generate_demo_data
+
+    spec = generate_demo_data(tmp_path / "data", surgeries=2, frames=1, shape=(8, 8))
+    spec.write_text(spec.read_text().replace("label_tree: label_tree.yaml", f"label_tree: {spec.name}"))
+    for command in ("check", "tree"):
+        result = runner.invoke(app, [command, str(spec)])
+        assert result.exit_code == 2 and "label_tree points back to" in result.output, result.output
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("huge.yaml", "name: root\nchildren: [a, {name: b, weight: " + "9" * 5000 + "}]\n"),
+    ("huge.json", '{"name": "root", "children": ["a", {"name": "b", "weight": ' + "9" * 5000 + "}]}"),
+    ("deep.json", "[" * 10_000 + "]" * 10_000),
+])  # fmt: skip
+def test_huge_numbers_and_deep_nesting_are_one_line(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    result = runner.invoke(app, ["tree", str(tmp_path / name)])
+    assert result.exit_code == 2 and result.output.startswith("hsiseg: error:") and "Traceback" not in result.output
+
+
+def test_render_never_overwrites_its_cube(tmp_path: Path) -> None:
+    from hsiseg.io import write_cube
+    from hsiseg.io.cube import Cube
+
+    cube = tmp_path / "c.hdr"
+    write_cube(cube, Cube(np.ones((2, 3, 4), np.float32), np.array([500.0, 600, 700, 800])))
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    for target in ("c.img", "c.hdr"):
+        result = runner.invoke(app, ["render", str(cube), "-o", str(tmp_path / target)])
+        assert result.exit_code == 2 and "render writes a PNG" in result.output
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_huge_class_balance_is_refused_and_large_ones_stay_finite() -> None:
+    from hsiseg.dataset.torch_datasets import class_balanced_weights
+    from hsiseg.training import TrainConfig
+
+    with pytest.raises(HsisegError, match=r"class_balance must be in \[0, 10\], got 1e\+308"):
+        TrainConfig(class_balance=1e308).check()
+    weights = class_balanced_weights(np.array([0] * 1_000_000 + [1] * 3), 10.0)
+    assert np.isfinite(weights).all() and weights.max() == 1.0 and weights.sum() > 0
+    np.testing.assert_allclose(class_balanced_weights(np.array([0, 0, 1]), 1.0) / 0.5, [1, 1, 2])

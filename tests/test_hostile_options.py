@@ -101,3 +101,17 @@ def test_in_range_bounds_are_exact() -> None:
 def test_render_refuses_wavelengths_that_are_not_wavelengths(tmp_path: Path, band: str) -> None:
     result = runner.invoke(app, ["render", str(tmp_path / "c.dat"), "-o", str(tmp_path / "x.png"), f"--band={band}"])
     assert result.exit_code == 2 and "wavelength (nm) must be" in result.output
+
+
+def test_an_empty_part_of_the_work_is_not_an_error(tmp_path: Path) -> None:
+    import numpy as np
+
+    from hsiseg.io import write_cube
+    from hsiseg.io.cube import Cube
+    from hsiseg.predict import plan_frames
+
+    write_cube(tmp_path / "in" / "only.h5", Cube(np.ones((4, 4, 3), np.float32), [1.0, 2.0, 3.0]))
+    assert plan_frames([tmp_path / "in"], tmp_path / "out", PredictOptions(num_parts=5, part_id=4)) == []
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HsisegError, match="no cube files among the inputs"):
+        plan_frames([tmp_path / "empty"], tmp_path / "o2", PredictOptions())

@@ -262,7 +262,8 @@ def class_balanced_weights(codes: np.ndarray, balance: float) -> np.ndarray:
     if codes.size == 0:
         return np.zeros(0)
     _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
-    return counts[inverse].astype(np.float64) ** -float(balance)
+    relative = counts / counts.min()  # >= 1, so the weights stay in (0, 1]: no overflow for a large balance
+    return relative[inverse].astype(np.float64) ** -float(balance)
 
 
 def _item(image: np.ndarray, target: np.ndarray, index: int, truth: np.ndarray | None = None) -> dict[str, Any]:

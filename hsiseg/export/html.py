@@ -131,7 +131,8 @@ def _areas_image(output: Path) -> str:
 
 
 def _messages(maps: StreamMaps) -> str:
-    items = [f"<li class=failure>frame {k}: {html.escape('; '.join(v))}</li>" for k, v in
+    items = [f"<li>recording: {html.escape(note)}</li>" for note in maps.notes]
+    items += [f"<li class=failure>frame {k}: {html.escape('; '.join(v))}</li>" for k, v in
              sorted(maps.messages("failures").items())]  # fmt: skip
     items += [f"<li>frame {k}: {html.escape('; '.join(v))}</li>" for k, v in sorted(maps.messages("warnings").items())]
     return f"<ul>{''.join(items)}</ul>" if items else "<p>none</p>"

@@ -71,6 +71,14 @@ class StreamMaps:
         return str(self._attributes.get("ood_score", ""))
 
     @property
+    def notes(self) -> list[str]:
+        """What the recording lacks or changes (time stamps, exposure, dropped frames; ``[]`` for older files)."""
+        try:
+            return [str(note) for note in json.loads(str(self._attributes.get("notes", "[]")))]
+        except ValueError:
+            return []
+
+    @property
     def ood_promise(self) -> str:
         """What the run's unknown-tissue map promises (:func:`hsiseg.ood.trust.promise`; "" for older files)."""
         return str(self._attributes.get("ood_promise", ""))

@@ -158,9 +158,10 @@ class MosaicDecoder:
         np.divide(raw - dark, span, out=reflectance, where=usable)
         return reflectance, unusable | ~usable
 
-    def cube(self, frame: np.ndarray, meta: dict | None = None) -> Cube:
+    def cube(self, frame: np.ndarray, meta: dict | None = None, exposure_gain: float = 1.0) -> Cube:
         """One raw (H, W) frame -> Cube (h, w, B) with wavelengths, invalid pixels in ``repaired``. With
-        ``subsample`` the data is a band-major buffer seen as (h, w, B) (no copy to pixel-major order)."""
+        ``subsample`` the data is a band-major buffer seen as (h, w, B) (no copy to pixel-major order).
+        ``exposure_gain``: the white reference's exposure over the frame's (calibrated values scale by it)."""
         if frame.ndim != 2:
             raise HsisegError(f"{self.camera.source}: a raw mosaic frame is 2-D (H, W), got shape {frame.shape}")
         for name, reference in (("white", self.white), ("dark", self.dark)):
@@ -171,11 +172,15 @@ class MosaicDecoder:
         region = active_region(frame, self.camera)
         if self.method == "subsample":
             planes, invalid = self._subsample(region)
+            if exposure_gain != 1.0 and self.white is not None:
+                planes *= np.float32(exposure_gain)
             if self._matrix is not None:
                 planes = np.tensordot(self._matrix, planes, axes=1)
             spectra = planes.transpose(1, 2, 0)
         else:
             reflectance, unusable = self.calibrate(region)
+            if exposure_gain != 1.0 and self.white is not None:
+                reflectance *= np.float32(exposure_gain)
             planes = bilinear(reflectance, self.camera.mosaic).transpose(2, 0, 1)  # (P, H, W), position order
             tile_invalid = subsample(unusable, self.camera.mosaic).any(axis=-1)
             tile_invalid = binary_dilation(tile_invalid, np.ones((3, 3), bool))  # neighbours interpolate from it

@@ -22,8 +22,8 @@ MANIFEST = ".hsiseg-manifest.json"
 def files_below(folder: Path) -> dict[str, int]:
     """Relative POSIX path -> size of every file below ``folder`` (the manifest itself excluded)."""
     found = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
+    for root, folders, names in os.walk(folder):  # links to folders are entries, never walked into
+        for name in [*names, *(name for name in folders if (Path(root) / name).is_symlink())]:
             path = Path(root) / name
             relative = path.relative_to(folder).as_posix()
             if relative != MANIFEST:
@@ -33,9 +33,11 @@ def files_below(folder: Path) -> dict[str, int]:
 
 def record_owned(folder: Path) -> None:
     """Write the manifest: every file below ``folder`` now (call it when the folder held nothing foreign
-    before the command began, i.e. after :func:`clear_owned` or in a new folder)."""
+    before the command began, i.e. after :func:`clear_owned` or in a new folder; and after each stage, so a
+    run killed midway leaves at most one stage's files unlisted)."""
+    files = files_below(folder)  # before the manifest's own temporary file exists
     with atomic_path(folder / MANIFEST) as temporary:
-        temporary.write_text(json.dumps({"files": files_below(folder)}, indent=1, sort_keys=True))
+        temporary.write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
 
 
 def owned_files(folder: Path) -> dict[str, int]:
@@ -56,19 +58,24 @@ def foreign_files(folder: Path) -> dict[str, int]:
 
 def clear_owned(folder: Path, purpose: str) -> None:
     """Remove every file hsiseg wrote below ``folder`` (see module docstring); refuse, deleting nothing,
-    when anything else is there. ``purpose`` names the option in the message (e.g. ``overwrite``)."""
+    when anything else is there. ``purpose`` names the option in the message (e.g. ``overwrite``).
+
+    Only files found below ``folder`` (symbolic links to folders are not followed) are ever removed: a
+    manifest entry naming anything else (``../x``, an absolute path, a path through a link) is ignored.
+    """
     if not folder.exists():
         return
     foreign = sorted(foreign_files(folder))
     if foreign:
         others = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        unlisted = "" if owned_files(folder) else " (there is no readable manifest: a run killed early lists nothing)"
         raise HsisegError(
-            f"{folder / foreign[0]}{others}: not written by hsiseg here (or changed since); {purpose} deletes only "
-            "hsiseg's own files, so move these elsewhere, or choose another folder"
+            f"{folder / foreign[0]}{others}: not written by hsiseg here (or changed since){unlisted}; {purpose} "
+            "deletes only hsiseg's own files, so move these elsewhere, delete them yourself, or choose another folder"
         )
-    for relative in sorted(owned_files(folder), reverse=True):
+    for relative in sorted(files_below(folder), reverse=True):  # every one of them is listed (checked above)
         (folder / relative).unlink(missing_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)
-    for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
-        if Path(root) != folder and not any(Path(root).iterdir()):
+    for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):  # deepest first
+        if Path(root) != folder and not Path(root).is_symlink() and not any(Path(root).iterdir()):
             Path(root).rmdir()

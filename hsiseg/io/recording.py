@@ -22,32 +22,40 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hsiseg.errors import HsisegError, HsisegWarning
+from hsiseg.errors import HsisegError
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.cube import Cube
 from hsiseg.io.images import load_image
 from hsiseg.io.mosaic import MosaicDecoder, active_region
+from hsiseg.io.timeline import Timeline, read_timeline, seconds_or_none
 from hsiseg.registry import Registry
 
 FRAME_EXTENSIONS = (".png", ".tif", ".tiff")
-TIMESTAMP_KEYS = ("timestamps", "time_stamps", "timestamp")
 
 
 class Recording:
-    """A sequence of raw (H, W) frames with optional per-frame time stamps (seconds) and file metadata."""
+    """A sequence of raw (H, W) frames with file metadata and the time line read from it
+    (:mod:`hsiseg.io.timeline`: per-frame seconds, exposure, frame counter, temperatures, notes)."""
 
     path: Path
-    timestamps: list[float] | None = None
     meta: dict[str, Any]
+    timeline: Timeline
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    @property
+    def timestamps(self) -> list[float] | None:
+        """Seconds since the first stamped frame per frame (NaN where unknown); None without any stamp."""
+        return seconds_or_none(self.timeline.seconds)
+
+    def _read_timeline(self, recorder_file: bool = False) -> None:
+        self.timeline = read_timeline(self.meta, len(self), self.path, recorder_file)
 
     def read(self, index: int) -> np.ndarray:
         """Frame ``index`` as stored (H, W); subclasses implement it."""
@@ -105,7 +113,7 @@ class B2ndRecording(Recording):
         if len(self.array.shape) != 3:
             raise HsisegError(f"{path}: a recording is frames x height x width, got shape {self.array.shape}")
         self.meta = _json_safe(_vlmeta(self.array))
-        self.timestamps = _timestamps(self.meta, len(self), path)
+        self._read_timeline(recorder_file=True)
 
     def __len__(self) -> int:
         return int(self.array.shape[0])
@@ -127,6 +135,7 @@ class NpyRecording(Recording):
         if self.array.ndim != 3:
             raise HsisegError(f"{path}: a recording is frames x height x width, got shape {self.array.shape}")
         self.meta = {}
+        self._read_timeline()
 
     def __len__(self) -> int:
         return int(self.array.shape[0])
@@ -153,7 +162,7 @@ class Hdf5Recording(Recording):
             raise HsisegError(f"{path}: say which dataset holds the frames (option 'dataset'); 3-D ones: {found}")
         self.array = self.handle[name]
         self.meta = _json_safe(dict(self.array.attrs))
-        self.timestamps = _timestamps(self.meta, len(self), path)
+        self._read_timeline()
 
     def __len__(self) -> int:
         return int(self.array.shape[0])
@@ -175,6 +184,7 @@ class FrameFolder(Recording):
         if not self.files:
             raise HsisegError(f"{path}: no {'/'.join(FRAME_EXTENSIONS)} frames in this folder")
         self.meta = {}
+        self._read_timeline()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -218,12 +228,38 @@ class MosaicVideo:
         self.recording, self.camera = recording, camera
         white_path = Path(white) if white else (camera.resolve(camera.white) if camera.white else None)
         dark_path = Path(dark) if dark else (camera.resolve(camera.dark) if camera.dark else None)
-        references = {name: _reference(p) if p else None for name, p in (("white", white_path), ("dark", dark_path))}
-        if references["dark"] is not None and references["white"] is None:
+        white_frame, white_exposure = _reference(white_path) if white_path else (None, None)
+        self.white_exposure_us: float | None = white_exposure
+        dark_frame = _reference(dark_path)[0] if dark_path else None
+        if dark_frame is not None and white_frame is None:
             raise HsisegError(f"{camera.source}: a dark reference without a white one; give 'white' too")
-        if references["white"] is not None and white_path is not None:
-            _check_gain(references["white"], references["dark"], camera, white_path)
-        self.decoder = MosaicDecoder(camera, method, references["white"], references["dark"])
+        if white_frame is not None and white_path is not None:
+            _check_gain(white_frame, dark_frame, camera, white_path)
+        self.decoder = MosaicDecoder(camera, method, white_frame, dark_frame)
+        self.notes = [*recording.timeline.notes, *self._exposure_notes(white_path)]
+
+    def _exposure_notes(self, white_path: Path | None) -> list[str]:
+        exposures = self.recording.timeline.exposure_range()
+        if exposures is None or white_path is None:
+            return []
+        low, high = exposures
+        notes = []
+        if low != high:
+            notes.append(f"{self.recording.path}: the exposure changes from {low:g} to {high:g} us during the "
+                         "recording; each frame is calibrated with its own exposure")  # fmt: skip
+        if self.white_exposure_us is None:
+            notes.append(f"{white_path}: the white reference's exposure is not recorded; frames are calibrated as "
+                         "if it had theirs, so reflectance is off by the ratio of the two exposures if they "
+                         "differ")  # fmt: skip
+        return notes
+
+    def exposure_gain(self, index: int) -> float:
+        """White exposure / frame exposure (signal grows linearly with exposure); 1 when either is unknown."""
+        exposure = self.recording.timeline.exposure_us
+        frame = float(exposure[index]) if exposure is not None else math.nan
+        if self.white_exposure_us is None or not frame > 0:
+            return 1.0
+        return self.white_exposure_us / frame
 
     def reference_fingerprint(self) -> str:
         """SHA-256 of the white and dark references as used (a changed reference file changes the maps)."""
@@ -242,10 +278,13 @@ class MosaicVideo:
     def cube(self, index: int) -> Cube:
         """Frame ``index`` as a calibrated cube; ``meta`` has its source (``path#index``) and time stamp."""
         raw = self.recording.raw(index)
-        meta = {"source": f"{self.recording.path}#{index}", "frame": index}
+        meta: dict[str, Any] = {"source": f"{self.recording.path}#{index}", "frame": index}
         if self.timestamps is not None:
             meta["timestamp"] = self.timestamps[index]
-        return self.decoder.cube(raw, meta)
+        gain = self.exposure_gain(index)
+        if gain != 1.0:
+            meta["exposure_gain"] = gain
+        return self.decoder.cube(raw, meta, gain)
 
 
 MIN_GAIN_SHARE = 0.5  # below this share of sensor pixels brighter in the white than in the dark: not a white
@@ -263,13 +302,16 @@ def _check_gain(white: np.ndarray, dark: np.ndarray | None, camera: CameraDescri
                           "sensor; record it against a white target with the lens open")  # fmt: skip
 
 
-def _reference(path: Path) -> np.ndarray:
-    """A white or dark reference: a recording (averaged over its frames) or one frame file."""
+def _reference(path: Path) -> tuple[np.ndarray, float | None]:
+    """A white or dark reference: a recording (averaged over its frames) or one frame file, and its mean
+    exposure (us) when the recording has it."""
     if path.suffix.lower() in FRAME_EXTENSIONS:
-        return load_image(path).astype(np.float32)
+        return load_image(path).astype(np.float32), None
     recording = open_recording(path)
     try:
-        return recording.mean_frame()
+        exposure = recording.timeline.exposure_us
+        known = exposure[np.isfinite(exposure)] if exposure is not None else np.array([])
+        return recording.mean_frame(), (float(known.mean()) if known.size and known.mean() > 0 else None)
     finally:
         recording.close()
 
@@ -297,20 +339,3 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
             continue
         safe[key] = value
     return safe
-
-
-def _timestamps(meta: dict[str, Any], frames: int, path: Path) -> list[float] | None:
-    for key in TIMESTAMP_KEYS:
-        values = meta.get(key)
-        if isinstance(values, list) and len(values) == frames:
-            try:
-                stamps = [float(value) for value in values]
-            except (TypeError, ValueError):
-                raise HsisegError(f"{path}: metadata {key!r} holds values that are not numbers") from None
-            broken = sum(not math.isfinite(stamp) for stamp in stamps)
-            if broken:
-                warnings.warn(f"{path}: metadata {key!r} holds {broken} time stamps that are not finite numbers; "
-                              "frames are numbered instead", HsisegWarning, stacklevel=2)  # fmt: skip
-                return None
-            return stamps
-    return None

@@ -32,17 +32,21 @@ def promise(score: str | None, threshold: float | None, calibration: OodCalibrat
             f"{calibration.reference_share:.1%} of their pixels flagged")  # fmt: skip
 
 
+def invalid_warnings(invalid: np.ndarray) -> list[str]:
+    """``mostly invalid: N% ...`` when more than :data:`MOSTLY_INVALID` of the (H, W) frame has no usable
+    spectrum (saturated, dark, a white reference without signal), else nothing."""
+    share = float(invalid.mean()) if invalid.size else 0.0
+    return [f"mostly invalid: {share:.0%} of pixels have no usable spectrum"] if share > MOSTLY_INVALID else []
+
+
 def frame_warnings(score: np.ndarray, unknown: np.ndarray, invalid: np.ndarray, calibration: OodCalibration | None
                    ) -> list[str]:  # fmt: skip
     """Warnings for one frame: ``score`` (H, W) float (higher = more known), ``unknown`` and ``invalid`` (H, W)
-    bool masks. Mostly invalid pixels are always reported; the rest needs a calibration and a valid pixel."""
+    bool masks; none without a calibration or a valid pixel (:func:`invalid_warnings` reports those)."""
     valid = ~invalid
-    share_invalid = float(invalid.mean()) if invalid.size else 0.0
-    warnings = []
-    if share_invalid > MOSTLY_INVALID:
-        warnings.append(f"mostly invalid: {share_invalid:.0%} of pixels have no usable spectrum")
     if calibration is None or not valid.any():
-        return warnings
+        return []
+    warnings = []
     if calibration.reference_low is not None and float(np.median(score[valid])) < calibration.reference_low:
         warnings.append("unlike the training data: half of this frame's pixels score below what 95% of the "
                         "training images' pixels scored (another camera, light or calibration, or mostly new "

@@ -39,7 +39,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.batch import expand_inputs
 from hsiseg.models.checkpoint import model_fingerprint
-from hsiseg.ood.trust import frame_warnings
+from hsiseg.ood.trust import frame_warnings, invalid_warnings
 from hsiseg.predict.claims import Claim, try_claim
 from hsiseg.predict.frame_outputs import FrameOutput, write_frame_outputs
 from hsiseg.predict.frame_warnings import routed_warnings
@@ -105,10 +105,12 @@ def plan_frames(inputs: Iterable[str | Path], output: Path, options: PredictOpti
         if name in frames:
             raise HsisegError(f"two inputs map to the frame name {name!r} ({frames[name]}, {source})")
         frames[name] = source
+    if not frames:
+        raise HsisegError("predict: no cube files among the inputs")
     if not 0 <= options.part_id < options.num_parts:
         raise HsisegError(f"--part-id must be in 0..{options.num_parts - 1}, got {options.part_id}")
     ordered = sorted(frames.items())
-    return ordered[options.part_id :: options.num_parts]
+    return ordered[options.part_id :: options.num_parts]  # may be empty: more parts than frames
 
 
 def predict_batch(
@@ -130,8 +132,6 @@ def predict_batch(
     trained_scaling = predictor.card.input_scaling.reader_options()
     options = replace(options, reader_options={**trained_scaling, **options.reader_options})
     frames = plan_frames(inputs, output, options)
-    if not frames:
-        raise HsisegError("predict: no cube files among the inputs")
     identity = FrameResult("", "", "", model=model_fingerprint(model_path), options=output_options(options, predictor))
     skipped, todo, replacing = _check_existing(frames, output, options, identity)
     output.mkdir(parents=True, exist_ok=True)
@@ -350,6 +350,7 @@ def _summarise(prediction: Prediction, predictor: Predictor, result: FrameResult
     known = labels[labels >= 0]
     result.main_class = predictor.tree.leaves[int(np.bincount(known).argmax())] if known.size else ""
     invalid = float(prediction.invalid.mean())
+    result.warnings.extend(invalid_warnings(prediction.invalid))
     result.warnings.extend(frame_warnings(prediction.score, prediction.unknown, prediction.invalid,
                                           predictor.calibration))  # fmt: skip
     result.unknown_percent, result.invalid_percent = float(100 * prediction.unknown.mean()), 100 * invalid

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class MapsLayout:
     classes: int  # leaves of the label tree
     timestamps: np.ndarray  # (N,) seconds, NaN where unknown
     attributes: dict[str, str]  # file attributes (identity, classes, label tree, ...)
+    per_frame: dict[str, np.ndarray] = field(default_factory=dict)  # (N,) recorded per frame: exposure_us ...
 
 
 @dataclass
@@ -69,14 +70,14 @@ class MapsStore:
     def prepare(self, resume: bool, overwrite: bool) -> np.ndarray:
         """(N,) bool: the rows already done (``resume``); refuses outputs of another run, and existing outputs
         unless ``resume`` or ``overwrite`` says what to do with them."""
-        exists = self.path.exists() or self.journal.exists()
-        if exists and not (resume or overwrite):
-            raise HsisegError(f"{self.path} exists; pass --continue to finish it or --overwrite to start again")
+        existing = next((path for path in (self.path, self.journal) if path.exists()), None)
+        if existing is not None and overwrite:
+            self.path.unlink(missing_ok=True)
+            _remove(self.journal)
+        elif existing is not None and not resume:
+            raise HsisegError(f"{existing} exists; pass --continue to finish the run or --overwrite to start again")
         for stale in self.path.parent.glob(f".{MAPS}.*.part"):  # a consolidation killed before its rename
             stale.unlink(missing_ok=True)
-        if overwrite:
-            self.path.unlink(missing_ok=True)
-            shutil.rmtree(self.journal, ignore_errors=True)
         done = self._stored_done() if self.path.exists() else np.zeros(len(self.layout.indices), bool)
         if self.journal.exists():
             self._check_identity(self._journal_identity(), self.journal / IDENTITY)
@@ -110,31 +111,62 @@ class MapsStore:
                 handle = _create(temporary, self.layout)
             with handle:
                 self._apply_journal(handle)
-        shutil.rmtree(self.journal, ignore_errors=True)
+        _remove(self.journal)
 
     def _apply_journal(self, handle: h5py.File) -> None:
-        for path in sorted(self.journal.glob("*.failed.json")):
-            slot = int(path.name.split(".")[0])
+        for slot, path in sorted(self._entries(".failed.json").items()):
             handle["failures"][slot] = path.read_text(encoding="utf-8")
-        for slot, path in sorted(self._journal_rows().items()):
-            with np.load(path, allow_pickle=False) as row:
-                handle["labels"][slot] = row["labels"]
-                handle["score"][slot] = row["score"]
-                handle["rgb"][slot] = row["rgb"]
-                handle["pixels"][slot] = row["pixels"]
-                handle["warnings"][slot] = str(row["warnings"])
+        for slot, path in sorted(self._entries(".npz").items()):
+            row = self._read_row(path)
+            if row is None:  # damaged (checked when the run began; a file changed since): the frame stays to do
+                continue
+            for name in ("labels", "score", "rgb", "pixels"):
+                handle[name][slot] = row[name]
+            handle["warnings"][slot] = str(row["warnings"])
             handle["failures"][slot] = ""  # a frame that failed earlier and succeeded now
             handle["done"][slot] = True
 
     def _journal_rows(self) -> dict[int, Path]:
-        return {int(path.stem): path for path in self.journal.glob("[0-9]*.npz")}
+        """Slot -> journal file, for every entry that holds a whole frame of this layout (each is read once,
+        one at a time); an entry that does not (damaged, or not hsiseg's) is removed, so its frame is
+        predicted again."""
+        rows = {}
+        for slot, path in self._entries(".npz").items():
+            if self._read_row(path) is None:
+                path.unlink(missing_ok=True)
+            else:
+                rows[slot] = path
+        return rows
+
+    def _read_row(self, path: Path) -> dict[str, np.ndarray] | None:
+        height, width = self.layout.shape
+        shapes = {"labels": (height, width), "score": (height, width), "rgb": (height, width, 3),
+                  "pixels": (area_columns(self.layout.classes),), "warnings": ()}  # fmt: skip
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                row = {name: stored[name] for name in shapes}
+        except Exception:  # noqa: BLE001 - any damage (truncated, not a zip, a missing array) means "not done"
+            return None
+        return row if all(row[name].shape == shape for name, shape in shapes.items()) else None
+
+    def _entries(self, suffix: str) -> dict[int, Path]:
+        """Journal files ``NNNNNN<suffix>`` of this layout's slots (anything else in the folder is ignored)."""
+        entries = {}
+        for path in self.journal.glob(f"[0-9][0-9][0-9][0-9][0-9][0-9]{suffix}"):
+            slot = int(path.name[:6])
+            if slot < len(self.layout.indices):
+                entries[slot] = path
+        return entries
 
     def _journal_identity(self) -> dict[str, Any]:
         try:
-            return json.loads((self.journal / IDENTITY).read_text(encoding="utf-8"))
+            identity = json.loads((self.journal / IDENTITY).read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            identity = None
+        if not isinstance(identity, dict):
             raise HsisegError(f"{self.journal}: not a journal of hsiseg's streaming prediction; choose another "
-                              "output folder, or pass --overwrite to start again") from None  # fmt: skip
+                              "output folder, or pass --overwrite to start again")  # fmt: skip
+        return identity
 
     def _stored_done(self) -> np.ndarray:
         try:
@@ -154,6 +186,13 @@ class MapsStore:
                               "--overwrite to start again, or choose another output folder")  # fmt: skip
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _create(path: Path, layout: MapsLayout) -> h5py.File:
     """A new ``maps.h5`` with every dataset sized for the layout and nothing done."""
     handle = h5py.File(path, "w", libver="latest")  # compact chunk indexes: memory flat in frames
@@ -167,6 +206,8 @@ def _create(path: Path, layout: MapsLayout) -> h5py.File:
     handle.create_dataset("pixels", (count, area_columns(layout.classes)), np.int64)
     handle["frame"] = np.asarray(layout.indices, dtype=np.int64)
     handle["timestamp"] = np.asarray(layout.timestamps, dtype=np.float64)
+    for name, values in layout.per_frame.items():  # what the recorder wrote per frame (NaN where unknown)
+        handle[name] = np.asarray(values, dtype=np.float64)
     handle.create_dataset("done", (count,), bool)
     for name in ("warnings", "failures"):  # per frame, a JSON list of messages ("" = none)
         handle.create_dataset(name, (count,), h5py.string_dtype())

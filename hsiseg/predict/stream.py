@@ -48,7 +48,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path, check_output_folder
 from hsiseg.io.recording import MosaicVideo
 from hsiseg.models.checkpoint import model_fingerprint
-from hsiseg.ood.trust import frame_warnings
+from hsiseg.ood.trust import frame_warnings, invalid_warnings
 from hsiseg.predict.batch import one_line, output_options
 from hsiseg.predict.claims import try_claim
 from hsiseg.predict.frame_warnings import routed_warnings
@@ -82,6 +82,7 @@ class StreamResult:
     wall and network seconds of this run."""
 
     maps: Path
+    notes: list[str] = field(default_factory=list)  # what the recording lacks or changes (hsiseg.io.timeline)
     done: int = 0
     skipped: int = 0
     failed: dict[int, str] = field(default_factory=dict)
@@ -116,12 +117,7 @@ def predict_recording(
     predictor = Predictor.from_options(model_path, options)
     indices = selection.indices(len(video))
     shape, recording = _geometry(video, indices)
-    identity = {
-        "model": model_fingerprint(model_path), "options": _map_options(options, predictor),
-        "camera": video.camera.model_dump(mode="json"), "references": video.reference_fingerprint(),
-        "demosaicking": video.decoder.method,
-        "selection": asdict(selection), "frames": indices, "smoothing": smoothing, "recording": recording,
-    }  # fmt: skip
+    identity = _identity(model_path, options, predictor, video, selection, indices, smoothing, recording)
     output.mkdir(parents=True, exist_ok=True)
     claim = try_claim(output / ".maps.lock")
     if claim is None:
@@ -131,7 +127,7 @@ def predict_recording(
     try:
         done = store.prepare(options.resume, options.overwrite)
         todo = [(slot, index) for slot, index in enumerate(indices) if not done[slot]]
-        result = StreamResult(output / MAPS, skipped=int(done.sum()))
+        result = StreamResult(output / MAPS, list(video.notes), skipped=int(done.sum()))
         if on_start:
             on_start(len(indices))
         for index in np.asarray(indices)[done] if on_frame is not None else []:
@@ -140,7 +136,8 @@ def predict_recording(
         try:
             with routed_warnings():
                 stats = run_pipeline(source.frames(todo), source, predictor,
-                                     MapsFile(store, predictor, smoothing, result, on_frame),
+                                     MapsFile(store, predictor, smoothing, result, on_frame,
+                                              video.recording.timeline.marks()),
                                      options.rgb_method, batch_frames)  # fmt: skip
         finally:  # also after Ctrl-C or an error: every finished frame reaches maps.h5
             store.consolidate()
@@ -149,6 +146,19 @@ def predict_recording(
         claim.release()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _identity(model_path: str | Path, options: RunOptions, predictor: Predictor, video: MosaicVideo,
+              selection: Selection, indices: list[int], smoothing: float, recording: dict[str, Any]
+              ) -> dict[str, Any]:  # fmt: skip
+    """What ``--continue`` compares: model, the options the maps depend on, camera, references (by content),
+    demosaicking, selection and its frames, smoothing, and the recording's identity."""
+    return {
+        "model": model_fingerprint(model_path), "options": _map_options(options, predictor),
+        "camera": video.camera.model_dump(mode="json"), "references": video.reference_fingerprint(),
+        "demosaicking": video.decoder.method,
+        "selection": asdict(selection), "frames": indices, "smoothing": smoothing, "recording": recording,
+    }  # fmt: skip
 
 
 def _layout(indices: list[int], shape: tuple[int, int], predictor: Predictor, identity: dict[str, Any],
@@ -161,7 +171,9 @@ def _layout(indices: list[int], shape: tuple[int, int], predictor: Predictor, id
         "ood_promise": predictor.promise,
     }  # fmt: skip
     timestamps = np.array([stamps[i] if stamps else np.nan for i in indices], dtype=np.float64)
-    return MapsLayout(indices, shape, predictor.tree.num_leaves, timestamps, attributes)
+    per_frame = {name: values[indices] for name, values in video.recording.timeline.per_frame().items()}
+    attributes["notes"] = json.dumps(video.notes)
+    return MapsLayout(indices, shape, predictor.tree.num_leaves, timestamps, attributes, per_frame)
 
 
 MAP_OPTIONS = "tile overlap flip_tta rgb_method reader_options"
@@ -195,8 +207,10 @@ class MapsFile:
     temporal smoothing over consecutive selected frames, the counts in ``result``."""
 
     def __init__(self, store: MapsStore, predictor: Predictor, smoothing: float, result: StreamResult,
-                 on_frame: Callable[[int, str], None] | None) -> None:  # fmt: skip
+                 on_frame: Callable[[int, str], None] | None, marks: dict[int, list[str]] | None = None,
+                 ) -> None:  # fmt: skip
         self.store, self.predictor, self.smoothing = store, predictor, smoothing
+        self.marks = marks or {}  # recording frame index -> what changed there (exposure, temperature, drops)
         self.result, self.on_frame = result, on_frame
         self.previous: np.ndarray | None = None  # the last smoothed probabilities
         self.last_slot: int | None = None
@@ -210,6 +224,8 @@ class MapsFile:
             self.previous = _smooth(item.prediction, self.previous if consecutive else None, self.smoothing)
             self.last_slot = item.frame.slot
         prediction = item.prediction
+        item.warnings.extend(self.marks.get(item.frame.index, []))
+        item.warnings.extend(invalid_warnings(prediction.invalid))
         item.warnings.extend(frame_warnings(prediction.score, prediction.unknown, prediction.invalid,
                                             self.predictor.calibration))  # fmt: skip
 

@@ -48,6 +48,9 @@ def to_mosaic(values: np.ndarray) -> np.ndarray:
     return values.reshape(height, width, rows, columns).transpose(0, 2, 1, 3).reshape(height * rows, width * columns)
 
 
+EXPOSURE_US = 10_000  # every frame and both references, as a recorder stores it
+
+
 def write_demo_recording(folder: str | Path, tree: LabelTree, frames: int = 12, shape: tuple[int, int] = (96, 128),
                          seed: int = 7) -> tuple[Path, Path]:  # fmt: skip
     """Write ``recording.b2nd``, ``white.b2nd``, ``dark.b2nd``, ``camera.yaml`` and ``truth.npy`` into
@@ -76,9 +79,11 @@ def write_demo_recording(folder: str | Path, tree: LabelTree, frames: int = 12, 
     recording = folder / "recording.b2nd"
     array = blosc2.asarray(np.stack(raw), urlpath=str(recording), mode="w", chunks=(1, *sensor))
     array.schunk.vlmeta["timestamps"] = [round(0.04 * i, 3) for i in range(frames)]  # 25 frames/s
+    array.schunk.vlmeta["exposure_us"] = [EXPOSURE_US] * frames
     array.schunk.vlmeta["camera"] = "hsiseg synthetic 5x5 500-1000 nm"
     for name, stack in references.items():
-        blosc2.asarray(np.stack(stack), urlpath=str(folder / f"{name}.b2nd"), mode="w", chunks=(1, *sensor))
+        stored = blosc2.asarray(np.stack(stack), urlpath=str(folder / f"{name}.b2nd"), mode="w", chunks=(1, *sensor))
+        stored.schunk.vlmeta["exposure_us"] = [EXPOSURE_US] * len(stack)
     np.save(folder / "truth.npy", np.stack(truths))
     camera = folder / "camera.yaml"
     camera.write_text(_camera_text())

@@ -14,6 +14,8 @@ from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OOD_SCORES
 from hsiseg.option_checks import in_range, whole_number
 from hsiseg.training.selection import AUTO
 
+MAX_CLASS_BALANCE = 10.0  # count ** -10: a class with 2x the pixels is drawn 1000x less often; beyond is noise
+
 
 @dataclass
 class TrainConfig:
@@ -68,7 +70,7 @@ class TrainConfig:
             whole_number(getattr(self, name), f"training: {name}", 1)
         in_range(self.learning_rate, "training: learning_rate", 0, low_open=True)
         in_range(self.validation_strokes, "training: validation_strokes", 0, 1, low_open=True, high_open=True)
-        in_range(self.class_balance, "training: class_balance", 0)
+        in_range(self.class_balance, "training: class_balance", 0, MAX_CLASS_BALANCE)
         in_range(self.warmup, "training: warmup", 0, 1, high_open=True)
         in_range(self.ood_keep, "training: ood_keep", 0, 1, low_open=True)
         in_range(self.weight_decay, "training: weight_decay", 0)

@@ -24,16 +24,19 @@ _UNION_TAGS = {"_NodeSpec", "str"}  # pydantic's names for the two forms of a ch
 # --- files ------------------------------------------------------------------------------------------------
 
 
-def read_tree_data(path: Path) -> tuple[Any, str]:
+def read_tree_data(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, str]:
     """The nested tree data in a YAML/JSON file and the source to name in errors.
 
-    A data spec holding the tree under ``label_tree`` works too: inline, or a path relative to the spec.
+    A data spec holding the tree under ``label_tree`` works too: inline, or a path relative to the spec (a
+    chain of such paths that comes back to a file already read is refused).
     """
+    if path.resolve() in seen:
+        raise HsisegError(f"{seen[-1]}: label_tree points back to {path}; point it at the tree file")
     data = _load_mapping(path)
     if isinstance(data, Mapping) and "label_tree" in data:
         inner = data["label_tree"]
         if isinstance(inner, str):
-            return read_tree_data(path.parent / inner)
+            return read_tree_data(path.parent / inner, (*seen, path.resolve()))
         return inner, f"{path} (label_tree)"
     return data, str(path)
 
