@@ -111,3 +111,65 @@ def test_a_300_leaf_model_end_to_end(tmp_path: Path) -> None:
     for slot, frame in enumerate(data["frames"]):
         png = np.asarray(Image.open(io.BytesIO(base64.b64decode(frame["labels"].split(",", 1)[1])))).astype(int)
         np.testing.assert_array_equal(png[..., 0] + 256 * png[..., 1] - data["offset"], stored[slot])
+
+
+def browser() -> str | None:
+    import shutil
+
+    return next((found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))),
+                None)  # fmt: skip
+
+
+def renamed(node):
+    """A tree mapping with the HOSTILE names in place of the demo's."""
+    if isinstance(node, str):
+        return HOSTILE.get(node, node)
+    if isinstance(node, list):
+        return [renamed(child) for child in node]
+    return {key: renamed(value) if key in ("name", "children") else value for key, value in node.items()}
+
+
+HOSTILE = {
+    "grey matter": "grey <!--<script> matter",
+    "white matter": "</script><img src=x onerror=document.title='owned'>",
+    "tumour core": "$x^$ core & [bold]",
+    "artery": "artery\u2028line",
+    "vein": "vein</script><script>document.title='owned'</script>",
+}
+
+
+@pytest.mark.skipif(browser() is None, reason="no Chromium on this machine (Debian package chromium)")
+def test_hostile_class_names_are_shown_as_text_in_the_report(tmp_path: Path) -> None:
+    """Class names that look like markup, in a real browser: the page's script still runs (frame 0 drawn,
+    one toggle per class), the names appear as text, and nothing from them becomes an element."""
+    import subprocess
+
+    spec = generate_demo_data(tmp_path / "data", surgeries=3, frames=1, shape=(24, 32), seed=1)
+    tree_file = tmp_path / "data" / "label_tree.yaml"
+    tree_file.write_text(yaml.safe_dump(renamed(yaml.safe_load(tree_file.read_text()))))
+    document = yaml.safe_load(spec.read_text())
+    labels = document["annotations"]["labels"]
+    document["annotations"]["labels"] = {value: HOSTILE.get(name, name) for value, name in labels.items()}
+    spec.write_text(yaml.safe_dump(document))
+    tree = LabelTree.from_file(tmp_path / "data" / "label_tree.yaml")
+    assert set(HOSTILE.values()) <= set(tree.leaves)
+    train(spec, tmp_path / "run", TrainConfig(steps=30, validate_every=30, model="pixel", refit=False, device="cpu"))
+    recording, camera = write_demo_recording(tmp_path / "rec", demo_tree(), frames=2, shape=(24, 32))
+    out = tmp_path / "r"
+    model = tmp_path / "run" / "checkpoints" / "best.json"
+    result = runner.invoke(app, ["predict", str(model), str(recording), "--camera", str(camera), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page and "<!--<script>" not in page
+    command = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+               "--dump-dom", (out / "report.html").as_uri()]  # fmt: skip
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    assert '<b id="name">frame 0' in dom  # the script ran to the end of drawing frame 0
+    data = json.loads(page.split('<script id="report-data" type="application/json">')[1].split("</script>")[0])
+    assert dom.count('type="checkbox"') == len(data["classes"])
+    assert "<img src=\"x\"" not in dom and "owned" not in dom.split("<title>")[1].split("</title>")[0]
+    shown = [entry["name"] for entry in data["classes"]]
+    assert len(set(shown) & set(HOSTILE.values())) >= 2, shown  # the hostile names are in the legend
+    for name in shown:  # every legend name is in the page as text (escaped by the DOM serialiser)
+        escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert escaped in dom, name
