@@ -88,7 +88,7 @@ def training(device: torch.device, sizes: dict) -> list[dict[str, Any]]:
     from hsiseg.models import DEFAULT_MODEL, build_model
 
     rows = []
-    compiles = (False, True) if device.type == "cuda" or sizes is SIZES[False] else (False,)
+    compiles = (False, True) if device.type == "cuda" else (False,)  # CPU: refused (TrainConfig.check)
     for model_name in (DEFAULT_MODEL, "unet"):
         for precision in ("fp32", "bf16"):
             for channels_last in (False, True):

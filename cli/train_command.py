@@ -90,6 +90,9 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:1, ...")] = "auto",
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA (bf16 where supported, else fp16).")] = True,
+    amp_dtype: Annotated[
+        str, typer.Option(help="auto (bf16, else fp16, on CUDA; off on a CPU), or bfloat16 / float16 on any device.")
+    ] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network.")] = False,
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     resume: Annotated[
@@ -122,7 +125,7 @@ def train_command(
         class_balance=class_balance, validation_strokes=validation_strokes, refit=refit, learning_rate=lr,
         ood_score=ood_score, ood_keep=ood_keep,
         ood_scores=[n.strip() for n in ood_scores.split(",")] if ood_scores else list(DEFAULTS.ood_scores),
-        fold=fold, seed=seed, device=device, amp=amp, compile=compile, workers=workers,
+        fold=fold, seed=seed, device=device, amp=amp, amp_dtype=amp_dtype, compile=compile, workers=workers,
     )  # fmt: skip
     config.check()  # every option before the spec or the run folder is read
     if resume:

@@ -52,7 +52,7 @@ def calibrate_best(checkpoints: Path, data: TrainingData, config: TrainConfig, d
     """Fit the unknown-tissue scores of the best checkpoint on its training pixels, calibrate them on the
     held-out validation pixels and rewrite ``best.*`` with them (once, after the last round); its new card."""
     model, card = load_model(checkpoints / "best", device)
-    card, scores = with_ood(card, model, data, config, device, _autocast_dtype(device, config.amp))
+    card, scores = with_ood(card, model, data, config, device, _autocast_dtype(device, config.amp, config.amp_dtype))
     save_model(checkpoints / "best", model, card, scores)
     return card
 

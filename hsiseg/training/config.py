@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    amp_dtype: str = "auto"  # auto: bfloat16 (else float16) on CUDA, off on a CPU; or bfloat16 / float16 anywhere
     channels_last: bool = True
     compile: bool = False
     workers: int = 0
@@ -57,7 +58,12 @@ class TrainConfig:
             if not getattr(self, name) > 0:  # (NaN too)
                 raise HsisegError(f"training: {name} must be > 0, got {getattr(self, name)}")
         self._check_numbers()
-        resolve_device(self.device)
+        device = resolve_device(self.device)
+        if self.amp_dtype not in ("auto", "bfloat16", "float16"):
+            raise HsisegError(f"training: amp_dtype must be auto, bfloat16 or float16, got {self.amp_dtype!r}")
+        if self.compile and device.type != "cuda":
+            raise HsisegError("training: compile runs on CUDA only (on a 2-core CPU, compiling the default network "
+                              "did not finish in 5 minutes); drop it on this device")  # fmt: skip
         check_loss(self.loss, self.loss_options)
         check_model(DEFAULT_MODEL if self.model == AUTO else self.model, self.model_options)  # auto: its candidates'
         for name in self.ood_scores:

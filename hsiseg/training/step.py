@@ -68,8 +68,8 @@ class TrainingStep:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(config.steps, warmup))
         compiled = cast(nn.Module, torch.compile(model)) if config.compile else model
         network = wrap_distributed(compiled, world, device)
-        autocast_dtype = _autocast_dtype(device, config.amp)
-        scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
+        autocast_dtype = _autocast_dtype(device, config.amp, config.amp_dtype)
+        scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
         distributed = world.world_size > 1
         sampler: DistributedSampler | None = (
             DistributedSampler(data.steps, world.world_size, world.rank, shuffle=False) if distributed else None
@@ -92,17 +92,35 @@ class TrainingStep:
         if self.sampler is not None:
             self.sampler.set_epoch(round_index)
         self.network.train()
-        total, count, started = 0.0, 0, time.perf_counter()
+        tally = _Tally(time.perf_counter())
         first = round_index * self.config.validate_every
+        pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, loss on the device, batch indices)
         for offset, batch in zip(range(self.config.steps_in_round(round_index)), self.loader, strict=False):
-            loss = self(batch, first + offset)
-            items = len(batch["index"].flatten())
-            total += loss * items
-            count += items
-            reporter.step(first + offset, loss, count / max(1e-9, time.perf_counter() - started))
-        return total / max(1, count)
+            pending.append((first + offset, self(batch, first + offset), batch["index"]))
+            if len(pending) == SYNC_EVERY:
+                self._flush(pending, tally, reporter)
+        self._flush(pending, tally, reporter)
+        return tally.total / max(1, tally.count)
 
-    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> float:
+    def _flush(self, pending: list[tuple[int, torch.Tensor, torch.Tensor]], tally: _Tally, reporter: Reporter) -> None:
+        """The pending steps' losses to the host in one transfer: checked, summed and reported."""
+        if not pending:
+            return
+        values = torch.stack([loss for _, loss, _ in pending]).float().cpu().tolist()
+        for (step, _, index), value in zip(pending, values, strict=True):
+            if not math.isfinite(value):
+                names = sorted({self.data.train_set.sample_ids[int(i)] for i in index.flatten().unique()})
+                raise HsisegError(
+                    f"non-finite loss ({value}) at step {step}, data from {names}; training stopped, "
+                    "the last good checkpoint is kept (try a lower learning rate)"
+                )
+            items = len(index.flatten())
+            tally.total, tally.count = tally.total + value * items, tally.count + items
+            reporter.step(step, value, tally.count / max(1e-9, time.perf_counter() - tally.started))
+        pending.clear()
+
+    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+        """One optimiser step; the loss stays on the device (no host sync: :meth:`run_round` batches them)."""
         images = batch["image"].to(self.device, non_blocking=True)
         if self.device.type == "cuda" and self.config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -111,12 +129,6 @@ class TrainingStep:
         try:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 loss = self.loss_fn(self.network(images), target)
-            if not torch.isfinite(loss):
-                names = sorted({self.data.train_set.sample_ids[int(i)] for i in batch["index"].flatten().unique()})
-                raise HsisegError(
-                    f"non-finite loss ({loss.item()}) at step {step}, data from {names}; training stopped, "
-                    "the last good checkpoint is kept (try a lower learning rate)"
-                )
             self.scaler.scale(loss).backward()
             if self.config.grad_clip:
                 self.scaler.unscale_(self.optimizer)
@@ -129,10 +141,29 @@ class TrainingStep:
                 f"pixels_per_step {self.config.pixels_per_step}; halve the one your model uses"
             ) from None
         self.scheduler.step()
-        return float(loss.item())
+        return loss.detach()
 
 
-def _autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    if device.type != "cuda" or not amp:
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+SYNC_EVERY = 16  # steps between host syncs (losses to the CPU and their check): a GPU never waits every step
+
+
+@dataclass
+class _Tally:
+    """A round's running loss sum, item count and start time."""
+
+    started: float
+    total: float = 0.0
+    count: int = 0
+
+
+def _autocast_dtype(device: torch.device, amp: bool, amp_dtype: str = "auto") -> torch.dtype | None:
+    """The autocast type of a run: ``auto`` is bfloat16 on CUDA where supported, else float16, and off on a
+    CPU (measured slower there); ``bfloat16`` / ``float16`` force it on any device."""
+    if not amp:
+        return None
+    if amp_dtype != "auto":
+        return AMP_DTYPES[amp_dtype]
+    if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
