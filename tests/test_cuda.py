@@ -89,3 +89,20 @@ def test_out_of_memory_is_one_clear_line(spec: Path, tmp_path: Path) -> None:
                          patch_size=32, refit=False)  # fmt: skip
     with pytest.raises(HsisegError, match="out of memory with batch_size"):
         train(spec, tmp_path / "run", config)
+
+
+def test_torchrun_with_nccl_trains(spec: Path, tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node=1`` of ``hsiseg train`` on CUDA: DDP is set up with NCCL from the environment."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", f"--master_port={port}",
+               "-m", "hsiseg_cli.main", "train", str(spec), "-o", str(tmp_path / "run"), "--steps", "20",
+               "--val-every", "20", "--device", "cuda", "--model", "unet", "--no-refit", "--quiet"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "best.json").is_file()
