@@ -110,6 +110,9 @@ def test_a_recorder_file_predicts_with_its_time_line(camera_and_frames, tmp_path
         assert maps["temperature_sensor_board"][5] == pytest.approx(30.2)
     rows = (tmp_path / "out" / "areas.csv").read_text().splitlines()
     assert rows[4].startswith("3,120.000,")
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "<th>exposure (us)</th><td>10000</td>" in report
+    assert "<th>temperature sensor board (degrees)</th><td>30 to 30.2</td>" in report
 
 
 def test_a_resumed_file_whose_second_session_crashed(camera_and_frames, tmp_path: Path) -> None:

@@ -118,8 +118,20 @@ def _summary(maps: StreamMaps, embedded: int) -> str:
         "unknown-tissue score": maps.ood_score or "none calibrated",
         "what the unknown map promises": maps.ood_promise or "(not recorded)",
         "unknown / invalid pixels": f"{unknown:.1%} / {invalid:.1%}",
+        **_acquisition(maps),
     }
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+
+
+def _acquisition(maps: StreamMaps) -> dict[str, str]:
+    """Ranges of what the recorder wrote per frame (exposure, temperatures) over the predicted frames."""
+    rows = {}
+    for name, values in maps.per_frame().items():
+        known = values[np.isfinite(values)]
+        if known.size and name != "acq_nframe":
+            label = "exposure (us)" if name == "exposure_us" else f"{name.replace('_', ' ')} (degrees)"
+            rows[label] = f"{known.min():g}" if known.min() == known.max() else f"{known.min():g} to {known.max():g}"
+    return rows
 
 
 def _areas_image(output: Path) -> str:

@@ -70,6 +70,13 @@ class StreamMaps:
         """The unknown-tissue score the run used ("" when none was calibrated)."""
         return str(self._attributes.get("ood_score", ""))
 
+    def per_frame(self) -> dict[str, np.ndarray]:
+        """What the recorder wrote per frame (``exposure_us``, ``acq_nframe``, ``temperature_*``): (N,) float64,
+        NaN where unknown; ``{}`` for recordings without it."""
+        with h5py.File(self.path, "r") as handle:
+            recorded = [name for name in handle if name in RECORDED or name.startswith("temperature_")]
+            return {name: handle[name][()].astype(np.float64) for name in recorded}
+
     @property
     def notes(self) -> list[str]:
         """What the recording lacks or changes (time stamps, exposure, dropped frames; ``[]`` for older files)."""
@@ -101,6 +108,9 @@ class StreamMaps:
         with h5py.File(self.path, "r") as handle:
             for slot, frame, stamp in zip(self.slots, self.frames, self.timestamps, strict=True):
                 yield int(slot), int(frame), float(stamp), handle["rgb"][slot], handle["labels"][slot]
+
+
+RECORDED = ("exposure_us", "acq_nframe")  # per-frame datasets from the recorder, besides temperature_*
 
 
 def frame_label(frame: int, stamp: float) -> str:
