@@ -192,11 +192,17 @@ class LabelTree:
     def _ancestor_matrix(self) -> np.ndarray:
         matrix = np.zeros((self.num_nodes, self.num_leaves))
         for leaf in range(self.num_leaves):
-            code: int | None = leaf
-            while code is not None:
-                matrix[code, leaf] = 1.0
-                code = self._nodes[code].parent
+            matrix[self._up_to_root(leaf), leaf] = 1.0
         return _readonly(matrix)
+
+    def _up_to_root(self, code: int) -> list[int]:
+        """``code`` and the codes of its ancestors, deepest first."""
+        chain: list[int] = []
+        current: int | None = code
+        while current is not None:
+            chain.append(current)
+            current = self._nodes[current].parent
+        return chain
 
     def ancestor_matrix(self) -> np.ndarray:
         """A, (N, C) float64: ``A[n, l] = 1`` iff leaf ``l`` is under node ``n``.
@@ -231,12 +237,7 @@ class LabelTree:
         """
         heights = self._heights
         row = heights[leaf] + heights[: self.num_leaves]  # ancestor: the root (height 0)
-        chain: list[int] = []
-        code: int | None = leaf
-        while code is not None:
-            chain.append(code)
-            code = self._nodes[code].parent
-        for ancestor in reversed(chain):
+        for ancestor in reversed(self._up_to_root(leaf)):
             first, stop = self._leaf_spans[ancestor]
             row[first:stop] = heights[leaf] + heights[first:stop] - 2 * heights[ancestor]
         return row
@@ -268,10 +269,7 @@ class LabelTree:
         # on_path[n, t] = 1 iff n is t or an ancestor of t.
         on_path = np.zeros((self.num_nodes, self.num_nodes))
         for target in range(self.num_nodes):
-            code: int | None = target
-            while code is not None:
-                on_path[code, target] = 1.0
-                code = self._nodes[code].parent
+            on_path[self._up_to_root(target), target] = 1.0
         below = on_path.T - np.eye(self.num_nodes)  # below[n, t] = 1 iff n is strictly under t
         distances = np.empty((self.num_nodes, self.num_leaves))
         for target in range(self.num_nodes):
