@@ -9,6 +9,7 @@ import typer
 from hsiseg import __version__
 
 from . import (
+    annotate_command,
     cube_commands,
     data_commands,
     demo_command,
@@ -38,6 +39,7 @@ app.command("predict")(predict_commands.predict)
 app.command("render")(predict_commands.render)
 app.command("demo")(demo_command.demo)
 app.command("evaluate")(evaluate_command.evaluate)
+app.command("annotate")(annotate_command.annotate)
 
 
 def _print_version(value: bool) -> None:

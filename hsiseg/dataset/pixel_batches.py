@@ -38,8 +38,6 @@ class PixelBatches(Dataset):
         augmentation: Augmentation | None = None,
         seed: int = 0,
     ) -> None:
-        if pixels_per_step < 1 or steps < 1:
-            raise HsisegError(f"pixels_per_step and steps must be >= 1, got {pixels_per_step} and {steps}")
         spectra, codes, owners = [], [], []
         for index in range(len(source.sample_ids)):
             sample = source.sample(index)
@@ -47,14 +45,36 @@ class PixelBatches(Dataset):
             spectra.append(sample.image[annotated])
             codes.append(sample.target[annotated])
             owners.append(np.full(int(annotated.sum()), index))
-        self.spectra = np.concatenate(spectra).astype(np.float32, copy=False)  # (P_annotated, B)
-        self.codes = np.concatenate(codes).astype(np.int64)
-        self.owners = np.concatenate(owners)
-        if not self.codes.size:
+        if not sum(c.size for c in codes):
             raise HsisegError(f"{source.spec.path}: the training split has no annotated pixel to train on")
+        self._setup(np.concatenate(spectra), np.concatenate(codes), np.concatenate(owners), source.sample_ids,
+                    pixels_per_step, steps, class_balance, augmentation, seed)  # fmt: skip
+
+    @classmethod
+    def from_arrays(
+        cls, spectra: np.ndarray, codes: np.ndarray, owners: np.ndarray, sample_ids: list[str], pixels_per_step: int,
+        steps: int, class_balance: float = 1.0, augmentation: Augmentation | None = None, seed: int = 0,
+    ) -> PixelBatches:  # fmt: skip
+        """Batches of annotated pixels already gathered: ``spectra`` (P, B), their target ``codes`` (P,) and the
+        index into ``sample_ids`` of the image each comes from, ``owners`` (P,)."""
+        if not codes.size:
+            raise HsisegError("pixel batches: no annotated pixel to train on")
+        batches = cls.__new__(cls)
+        batches._setup(spectra, codes, owners, sample_ids, pixels_per_step, steps, class_balance, augmentation, seed)
+        return batches
+
+    def _setup(
+        self, spectra: np.ndarray, codes: np.ndarray, owners: np.ndarray, sample_ids: list[str], pixels_per_step: int,
+        steps: int, class_balance: float, augmentation: Augmentation | None, seed: int,
+    ) -> None:  # fmt: skip
+        if pixels_per_step < 1 or steps < 1:
+            raise HsisegError(f"pixels_per_step and steps must be >= 1, got {pixels_per_step} and {steps}")
+        self.spectra = spectra.astype(np.float32, copy=False)  # (P_annotated, B)
+        self.codes = codes.astype(np.int64)
+        self.owners = owners
         weights = class_balanced_weights(self.codes, class_balance)
         self.probabilities = weights / weights.sum()
-        self.sample_ids = source.sample_ids
+        self.sample_ids = sample_ids
         self.pixels_per_step, self.steps = int(pixels_per_step), int(steps)
         self.augmentation = augmentation
         self.seed, self.epoch = seed, 0

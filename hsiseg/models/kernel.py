@@ -61,7 +61,7 @@ class KernelPixelNet(Network):
         """Standardisation, centres and gamma from training spectra (P, B); centres drawn with torch's RNG."""
         spectra = spectra.float()
         self.input_mean.copy_(spectra.mean(0))
-        self.input_std.copy_(spectra.std(0).clamp_min(1e-6 * spectra.abs().mean().clamp_min(1e-12)))
+        self.input_std.copy_(_spread(spectra).clamp_min(1e-6 * spectra.abs().mean().clamp_min(1e-12)))
         count = self.centres.shape[0]
         replace = spectra.shape[0] < count
         chosen = (torch.randint(spectra.shape[0], (count,)) if replace else torch.randperm(spectra.shape[0])[:count])
@@ -85,3 +85,8 @@ class KernelPixelNet(Network):
         """Logits (N, C, H, W) and the kernel features (N, M, H, W) they are computed from."""
         features = self.features(x)
         return self.head(features), features
+
+
+def _spread(spectra: torch.Tensor) -> torch.Tensor:
+    """(B,) standard deviation of training spectra (P, B) per band; 0 for a single spectrum (not NaN)."""
+    return spectra.std(0) if spectra.shape[0] > 1 else torch.zeros_like(spectra[0])

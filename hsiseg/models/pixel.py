@@ -70,7 +70,7 @@ class PixelNet(Network):
     def fit_input_statistics(self, spectra: torch.Tensor) -> None:
         """Set the input standardisation from training spectra (P, B)."""
         self.input_mean.copy_(spectra.mean(0))
-        self.input_std.copy_(spectra.std(0).clamp_min(1e-6 * spectra.abs().mean().clamp_min(1e-12)))
+        self.input_std.copy_(_spread(spectra).clamp_min(1e-6 * spectra.abs().mean().clamp_min(1e-12)))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, B, H, W) spectra -> (N, width, H, W) features."""
@@ -84,3 +84,8 @@ class PixelNet(Network):
         """Logits (N, C, H, W) and the penultimate features (N, width, H, W) they are computed from."""
         features = self.features(x)
         return self.head(features), features
+
+
+def _spread(spectra: torch.Tensor) -> torch.Tensor:
+    """(B,) standard deviation of training spectra (P, B) per band; 0 for a single spectrum (not NaN)."""
+    return spectra.std(0) if spectra.shape[0] > 1 else torch.zeros_like(spectra[0])

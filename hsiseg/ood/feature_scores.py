@@ -53,9 +53,12 @@ class Mahalanobis(OodScore):
         scale = covariance.trace() / dims
         covariance = (1 - self.shrinkage) * covariance + self.shrinkage * scale * torch.eye(dims)
         covariance += (1e-6 * scale + 1e-12) * torch.eye(dims)  # invertible even for one pixel per class
-        precision = torch.linalg.inv(covariance)
+        # W = L^-T with S = L L^T gives W W^T = S^-1; factoring S (kept well-conditioned by the shrinkage) rather
+        # than its inverse stays positive definite in floating point even for a handful of pixels
+        factor = torch.linalg.cholesky(covariance)
         self.means = means.float()
-        self.whitening = torch.linalg.cholesky((precision + precision.T) / 2).float()
+        identity = torch.eye(dims, dtype=factor.dtype)
+        self.whitening = torch.linalg.solve_triangular(factor, identity, upper=False).T.float()
 
     def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
         values = outputs.space(self.space, self.name)

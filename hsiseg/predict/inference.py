@@ -42,6 +42,7 @@ from hsiseg.ood import OodScore, build_score
 from hsiseg.ood.maps import masked, network_outputs, per_pixel_maps, pixel_outputs, score_maps, unmask
 from hsiseg.ood.trust import promise
 from hsiseg.predict.options import InferenceOptions
+from hsiseg.spectral import Preprocessing
 from hsiseg.tree import LabelTree
 
 
@@ -69,6 +70,30 @@ class Prediction:
         """(H, W) int32: leaf codes, :data:`UNKNOWN` (-1) and :data:`INVALID` (-2)."""
         labels = np.where(self.unknown, UNKNOWN, self.labels)
         return np.where(self.invalid, INVALID, labels).astype(np.int32)
+
+
+def prepare_cube(cube: Cube, preprocessing: Preprocessing, in_channels: int | None = None) -> Prepared:
+    """The network input of a cube with ``preprocessing`` and its invalid pixels (input 0); ``in_channels``: the
+    band count the network takes (checked when given)."""
+    grid = preprocessing.wavelengths
+    if grid is not None:
+        low, high = cube.wavelengths.min(), cube.wavelengths.max()
+        overlap = np.mean((np.asarray(grid) >= low - 5) & (np.asarray(grid) <= high + 5))
+        if overlap < 0.5:
+            source = cube.meta.get("source", "cube")
+            raise HsisegError(
+                f"{source}: its bands ({low:g}-{high:g} nm) cover only {overlap:.0%} of the model's wavelength "
+                f"grid ({min(grid):g}-{max(grid):g} nm); this model cannot read it"
+            )
+    invalid = invalid_pixels(cube)
+    raw = np.where(invalid[..., None], np.float32(0), cube.data) if invalid.any() else cube.data
+    data, _ = preprocessing.apply(raw, cube.wavelengths)
+    if in_channels is not None and data.shape[-1] != in_channels:
+        source = cube.meta.get("source", "cube")
+        raise HsisegError(f"{source}: {data.shape[-1]} bands after preprocessing, the model takes {in_channels}")
+    data[invalid] = 0.0
+    # (B, H, W) view of the (H, W, B) array: channels-last strides, which convolutions take without a copy
+    return Prepared(torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1), invalid)
 
 
 class Predictor:
@@ -164,27 +189,7 @@ class Predictor:
 
     def prepare(self, cube: Cube) -> Prepared:
         """The network input of a cube, with the card's preprocessing, and its invalid pixels (input 0)."""
-        grid = self.preprocessing.wavelengths
-        if grid is not None:
-            low, high = cube.wavelengths.min(), cube.wavelengths.max()
-            overlap = np.mean((np.asarray(grid) >= low - 5) & (np.asarray(grid) <= high + 5))
-            if overlap < 0.5:
-                source = cube.meta.get("source", "cube")
-                raise HsisegError(
-                    f"{source}: its bands ({low:g}-{high:g} nm) cover only {overlap:.0%} of the model's wavelength "
-                    f"grid ({min(grid):g}-{max(grid):g} nm); this model cannot read it"
-                )
-        invalid = invalid_pixels(cube)
-        raw = np.where(invalid[..., None], np.float32(0), cube.data) if invalid.any() else cube.data
-        data, _ = self.preprocessing.apply(raw, cube.wavelengths)
-        if data.shape[-1] != self.in_channels:
-            source = cube.meta.get("source", "cube")
-            raise HsisegError(
-                f"{source}: {data.shape[-1]} bands after preprocessing, the model takes {self.in_channels}"
-            )
-        data[invalid] = 0.0
-        # (B, H, W) view of the (H, W, B) array: channels-last strides, which convolutions take without a copy
-        return Prepared(torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1), invalid)
+        return prepare_cube(cube, self.preprocessing, self.in_channels)
 
     @torch.no_grad()
     def outputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
