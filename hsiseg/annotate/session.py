@@ -13,6 +13,7 @@ import io
 import threading
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +28,24 @@ from hsiseg.labels import UNLABELLED
 from hsiseg.predict.inference import Prepared, prepare_cube
 from hsiseg.render import rgb
 from hsiseg.render.colour import stretch
+from hsiseg.spectral import Preprocessing
 from hsiseg.training.data import network_preprocessing
 
 
 @dataclass
 class SampleView:
-    """An opened sample: its cube (H, W, B), network input, (H, W, 3) uint8 RGB and layers (own layer first)."""
+    """An opened sample: its cube (H, W, B), (H, W, 3) uint8 RGB, layers (own layer first) and, on first use,
+    its network input (:attr:`prepared`: opening an image shows it without preprocessing it)."""
 
     sample_id: str
     cube: Cube
-    prepared: Prepared
     rgb: np.ndarray
     layers: list[Layer]
+    preprocessing: Preprocessing
+
+    @cached_property
+    def prepared(self) -> Prepared:
+        return prepare_cube(self.cube, self.preprocessing)
 
     @property
     def own(self) -> Layer:
@@ -84,12 +91,11 @@ class AnnotationSession:
             warnings.simplefilter("ignore")  # a reader's warnings are the CLI's business, not the page's
             cube = self.spec.read_cube(sample_id)
             image = rgb(cube.data, cube.wavelengths)
-        prepared = prepare_cube(cube, self.preprocessing)
         shape = (int(cube.data.shape[0]), int(cube.data.shape[1]))
         mine = own_file(sample_id, self.annotator)
         files = [f for f in self.spec.samples[sample_id].annotations if f != mine]
         layers = [self._layer(mine, shape, editable=True)] + [self._layer(f, shape, editable=False) for f in files]
-        return SampleView(sample_id, cube, prepared, image, layers)
+        return SampleView(sample_id, cube, image, layers, self.preprocessing)
 
     def _layer(self, file: str, shape: tuple[int, int], editable: bool) -> Layer:
         return read_layer(file, self.spec.resolve(file), self.tree, self.table, self.ignore, shape, editable)
