@@ -27,8 +27,12 @@ def _default_annotator() -> str:
 def annotate(
     spec: Annotated[Path | None, typer.Argument(help="Data spec to annotate (label-image annotations), or a folder "
                                                     "of cubes with --tree.")] = None,  # fmt: skip
-    tree: Annotated[Path | None, typer.Option(help="Label tree for a folder of cubes: writes FOLDER/annotate.yaml "
-                                                   "(reused next time).")] = None,  # fmt: skip
+    tree: Annotated[Path | None, typer.Option(help="Label tree for a folder of cubes or a recording: writes "
+                                                   "FOLDER/annotate.yaml (reused next time).")] = None,  # fmt: skip
+    camera: Annotated[Path | None, typer.Option(help="Camera file of a snapshot-mosaic recording given as SPEC.")] = (
+        None
+    ),
+    every: Annotated[int, typer.Option(help="A recording: annotate every N-th frame.")] = 25,
     demo: Annotated[bool, typer.Option("--demo", help="Annotate the synthetic demo (written on first use).")] = False,
     demo_folder: Annotated[Path, typer.Option(help="Where --demo keeps its scene.")] = Path("hsiseg-annotate-demo"),
     annotator: Annotated[str, typer.Option(help="Your name: your strokes go to annotations/<sample>/<name>.png.")] = "",
@@ -45,21 +49,11 @@ def annotate(
     import uvicorn
 
     from hsiseg.annotate import AnnotationSession, LiveWorker
-    from hsiseg.annotate.demo import demo_scene, folder_scene
     from hsiseg.annotate.server import create_app
 
     if (spec is None) == (not demo):
         raise HsisegError("give a data spec, or --demo (not both)")
-    if tree is not None and (demo or spec is None or not spec.is_dir()):
-        raise HsisegError("--tree goes with a folder of cubes: hsiseg annotate FOLDER --tree TREE.yaml")
-    if spec is not None and spec.is_dir() and tree is None and not (spec / "annotate.yaml").is_file():
-        raise HsisegError(f"{spec}: a folder of cubes needs --tree TREE.yaml (the label tree to draw with)")
-    if demo:
-        spec_path = demo_scene(demo_folder)
-    else:
-        assert spec is not None
-        spec_path = folder_scene(spec, tree) if spec.is_dir() and tree is not None else spec
-        spec_path = spec / "annotate.yaml" if spec.is_dir() and tree is None else spec_path
+    spec_path = _scene(spec, demo, demo_folder, tree, camera, every)
     session = AnnotationSession(spec_path, annotator or _default_annotator())
     worker = LiveWorker(session)
     token = secrets.token_urlsafe(24)
@@ -78,6 +72,27 @@ def annotate(
         server.run(sockets=[listener])
     finally:
         worker.stop()
+
+
+def _scene(spec: Path | None, demo: bool, demo_folder: Path, tree: Path | None, camera: Path | None,
+           every: int) -> Path:  # fmt: skip
+    """The spec to annotate: given, the demo's, or written for a folder of cubes or a recording."""
+    from hsiseg.annotate.demo import demo_scene, folder_scene, recording_scene
+
+    if demo:
+        return demo_scene(demo_folder)
+    assert spec is not None
+    if camera is not None:
+        if tree is None:
+            raise HsisegError("a recording needs --tree TREE.yaml (the label tree to draw with) beside --camera")
+        return recording_scene(spec, camera, tree, every)
+    if spec.is_dir():
+        if tree is None and not (spec / "annotate.yaml").is_file():
+            raise HsisegError(f"{spec}: a folder of cubes needs --tree TREE.yaml (the label tree to draw with)")
+        return folder_scene(spec, tree) if tree is not None else spec / "annotate.yaml"
+    if tree is not None:
+        raise HsisegError("--tree goes with a folder of cubes or a recording (--camera), not with a data spec")
+    return spec
 
 
 def _listen(host: str, port: int) -> socket.socket:

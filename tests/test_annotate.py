@@ -299,3 +299,26 @@ def test_a_folder_of_cubes_with_a_tree_becomes_a_spec(demo_folder: Path, tmp_pat
     assert labels[3, 3] == spec.tree.index("necrosis") and (labels != UNLABELLED).sum() == 1
     result = CliRunner().invoke(cli, ["annotate", str(tmp_path / "cubes" / "surgery01")])
     assert result.exit_code == 2 and "needs --tree TREE.yaml" in result.output
+
+
+def test_frames_of_a_recording_become_samples(demo_folder: Path, tmp_path: Path) -> None:
+    from hsiseg.annotate.demo import recording_scene
+    from hsiseg.io import read_cube
+    from hsiseg.io.camera import CameraDescription
+    from hsiseg.io.recording import MosaicVideo, open_recording
+    from hsiseg.synthetic.dataset import demo_tree
+    from hsiseg.synthetic.recording import write_demo_recording
+
+    video, camera = write_demo_recording(tmp_path / "recording", demo_tree(), 6, (40, 56), 11)
+    spec_path = recording_scene(video, camera, demo_folder / "label_tree.yaml", every=2)
+    spec = DataSpec.from_file(spec_path)
+    assert list(spec.samples) == ["frame000000", "frame000002", "frame000004"]
+    expected = MosaicVideo(open_recording(video), CameraDescription.from_file(camera)).cube(2)
+    written = read_cube(spec.resolve(spec.samples["frame000002"].cube))
+    np.testing.assert_array_equal(written.data, expected.data)  # calibrated and demosaicked, as predict sees it
+    np.testing.assert_allclose(written.wavelengths, expected.wavelengths)
+    session = AnnotationSession(spec_path, "dave")
+    state = session.edit("frame000004", StrokeEdit("brush", ((2.0, 2.0),), "metal", 1), 0)
+    assert state["version"] == 1 and recording_scene(video, camera, demo_folder / "label_tree.yaml") == spec_path
+    result = CliRunner().invoke(cli, ["annotate", str(video), "--camera", str(camera)])
+    assert result.exit_code == 2 and "a recording needs --tree" in result.output

@@ -71,3 +71,31 @@ def _unique(name: str, seen: set[str]) -> str:
         candidate, number = f"{name}_{number}", number + 1
     seen.add(candidate)
     return candidate
+
+
+MAX_RECORDING_FRAMES = 500  # frames a recording scene holds (choose a larger --every beyond)
+
+
+def recording_scene(recording: str | Path, camera: str | Path, tree_path: str | Path, every: int = 25,
+                    folder: str | Path | None = None) -> Path:  # fmt: skip
+    """An annotation scene of a snapshot-mosaic recording: every ``every``-th frame, calibrated and demosaicked
+    with the camera file, written as an HDF5 cube into ``folder`` (default ``<recording>-annotate/``, reused when
+    it is there), then :func:`folder_scene` with the label tree."""
+    from hsiseg.io import write_cube
+    from hsiseg.io.camera import CameraDescription
+    from hsiseg.io.recording import MosaicVideo, open_recording
+
+    recording = Path(recording)
+    folder = Path(folder) if folder else recording.with_name(recording.name.split(".")[0] + "-annotate")
+    if (folder / DEMO_SPEC).is_file():
+        return folder / DEMO_SPEC
+    if every < 1:
+        raise HsisegError(f"every: must be >= 1, got {every}")
+    video = MosaicVideo(open_recording(recording), CameraDescription.from_file(camera))
+    indices = range(0, len(video), every)
+    if len(indices) > MAX_RECORDING_FRAMES:
+        raise HsisegError(f"{recording}: {len(indices)} frames at every {every}; choose every >= "
+                          f"{-(-len(video) // MAX_RECORDING_FRAMES)}")  # fmt: skip
+    for index in indices:
+        write_cube(folder / f"frame{index:06d}.h5", video.cube(index))
+    return folder_scene(folder, tree_path)
