@@ -15,6 +15,7 @@ from . import (
     demo_command,
     evaluate_command,
     predict_commands,
+    suggest_command,
     train_command,
     tree_commands,
 )
@@ -40,6 +41,7 @@ app.command("render")(predict_commands.render)
 app.command("demo")(demo_command.demo)
 app.command("evaluate")(evaluate_command.evaluate)
 app.command("annotate")(annotate_command.annotate)
+app.command("suggest")(suggest_command.suggest)
 
 
 def _print_version(value: bool) -> None:

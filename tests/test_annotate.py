@@ -231,6 +231,16 @@ def test_strokes_give_a_map_with_unknown_tissue(client: TestClient, scene: Path)
     assert set(client.get("/api/class-spectra").json()) <= set(DataSpec.from_file(scene).tree.leaves)
 
 
+def test_the_page_gets_suggestions_from_the_live_model(client: TestClient, scene: Path) -> None:
+    assert client.get("/api/samples/0/suggestions").status_code == 204  # no model yet
+    spec = strokes_of_every_class(client, scene, strokes=1)
+    client.app.state.hsiseg.worker.wait_for_model()  # type: ignore[attr-defined]
+    found = client.get("/api/samples/0/suggestions?count=3").json()
+    assert [s["rank"] for s in found] == [1, 2, 3] and all(s["outline"] and s["accept"] for s in found)
+    assert all(all(name in spec.tree for name in s["accept"]) for s in found)
+    assert "count must be in 1..20" in client.get("/api/samples/0/suggestions?count=50").json()["error"]
+
+
 def test_the_live_threshold_comes_from_held_out_strokes_only(scene: Path) -> None:
     from hsiseg.annotate.live_model import _values_at
 

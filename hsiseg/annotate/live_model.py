@@ -10,8 +10,8 @@ An update:
    previous one, warm-started, for ``update_steps`` steps; batches of annotated pixels, class-balanced and
    spectrally augmented as in ``hsiseg train`` (:class:`~hsiseg.dataset.pixel_batches.PixelBatches`);
 3. fits the default unknown-tissue score on the training strokes and calibrates its threshold on the held-out
-   strokes (``keep`` of them stay known; on the training strokes, and so optimistic, while no class has two
-   strokes), and scores the held-out strokes (mean leaf Dice);
+   strokes (``keep`` of them stay known; while no class has two strokes, on the training strokes, whose scores
+   are optimistic, keeping :data:`TRAINING_KEEP` of them), and scores the held-out strokes (mean leaf Dice);
 4. returns a :class:`~hsiseg.predict.Predictor`: the map of any image comes from the same code as
    ``hsiseg predict``.
 
@@ -45,6 +45,7 @@ from hsiseg.spectral import Preprocessing
 from hsiseg.training.step import warmup_cosine
 from hsiseg.tree import LabelTree
 
+TRAINING_KEEP = 0.999  # without held-out strokes: the share of training pixels kept (their scores are optimistic)
 UPDATE_LR_SHARE = 0.3  # a warm-started update peaks at this share of the first training's learning rate
 
 
@@ -185,7 +186,8 @@ class LiveModel:
         held = _values_at(predictions, validation)
         calibrated_on = "held-out strokes" if held.size else "training strokes"
         values = held if held.size else _values_at(predictions, train)
-        threshold = float(np.quantile(values, 1 - self.settings.ood_keep)) if values.size else -1e30
+        keep = self.settings.ood_keep if held.size else TRAINING_KEEP
+        threshold = float(np.quantile(values, 1 - keep)) if values.size else -1e30
         every = np.concatenate([p.score[~p.invalid] for p in predictions.values()])
         share = float((every < threshold).mean()) if every.size else 0.0
         calibration = _calibration(threshold, self.settings.ood_keep, int(values.size), share)

@@ -63,6 +63,7 @@ def create_app(session: AnnotationSession, worker: LiveWorker, token: str | None
         Route("/api/samples/{index:int}/codes", codes),
         Route("/api/samples/{index:int}/spectrum", spectrum),
         Route("/api/samples/{index:int}/map", label_map),
+        Route("/api/samples/{index:int}/suggestions", suggestions),
         Route("/api/samples/{index:int}/strokes", stroke, methods=["POST"]),
         Route("/api/samples/{index:int}/undo", undo, methods=["POST"]),
         Route("/api/samples/{index:int}/redo", redo, methods=["POST"]),
@@ -224,6 +225,16 @@ def label_map(request: Request) -> Response:
     headers = {"X-Model-Version": str(version), "X-Unknown-Share": f"{prediction.unknown.mean():.4f}",
                "X-Classes": json.dumps(summary, separators=(",", ":"))}  # fmt: skip
     return Response(labels.astype("<i2").tobytes(), media_type="application/octet-stream", headers=headers)
+
+
+def suggestions(request: Request) -> Response:
+    """Where to draw next (``?count=N``, 1-20): ranked regions with reasons and outlines; 204 before a model."""
+    query = request.query_params
+    count = _integer(query, "count") if query.get("count") else 5
+    if not 1 <= count <= 20:
+        raise HsisegError(f"count must be in 1..20, got {count}")
+    found = _state(request).worker.suggestions(_sample(request), count)
+    return Response(status_code=204) if found is None else JSONResponse(found)
 
 
 async def stroke(request: Request) -> JSONResponse:

@@ -42,6 +42,7 @@ class SampleView:
     rgb: np.ndarray
     layers: list[Layer]
     preprocessing: Preprocessing
+    superpixels: np.ndarray | None = None  # (H, W) candidate regions of suggestions, computed on first use
 
     @cached_property
     def prepared(self) -> Prepared:
@@ -145,6 +146,11 @@ class AnnotationSession:
             if not 0 <= layer < len(layers):
                 raise HsisegError(f"layer must be in 0..{len(layers) - 1}, got {layer}")
             return layers[layer].codes.astype("<i2").tobytes()
+
+    def merged(self, sample_id: str) -> np.ndarray:
+        """(H, W) int32 codes of every layer merged (a copy)."""
+        with self.lock:
+            return merged_codes(self.view(sample_id).layers).copy()
 
     def layer_state(self, sample_id: str) -> dict[str, object]:
         """Size, own layer's version and file, the other layers' annotators, undo / redo availability."""

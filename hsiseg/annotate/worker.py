@@ -106,6 +106,22 @@ class LiveWorker:
             self._maps[key] = prediction
         return version, self._maps[key]
 
+    def suggestions(self, sample_id: str, count: int = 5) -> list[dict[str, object]] | None:
+        """Where to draw next on ``sample_id`` (:func:`hsiseg.active.suggest`, the default strategy), from the
+        live model's map and the strokes so far; None before the first model."""
+        from hsiseg.active import regions, suggest
+
+        found = self.map_of(sample_id)
+        if found is None:
+            return None
+        prediction = found[1]
+        view = self.session.view(sample_id)
+        if view.superpixels is None:
+            view.superpixels = regions(view.prepared.image.numpy(), prediction.invalid)
+        scribbles = self.session.merged(sample_id)
+        chosen = suggest(prediction, scribbles, self.session.tree, count, superpixels=view.superpixels)
+        return [suggestion.as_json() for suggestion in chosen]
+
     # --- the thread -------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:

@@ -66,7 +66,7 @@
     state.polygon = [];
     const layer = await (await api(`/api/samples/${index}/layer`)).json();
     state.layer = layer;
-    for (const id of ["image-canvas", "map-canvas", "strokes-canvas", "draft-canvas"]) {
+    for (const id of ["image-canvas", "map-canvas", "strokes-canvas", "suggest-canvas", "draft-canvas"]) {
       $(id).width = layer.width;
       $(id).height = layer.height;
     }
@@ -77,6 +77,7 @@
     await Promise.all([loadImage(), loadStrokes()]);
     state.mapShown = -1;
     clearCanvas("map-canvas");
+    clearSuggestions();
     await loadMap();
   }
   async function loadImage() {
@@ -211,6 +212,40 @@
     setTimeout(pollStatus, 500);
   }
 
+  // --- where to draw next -----------------------------------------------------------------------------------
+  function clearSuggestions() { clearCanvas("suggest-canvas"); $("suggestions").replaceChildren(); }
+  async function showSuggestions() {
+    const response = await api(`/api/samples/${state.index}/suggestions?count=5`);
+    clearSuggestions();
+    if (response.status === 204) { toast("no model yet: draw strokes of every class first"); return; }
+    const found = await response.json();
+    const context = $("suggest-canvas").getContext("2d");
+    context.strokeStyle = "#ffeb3b";
+    context.lineWidth = Math.max(1, 2 / state.zoom);
+    context.font = `${Math.max(8, Math.round(12 / state.zoom))}px sans-serif`;
+    for (const suggestion of found) {
+      for (const polygon of suggestion.outline) {
+        context.beginPath();
+        polygon.forEach(([x, y], i) => (i ? context.lineTo(x + 0.5, y + 0.5) : context.moveTo(x + 0.5, y + 0.5)));
+        context.closePath();
+        context.stroke();
+      }
+      context.fillStyle = "#ffeb3b";
+      context.fillText(String(suggestion.rank), suggestion.centre[0], suggestion.centre[1]);
+      const item = document.createElement("li");
+      item.append(`${suggestion.reasons.join("; ")}. Label: `);
+      for (const name of suggestion.accept) {
+        const button = document.createElement("button");
+        button.textContent = name;
+        button.title = "select this label in the palette";
+        const node = state.nodes.find((n) => n.name === name);
+        button.addEventListener("click", () => node && select(node.code));
+        item.append(button);
+      }
+      $("suggestions").append(item);
+    }
+  }
+
   // --- view: zoom and pan -------------------------------------------------------------------------------------
   function fitView() {
     const viewport = $("viewport").getBoundingClientRect();
@@ -250,6 +285,7 @@
       state.layer = await (await post(`/api/samples/${state.index}/strokes`, body)).json();
       showLayerInfo();
       await loadStrokes();
+      clearSuggestions();
       refreshClassSpectra();
     } catch (error) { toast(error.message); await openSample(state.index); }
     finally { state.drawing = null; state.polygon = []; drawDraft(); }
@@ -372,6 +408,7 @@
     $("undo").addEventListener("click", () => history("undo"));
     $("redo").addEventListener("click", () => history("redo"));
     $("update").addEventListener("click", () => post("/api/update").catch((error) => toast(error.message)));
+    $("suggest").addEventListener("click", () => showSuggestions().catch((error) => toast(error.message)));
     $("final").addEventListener("click", () => post("/api/final").catch((error) => toast(error.message)));
     $("show-map").addEventListener("change", () => { $("map-canvas").hidden = !$("show-map").checked; });
     $("show-strokes").addEventListener("change", () => { $("strokes-canvas").hidden = !$("show-strokes").checked; });

@@ -1,0 +1,199 @@
+"""Where to scribble next, measured: leaf mean Dice against the number of strokes a simulated annotator draws,
+for each placement strategy, with an SVC trained on the same strokes beside it.
+
+Run: ``python benchmarks/annotation_budget.py`` (``--data demo indian-pines jasper-ridge samson``,
+``--strokes 30``, ``--seeds 5``; ``--quick``: a small demo image, 4 strokes, 1 seed, for the tests).
+
+Protocol, per data set and seed: the annotator starts from one stroke per class
+(:func:`hsiseg.active.simulated_annotator.first_strokes`); each round the live model of ``hsiseg annotate``
+(:class:`~hsiseg.annotate.live_model.LiveModel`, warm-started) updates, the strategy picks a region
+(:func:`hsiseg.active.suggest`: ``mix`` = hsiseg's default, ``uncertainty``, ``random``, ``grid``) and the
+annotator draws one stroke of ``--length`` pixels inside it, labelled from the truth under the stroke only,
+20% of them with the parent node where the leaf has siblings. After every stroke: leaf mean Dice of the leaf map
+on every truth pixel of the image, the share of those (all known) pixels the map calls unknown, and an RBF SVC (scikit-learn, balanced, C = 10) trained
+on the leaf-labelled stroke pixels of the same strategy. Writes ``--output`` (JSON with every curve) and a plot
+beside it; prints the strokes each strategy needs to reach what random placement reaches at the end.
+
+Data: the demo's held-out surgery (one image, 14 leaves), Indian Pines (145 x 145, 16 leaves), and the real
+scenes of :mod:`hsiseg.dataset.scenes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hsiseg.active import suggest
+from hsiseg.active.simulated_annotator import TruthOracle, coarse, first_strokes, stroke_in
+from hsiseg.annotate.live_model import LiveModel, LiveSample, LiveSettings
+from hsiseg.io import Cube
+from hsiseg.labels import UNLABELLED
+from hsiseg.predict.inference import prepare_cube
+from hsiseg.spectral import Preprocessing
+from hsiseg.tree import LabelTree
+
+STRATEGIES = ("mix", "uncertainty", "random", "grid")
+COARSE_SHARE = 0.2
+
+
+def load(name: str, quick: bool) -> tuple[Cube, np.ndarray, LabelTree]:
+    """(cube, truth as leaf codes, tree) of one benchmark image."""
+    if name == "demo":
+        from hsiseg.dataset.spec import DataSpec
+        from hsiseg.synthetic.dataset import generate_demo_data
+
+        folder = Path(tempfile.mkdtemp(prefix="budget-demo-"))
+        shape = (48, 64) if quick else (96, 128)
+        spec = DataSpec.from_file(generate_demo_data(folder, surgeries=4, frames=1, shape=shape, seed=11))
+        sample_id = spec.split("test", 0)[0]
+        return spec.read_cube(sample_id), spec.read_truth(sample_id), spec.tree  # type: ignore[return-value]
+    if name == "indian-pines":
+        from hsiseg.dataset.indian_pines import load_indian_pines, pines_tree
+
+        cube, truth = load_indian_pines()
+        return cube, truth, pines_tree()
+    from hsiseg.dataset.scenes import load_scene, scene_tree
+
+    cube, truth = load_scene(name)
+    return cube, truth, scene_tree(name)
+
+
+def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, strokes: int, length: int,
+                 seed: int, settings: LiveSettings) -> dict[str, list[float]]:  # fmt: skip
+    """One curve: Dice (and unknown share, SVC Dice) after each stroke from the first strokes on."""
+    rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
+    oracle = TruthOracle(truth)
+    scribbles = first_strokes(oracle, length, np.random.default_rng(seed))  # the same start for every strategy
+    oracle.forget()
+    preprocessing = Preprocessing(normalization="l1", wavelengths=cube.wavelengths.tolist())
+    prepared = prepare_cube(cube, preprocessing)
+    model = LiveModel(tree, preprocessing, int(prepared.image.shape[0]), settings)
+    curve: dict[str, list[float]] = {"strokes": [], "dice": [], "unknown": [], "svc_dice": []}
+    superpixels = None
+    for _ in range(strokes + 1):
+        result = model.update([LiveSample("image", prepared, scribbles)])
+        prediction = result.predictions["image"]
+        _record(curve, prediction, scribbles, truth, tree, prepared.image.numpy())
+        if len(curve["strokes"]) > strokes:
+            break
+        if superpixels is None:
+            from hsiseg.active import regions
+
+            superpixels = regions(prepared.image.numpy(), prediction.invalid, seed)
+        found = suggest(prediction, scribbles, tree, 1, strategy, int(rng.integers(2**31)), superpixels=superpixels)
+        stroke = stroke_in(oracle, found[0].mask, length, rng) if found else None
+        if stroke is not None:
+            pixels, leaf = stroke
+            scribbles = scribbles.copy()
+            scribbles[pixels] = coarse(leaf, tree, COARSE_SHARE, rng)
+    return curve
+
+
+def _record(curve: dict[str, list[float]], prediction, scribbles: np.ndarray, truth: np.ndarray, tree: LabelTree,
+            image: np.ndarray) -> None:  # fmt: skip
+    known = np.where(truth >= 0, truth, UNLABELLED)
+    curve["strokes"].append(float(len(curve["strokes"])))
+    curve["dice"].append(_dice(prediction.labels, known, tree))  # the leaf map (the unknown share: its own curve)
+    curve["unknown"].append(float(prediction.unknown[truth >= 0].mean()))
+    curve["svc_dice"].append(_svc_dice(image, scribbles, known, tree))
+
+
+def _dice(labels: np.ndarray, known: np.ndarray, tree: LabelTree) -> float:
+    """Leaf mean Dice over the classes of the truth (a label outside the leaves counts as wrong)."""
+    scores = []
+    for code in np.unique(known[known != UNLABELLED]):
+        predicted, wanted = labels == code, known == code
+        scores.append(2 * (predicted & wanted).sum() / max(1, predicted[known != UNLABELLED].sum() + wanted.sum()))
+    return float(np.mean(scores))
+
+
+def _svc_dice(image: np.ndarray, scribbles: np.ndarray, known: np.ndarray, tree: LabelTree) -> float:
+    from sklearn.svm import SVC
+
+    leaves = (scribbles != UNLABELLED) & (scribbles < tree.num_leaves)
+    if len(np.unique(scribbles[leaves])) < 2:
+        return float("nan")
+    spectra = image.reshape(image.shape[0], -1).T
+    classifier = SVC(C=10.0, gamma="scale", class_weight="balanced").fit(spectra[leaves.ravel()], scribbles[leaves])
+    return _dice(classifier.predict(spectra).reshape(known.shape), known, tree)
+
+
+def strokes_to_reach(curve: list[float], target: float) -> float:
+    """The first stroke count whose Dice reaches ``target`` (NaN when never)."""
+    for strokes, value in enumerate(curve):
+        if value >= target:
+            return float(strokes)
+    return float("nan")
+
+
+def summarise(results: dict) -> list[str]:
+    """Markdown lines: per data set, the mean final Dice per strategy and the strokes each needs to reach the
+    random strategy's final Dice (means over seeds)."""
+    lines = ["| data | strategy | Dice at start | Dice at the end | strokes to reach random's final Dice | SVC Dice "
+             "at the end (same strokes) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for data, per_strategy in results.items():
+        random_final = np.mean([c["dice"][-1] for c in per_strategy["random"]])
+        for strategy, curves in per_strategy.items():
+            reach = np.array([strokes_to_reach(c["dice"], random_final) for c in curves])
+            reached = f"{reach.mean():.1f}" if not np.isnan(reach).any() else f"{np.isnan(reach).sum()} seeds never"
+            start, end = np.mean([c["dice"][0] for c in curves]), np.mean([c["dice"][-1] for c in curves])
+            svc = np.nanmean([c["svc_dice"][-1] for c in curves])
+            lines.append(f"| {data} | {strategy} | {start:.3f} | {end:.3f} | {reached} | {svc:.3f} |")
+    return lines
+
+
+def plot(results: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5 * len(results), 4))
+    for index, (data, per_strategy) in enumerate(results.items()):
+        axes = figure.add_subplot(1, len(results), index + 1)
+        for strategy, curves in per_strategy.items():
+            mean = np.mean([c["dice"] for c in curves], axis=0)
+            axes.plot(np.arange(len(mean)), mean, label=f"hsiseg, {strategy}")
+        svc = np.nanmean([c["svc_dice"] for c in per_strategy["random"]], axis=0)
+        axes.plot(np.arange(len(svc)), svc, "k--", label="SVC, random strokes")
+        axes.set(title=data, xlabel="strokes after one per class", ylabel="leaf mean Dice")
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["demo", "indian-pines"])
+    parser.add_argument("--strokes", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--length", type=int, default=8)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--output", type=Path, default=Path("annotation_budget.json"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if "random" not in args.strategies:
+        parser.error("--strategies must include random (the baseline every other strategy is measured against)")
+    if args.quick:
+        args.data, args.strokes, args.seeds = ["demo"], 4, 1
+    settings = LiveSettings(first_steps=60, update_steps=20) if args.quick else LiveSettings()
+    started = time.perf_counter()
+    results: dict[str, dict[str, list]] = {}
+    for data in args.data:
+        cube, truth, tree = load(data, args.quick)
+        results[data] = {}
+        for strategy in args.strategies:
+            results[data][strategy] = [run_strategy(cube, truth, tree, strategy, args.strokes, args.length, seed,
+                                                    settings) for seed in range(args.seeds)]  # fmt: skip
+            print(f"{data} {strategy}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
+    plot(results, args.output.with_suffix(".png"))
+    print("\n".join(summarise(results)))
+    print(f"{time.perf_counter() - started:.0f} s; curves in {args.output} and {args.output.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

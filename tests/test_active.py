@@ -1,0 +1,161 @@
+"""Where to scribble next (hsiseg.active): suggestions against brute-force references, their rules (never in
+scribbled or invalid pixels, deterministic per seed, tree-aware), the simulated annotator's wall around the
+truth, hsiseg suggest end to end, the page's suggestions, and the quick budget benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hsiseg.active import regions, suggest
+from hsiseg.active.simulated_annotator import TruthOracle, first_strokes, stroke_in
+from hsiseg.labels import UNLABELLED
+from hsiseg.predict.inference import Prediction
+from hsiseg.synthetic.dataset import demo_tree, generate_demo_data
+from hsiseg_cli.main import app as cli
+
+ROOT = Path(__file__).parents[1]
+
+
+def prediction_of(probabilities: np.ndarray, invalid: np.ndarray | None = None) -> Prediction:
+    """A Prediction from (C, H, W) probabilities (score: the confidence; nothing unknown)."""
+    shape = probabilities.shape[1:]
+    invalid = np.zeros(shape, dtype=bool) if invalid is None else invalid
+    confidence = probabilities.max(0)
+    return Prediction(probabilities.astype(np.float32), probabilities.argmax(0).astype(np.int32), confidence,
+                      np.zeros(shape, dtype=bool), invalid, confidence)  # fmt: skip
+
+
+def blocks(shape: tuple[int, int], size: int) -> np.ndarray:
+    """(H, W) superpixels: square blocks of ``size`` pixels."""
+    rows, columns = np.indices(shape)
+    return (rows // size) * (-(-shape[1] // size)) + columns // size
+
+
+@pytest.fixture
+def scene() -> tuple[Prediction, np.ndarray]:
+    rng = np.random.default_rng(0)
+    tree = demo_tree()
+    logits = rng.normal(0, 2, (tree.num_leaves, 32, 40))
+    probabilities = np.exp(logits) / np.exp(logits).sum(0)
+    return prediction_of(probabilities), blocks((32, 40), 8)
+
+
+def test_uncertainty_ranks_regions_by_their_mean_margin(scene) -> None:
+    prediction, superpixels = scene
+    tree = demo_tree()
+    scribbles = np.full(superpixels.shape, UNLABELLED, dtype=np.int32)
+    found = suggest(prediction, scribbles, tree, 5, "uncertainty", superpixels=superpixels)
+    top2 = np.sort(prediction.probabilities, axis=0)[-2:]
+    margin = 1 - (top2[1] - top2[0])
+    expected = sorted(np.unique(superpixels), key=lambda r: -margin[superpixels == r].mean())[:5]  # brute force
+    assert [int(superpixels[s.mask][0]) for s in found] == expected
+    assert [s.rank for s in found] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([s.score for s in found], [margin[superpixels == r].mean() for r in expected],
+                               rtol=1e-6)  # fmt: skip
+
+
+def test_never_inside_scribbled_or_invalid_pixels(scene) -> None:
+    prediction, superpixels = scene
+    tree = demo_tree()
+    invalid = np.zeros(superpixels.shape, dtype=bool)
+    invalid[::3, ::5] = True
+    prediction.invalid = invalid
+    scribbles = np.full(superpixels.shape, UNLABELLED, dtype=np.int32)
+    scribbles[2:6, :] = 3  # crosses the first row of blocks
+    scribbles[8:16, 0:8] = 4  # a whole block: never suggested
+    for strategy in ("mix", "uncertainty", "random", "grid"):
+        found = suggest(prediction, scribbles, tree, 20, strategy, seed=1, superpixels=superpixels)
+        assert found and all(not (s.mask & ((scribbles != UNLABELLED) | invalid)).any() for s in found)
+        assert all(not (s.mask & (superpixels == superpixels[8, 0])).any() for s in found)
+
+
+def test_suggestions_are_deterministic_per_seed(scene) -> None:
+    prediction, _ = scene
+    tree = demo_tree()
+    rng = np.random.default_rng(3)
+    image = rng.random((10, 32, 40)).astype(np.float32)
+    scribbles = np.full((32, 40), UNLABELLED, dtype=np.int32)
+    runs = [suggest(prediction, scribbles, tree, 6, "mix", seed=5, image=image) for _ in range(2)]
+    assert [s.as_json() for s in runs[0]] == [s.as_json() for s in runs[1]]
+    np.testing.assert_array_equal(regions(image, prediction.invalid, 5), regions(image, prediction.invalid, 5))
+    other = suggest(prediction, scribbles, tree, 6, "random", seed=6, superpixels=blocks((32, 40), 8))
+    again = suggest(prediction, scribbles, tree, 6, "random", seed=6, superpixels=blocks((32, 40), 8))
+    assert [s.centre for s in other] == [s.centre for s in again]
+
+
+def test_siblings_make_the_parent_an_accepted_label() -> None:
+    tree = demo_tree()
+    artery, vein, bone = (tree.index(name) for name in ("artery", "vein", "bone"))
+    probabilities = np.full((tree.num_leaves, 8, 16), 0.01)
+    probabilities[artery, :, :8], probabilities[vein, :, :8] = 0.45, 0.4  # siblings under 'vessel'
+    probabilities[artery, :, 8:], probabilities[bone, :, 8:] = 0.45, 0.4  # not siblings
+    probabilities /= probabilities.sum(0)
+    found = suggest(prediction_of(probabilities), np.full((8, 16), UNLABELLED, dtype=np.int32), tree, 2,
+                    "uncertainty", superpixels=blocks((8, 16), 8))  # fmt: skip
+    by_side = {int(np.argwhere(s.mask)[0][1] >= 8): s for s in found}
+    assert by_side[0].accept == ["artery", "vessel"] and any("'vessel'" in r for r in by_side[0].reasons)
+    assert by_side[1].accept == ["artery"] and by_side[1].candidates == ["artery", "bone"]
+
+
+def test_the_simulated_annotator_reads_the_truth_under_its_stroke_only() -> None:
+    rng = np.random.default_rng(2)
+    truth = np.repeat(np.arange(6), 10).reshape(6, 10).T.copy()  # (10, 6): bands of classes
+    truth = np.kron(truth, np.ones((3, 3), dtype=int))  # (30, 18)
+    oracle = TruthOracle(truth)
+    scribbles = first_strokes(oracle, 6, rng)
+    assert {int(c) for c in np.unique(scribbles)} == {UNLABELLED, 0, 1, 2, 3, 4, 5}
+    oracle.forget()
+    region = np.zeros(truth.shape, dtype=bool)
+    region[5:25, 2:16] = True
+    for _ in range(30):
+        stroke = stroke_in(oracle, region, 8, rng)
+        assert stroke is not None
+        (rows, columns), leaf = stroke
+        assert (truth[rows, columns] == leaf).all() and region[rows, columns].all() and len(rows) <= 8
+        drawn = np.zeros(truth.shape, dtype=bool)
+        drawn[rows, columns] = True
+        near = np.zeros_like(drawn)  # the stroke and the pixel where it met another tissue or the region's edge
+        for r, c in zip(rows, columns, strict=True):
+            near[max(0, r - 1) : r + 2, max(0, c - 1) : c + 2] = True
+        assert not (oracle.asked & ~near).any(), "read the truth outside its stroke"
+        oracle.forget()
+
+
+def test_hsiseg_suggest_end_to_end(tmp_path: Path) -> None:
+    from hsiseg.dataset.spec import DataSpec
+    from hsiseg.training import TrainConfig, final_checkpoint, train
+
+    spec_path = generate_demo_data(tmp_path / "demo", surgeries=3, frames=1, shape=(40, 56), seed=2)
+    train(spec_path, tmp_path / "run", TrainConfig(model="pixel", steps=30, validate_every=15))
+    model = final_checkpoint(tmp_path / "run")
+    sample = list(DataSpec.from_file(spec_path).samples)[0]
+    result = CliRunner().invoke(cli, ["suggest", str(model), str(spec_path), "-o", str(tmp_path / "out"),
+                                      "--sample", sample, "--count", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / f"{sample}.json").read_text())
+    assert [s["rank"] for s in document["suggestions"]] == [1, 2, 3, 4]
+    first = document["suggestions"][0]
+    assert first["outline"] and first["pixels"] > 0 and first["reasons"] and first["accept"]
+    assert (tmp_path / "out" / f"{sample}.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "out" / "suggestions.json").read_text())["files"] == [f"{sample}.json"]
+    bad = CliRunner().invoke(cli, ["suggest", str(model), str(spec_path), "-o", str(tmp_path / "x"), "--strategy",
+                                   "best"])  # fmt: skip
+    assert bad.exit_code == 2 and "--strategy must be one of mix, uncertainty, random, grid" in bad.output
+
+
+def test_the_quick_budget_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "budget.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "annotation_budget.py"), "--quick", "--output",
+                          str(output)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| demo | mix |" in run.stdout and output.with_suffix(".png").is_file()
+    curves = json.loads(output.read_text())["results"]["demo"]
+    assert set(curves) == {"mix", "uncertainty", "random", "grid"}
+    assert all(len(c["dice"]) == 5 and 0 <= min(c["dice"]) <= max(c["dice"]) <= 1 for s in curves.values() for c in s)
