@@ -8,11 +8,13 @@ Protocol, per data set and seed: the annotator starts from one stroke per class
 (:func:`hsiseg.active.simulated_annotator.first_strokes`); each round the live model of ``hsiseg annotate``
 (:class:`~hsiseg.annotate.live_model.LiveModel`, warm-started) updates, the strategy picks a region
 (:func:`hsiseg.active.suggest`: ``mix`` = hsiseg's default, ``uncertainty``, ``random``, ``grid``) and the
-annotator draws one stroke of ``--length`` pixels inside it, labelled from the truth under the stroke only,
-20% of them with the parent node where the leaf has siblings. After every stroke: leaf mean Dice of the leaf map
-on every truth pixel of the image, the share of those (all known) pixels the map calls unknown, and an RBF SVC (scikit-learn, balanced, C = 10) trained
-on the leaf-labelled stroke pixels of the same strategy. Writes ``--output`` (JSON with every curve) and a plot
-beside it; prints the strokes each strategy needs to reach what random placement reaches at the end.
+annotator draws one stroke of ``--length`` pixels inside it, labelled from the truth under the stroke only, 20%
+of them with the parent node where the leaf has siblings. Where the pixel a stroke starts on is no class of the
+tree (Indian Pines' unlabelled background), the annotator skips to the next suggestion, up to :data:`TRIES`.
+After every stroke: leaf mean Dice of the leaf map on every truth pixel of the image, the share of those (all
+known) pixels the map calls unknown, and an RBF SVC (scikit-learn, balanced, C = 10) trained on the
+leaf-labelled stroke pixels of the same strategy. Writes ``--output`` (JSON with every curve) and a plot beside
+it; prints the strokes each strategy needs to reach what random placement reaches at the end.
 
 Data: the demo's held-out surgery (one image, 14 leaves), Indian Pines (145 x 145, 16 leaves), and the real
 scenes of :mod:`hsiseg.dataset.scenes`.
@@ -40,6 +42,7 @@ from hsiseg.tree import LabelTree
 
 STRATEGIES = ("mix", "uncertainty", "random", "grid")
 COARSE_SHARE = 0.2
+TRIES = 5  # suggestions the annotator goes through, in order, until one starts on a class of the tree
 
 
 def load(name: str, quick: bool) -> tuple[Cube, np.ndarray, LabelTree]:
@@ -86,8 +89,9 @@ def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, 
             from hsiseg.active import regions
 
             superpixels = regions(prepared.image.numpy(), prediction.invalid, seed)
-        found = suggest(prediction, scribbles, tree, 1, strategy, int(rng.integers(2**31)), superpixels=superpixels)
-        stroke = stroke_in(oracle, found[0].mask, length, rng) if found else None
+        found = suggest(prediction, scribbles, tree, TRIES, strategy, int(rng.integers(2**31)),
+                        superpixels=superpixels)  # fmt: skip
+        stroke = next((s for s in (stroke_in(oracle, f.mask, length, rng) for f in found) if s is not None), None)
         if stroke is not None:
             pixels, leaf = stroke
             scribbles = scribbles.copy()

@@ -116,6 +116,12 @@ def test_draw_train_toggle_and_save_in_a_real_browser(served, browser, tmp_path:
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#legend input[type=checkbox]"), 90, "the map")
     browser.save_screenshot(str(tmp_path / "annotate.png"))
 
+    browser.find_element(By.ID, "suggest").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#suggestions li"), 30, "the suggestions")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#suggestions li")) == 5
+    browser.find_element(By.CSS_SELECTOR, "#suggestions li button").click()  # selects its label in the palette
+    assert browser.find_elements(By.CSS_SELECTOR, ".node.selected")
+
     toggle = browser.find_elements(By.CSS_SELECTOR, "#legend input[type=checkbox]")[0]
     hidden_code = int(toggle.get_attribute("data-code"))
     alpha_of = ("const c = document.getElementById('map-canvas').getContext('2d'); const d = c.getImageData(0, 0, "
