@@ -99,21 +99,19 @@ class Layer:
 
     def undo(self, version: int) -> bool:
         """Undo the last change; False when there is none."""
-        self._check_writable(version)
-        if not self.undo_stack:
-            return False
-        self.redo_stack.append(self.codes)
-        self.codes = self.undo_stack.pop()
-        self.version += 1
-        return True
+        return self._step(version, self.undo_stack, self.redo_stack)
 
     def redo(self, version: int) -> bool:
         """Redo the last undone change; False when there is none."""
+        return self._step(version, self.redo_stack, self.undo_stack)
+
+    def _step(self, version: int, source: list[np.ndarray], target: list[np.ndarray]) -> bool:
+        """Go back to the top of ``source``, keeping the current codes on ``target``."""
         self._check_writable(version)
-        if not self.redo_stack:
+        if not source:
             return False
-        self.undo_stack.append(self.codes)
-        self.codes = self.redo_stack.pop()
+        target.append(self.codes)
+        self.codes = source.pop()
         self.version += 1
         return True
 

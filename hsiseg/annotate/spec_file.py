@@ -24,13 +24,7 @@ def value_table(spec: DataSpec) -> dict[int, str]:
     if annotations.format != "label-image":
         raise HsisegError(f"{spec.path}: annotations.format is {annotations.format!r}; hsiseg annotate writes "
                           "label images: use a spec with format label-image (as hsiseg demo-data writes)")  # fmt: skip
-    table = {}
-    for key, name in annotations.labels.items():
-        try:
-            table[int(key)] = name
-        except ValueError:
-            raise HsisegError(f"{spec.path}: annotations.labels key {key!r} is not an integer value") from None
-    return table
+    return spec.label_values()
 
 
 def values_of_codes(spec: DataSpec, table: dict[int, str]) -> dict[int, int]:

@@ -229,6 +229,16 @@ class DataSpec:
             return merge_label_maps(list(result.values()), source=f"truth of {sample_id}").label_map
         return result
 
+    def label_values(self) -> dict[int, str]:
+        """``annotations.labels`` of a label-image spec: file value -> node name (keys checked as integers)."""
+        labels = {}
+        for key, name in self.document.annotations.labels.items():
+            try:
+                labels[int(key)] = name
+            except ValueError:
+                raise HsisegError(f"{self.path}: annotations.labels key {key!r} is not an integer value") from None
+        return labels
+
     # --- internals ---------------------------------------------------------------------------------------
 
     def _read_label_file(
@@ -236,13 +246,7 @@ class DataSpec:
     ) -> np.ndarray | dict[str, np.ndarray]:
         spec = self.document.annotations
         if spec.format == "label-image":
-            labels = {}
-            for key, name in spec.labels.items():
-                try:
-                    labels[int(key)] = name
-                except ValueError:
-                    raise HsisegError(f"{self.path}: annotations.labels key {key!r} is not an integer value") from None
-            return read_label_image(path, self.tree, labels, spec.ignore_value)
+            return read_label_image(path, self.tree, self.label_values(), spec.ignore_value)
         if spec.format == "colour-image":
             return read_colour_image(path, self.tree, spec.labels)
         if spec.format == "strokes":
