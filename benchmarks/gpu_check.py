@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 ROOT = Path(__file__).resolve().parents[1]
 
 SIZES = {  # full (one H100-class GPU, <= 8 minutes) and quick (CPU, CI-size time)
-    False: {"steps": 30, "crop": 128, "batch": 8, "pixels": 16384, "image": (480, 640), "bands": 100,
+    False: {"steps": 30, "crop": 128, "batch": 8, "pixels": 262144, "image": (480, 640), "bands": 100,
             "classes": (16, 107, 256), "loss_size": 128, "loss_batch": 4, "cubes": 10, "frames": 64,
             "sensor": (1085, 2045), "repeats": 10},
     True: {"steps": 3, "crop": 32, "batch": 2, "pixels": 256, "image": (48, 64), "bands": 100,
@@ -73,15 +73,26 @@ def timed(function: Callable[[], object], device: torch.device, repeats: int) ->
 def environment(device: torch.device, sizes: dict) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     return {"device": str(device), "name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "threads": torch.get_num_threads(), "quick": sizes is SIZES[True]}  # fmt: skip
+            "threads": torch.get_num_threads(), "quick": sizes["steps"] == SIZES[True]["steps"]}  # fmt: skip
 
 
 def cuda_tests(device: torch.device, sizes: dict) -> dict[str, Any]:
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", str(ROOT / "tests" / "test_cuda.py"), "-p",
+    """``pytest -m cuda``, given at most ``sizes['tests_s']`` seconds; its output goes to OUT/cuda_tests.log."""
+    command = [sys.executable, "-m", "pytest", "-q", "-rf", "-m", "cuda", str(ROOT / "tests" / "test_cuda.py"), "-p",
                "no:cacheprovider"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
-    counts = {kind: int(number) for number, kind in re.findall(r"(\d+) (passed|failed|skipped|error)", done.stdout)}
-    return {"exit_code": done.returncode, **counts, "summary": done.stdout.strip().splitlines()[-1:]}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=sizes["tests_s"])
+        output, exit_code = done.stdout, done.returncode
+    except subprocess.TimeoutExpired as timeout:
+        output, exit_code = _text(timeout.stdout) + f"\ntimed out after {sizes['tests_s']:.0f} s", -1
+    sizes["output"].joinpath("cuda_tests.log").write_text(output)
+    counts = {kind: int(number) for number, kind in re.findall(r"(\d+) (passed|failed|skipped|error)", output)}
+    failures = [line[:300] for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return {"exit_code": exit_code, **counts, "summary": output.strip().splitlines()[-1:], "failures": failures}
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def training(device: torch.device, sizes: dict) -> list[dict[str, Any]]:
@@ -92,9 +103,12 @@ def training(device: torch.device, sizes: dict) -> list[dict[str, Any]]:
     for model_name in (DEFAULT_MODEL, "unet"):
         for precision in ("fp32", "bf16"):
             for channels_last in (False, True):
-                for compiled in compiles:
+                for compiled in compiles[: 1 if channels_last else 2]:  # compile: once per model and precision
                     row = {"model": model_name, "precision": precision, "channels_last": channels_last,
                            "compile": compiled}  # fmt: skip
+                    if time.monotonic() > sizes["deadline"]:
+                        rows.append({**row, "error": "skipped: out of time (--budget)"})
+                        continue
                     try:
                         network = build_model(model_name, sizes["bands"], 14, **({"width": 32, "depth": 4}
                                                                                   if model_name == "unet" else {}))
@@ -122,15 +136,19 @@ def _train_steps(network, device, sizes, precision: str, channels_last: bool, co
     pixels = shape[0] * shape[2] * shape[3]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    # Batches ready in host memory (pinned on a GPU), as a loader that keeps up leaves them: the wait measured is
+    # the step's own (the copy to the device), not this script's random-number generation.
+    pool = [(torch.rand(shape, generator=generator), torch.randint(0, 14, (shape[0], shape[2], shape[3]),
+                                                                   generator=generator)) for _ in range(4)]  # fmt: skip
+    if device.type == "cuda":
+        pool = [(images.pin_memory(), target.pin_memory()) for images, target in pool]
     waited, losses, started = 0.0, [], None
     for step in range(sizes["steps"] + 2):  # two warm-up steps (compilation, allocator)
         if step == 2:
             synchronise(device)
             started, waited = time.perf_counter(), 0.0
         before = time.perf_counter()
-        images = torch.rand(shape, generator=generator).pin_memory() if device.type == "cuda" else torch.rand(
-            shape, generator=generator)  # fmt: skip
-        target = torch.randint(0, 14, (shape[0], shape[2], shape[3]), generator=generator)
+        images, target = pool[step % len(pool)]
         images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -161,6 +179,8 @@ def losses(device: torch.device, sizes: dict) -> list[dict[str, Any]]:
         for name in names:
             try:
                 loss, logits, target = setup(name, classes, sizes["loss_size"], sizes["loss_batch"])
+                if isinstance(loss, torch.nn.Module):  # the tree losses keep the tree's tables as buffers
+                    loss = loss.to(device)
                 logits = logits.detach().to(device).requires_grad_()
                 target = target.to(device)
                 times[name] = timed(lambda loss=loss, logits=logits, target=target: loss(logits, target).backward(),
@@ -194,9 +214,29 @@ def prediction(device: torch.device, sizes: dict) -> dict[str, Any]:
         prepared = [predictor.prepare(read_cube(path, **predictor.card.input_scaling.reader_options()))
                     for path in frames]  # fmt: skip
         network = sum(timed(lambda item=item: predictor.logits(item.image), device, 1) for item in prepared)
+        in_memory = sum(timed(lambda item=item: predictor.predict(None, item), device, 1) for item in prepared)
+        profile(lambda: predictor.predict(None, prepared[0]), device, sizes["output"] / "prediction_profile.txt")
     done = sum(result.status == "done" for result in results)
     return {"frames": len(frames), "done": done, "frames_per_s": done / wall, "wall_s": wall,
-            "network_s": network, "wall_over_network": wall / network}  # fmt: skip
+            "network_s": network, "in_memory_s": in_memory, "wall_over_network": wall / network,
+            "wall_over_in_memory": wall / in_memory}  # fmt: skip
+
+
+def profile(function: Callable[[], object], device: torch.device, path: Path) -> None:
+    """torch.profiler's table of one call of ``function`` (after a warm-up call): where a frame's time goes."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    function()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profiler(activities=activities) as trace:
+        function()
+        synchronise(device)
+    averages = trace.key_averages()
+    tables = [averages.table(sort_by="cpu_time_total", row_limit=25)]
+    if device.type == "cuda":
+        tables.append(averages.table(sort_by="self_cuda_time_total", row_limit=25))
+    path.write_text("\n\n".join(tables))
 
 
 def streaming(device: torch.device, sizes: dict) -> dict[str, Any]:
@@ -245,12 +285,20 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="toy sizes (CPU, CI-size time)")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    parser.add_argument("--budget", type=float, default=1800.0,
+                        help="seconds for the whole run: the CUDA tests get a third, later work is skipped past it")
     arguments = parser.parse_args()
-    device, sizes = torch.device(arguments.device), SIZES[arguments.quick]
+    device = torch.device(arguments.device)
+    deadline = time.monotonic() + arguments.budget
+    sizes = {**SIZES[arguments.quick], "deadline": deadline, "tests_s": arguments.budget / 3,
+             "output": arguments.output}  # fmt: skip
     arguments.output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for name in ["environment", *(s for s in arguments.sections if s != "environment")]:
         started = time.perf_counter()
+        if time.monotonic() > deadline:
+            results[name] = {"error": "skipped: out of time (--budget)"}
+            continue
         try:
             results[name] = SECTIONS[name](device, sizes)
         except Exception as error:  # noqa: BLE001 - record it, run the next section

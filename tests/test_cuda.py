@@ -57,7 +57,7 @@ def test_half_precision_losses_stay_finite_at_extreme_logits(name: str, dtype: t
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> Path:
-    return generate_demo_data(tmp_path_factory.mktemp("cuda") / "data", surgeries=3, frames=1, shape=(32, 48))
+    return generate_demo_data(tmp_path_factory.mktemp("cuda") / "data", surgeries=3, frames=1, shape=(64, 80))
 
 
 @pytest.mark.parametrize("model", ["spectral-spatial", "unet"])
@@ -85,10 +85,18 @@ def test_a_cuda_checkpoint_predicts_the_same_labels_on_cpu(spec: Path, tmp_path:
 
 
 def test_out_of_memory_is_one_clear_line(spec: Path, tmp_path: Path) -> None:
-    config = TrainConfig(steps=2, validate_every=2, model="unet", device="cuda", batch_size=1_000_000,
+    """A batch absurd for the device's free memory. The batch is built on the host, so the device is first filled
+    to 512 MiB short of full: a batch absurd for a 141 GB card would exhaust the host's memory first."""
+    config = TrainConfig(steps=2, validate_every=2, model="unet", device="cuda", batch_size=4096,
                          patch_size=32, refit=False)  # fmt: skip
-    with pytest.raises(HsisegError, match="out of memory with batch_size"):
-        train(spec, tmp_path / "run", config)
+    free, _ = torch.cuda.mem_get_info()
+    filler = torch.empty(max(free - 2**29, 0), dtype=torch.uint8, device="cuda")
+    try:
+        with pytest.raises(HsisegError, match="out of memory with batch_size"):
+            train(spec, tmp_path / "run", config)
+    finally:
+        del filler
+        torch.cuda.empty_cache()
 
 
 def test_torchrun_with_nccl_trains(spec: Path, tmp_path: Path) -> None:

@@ -255,3 +255,21 @@ def test_combined_is_the_minimum_of_its_parts_scaled_by_their_training_spread() 
     with pytest.raises(HsisegError, match="parts must name"):
         build_score("combined", parts=[])
     assert "combined" not in fit_scores(["combined"], outputs(features=features, targets=labels), 4)  # no inputs
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_SCORES))
+def test_a_score_moved_to_a_device_is_a_copy_with_its_state_there(name: str) -> None:
+    """What the prediction scores on a GPU with: every learnt tensor on that device (the meta device stands in
+    for one here), the original untouched, and a score already there returned as it is."""
+    generator = torch.Generator().manual_seed(0)
+    training = PixelOutputs(torch.randn(300, 4, generator=generator), torch.randn(300, 6, generator=generator),
+                            torch.rand(300, 5, generator=generator), torch.arange(300) % 3)  # fmt: skip
+    score = build_score(name)
+    score.fit(training)
+    before = {key: value.clone() for key, value in score.state_dict().items()}
+    moved = score.to(torch.device("meta"))
+    assert all(value.device.type == "meta" for value in moved.state_dict().values())
+    assert moved is not score or not before
+    for key, value in score.state_dict().items():
+        assert value.device.type == "cpu" and torch.equal(value, before[key])
+    assert score.to(torch.device("cpu")) is score

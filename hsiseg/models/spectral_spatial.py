@@ -190,9 +190,12 @@ class SpectralSpatialNet(Network):
     def smooth_maps(self, maps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Per-pixel maps (N, K, H, W), e.g. unknown-tissue scores, averaged by the parameter-free context
         exactly as the class probabilities are (the guide: the logits of ``features`` (N, F, H, W));
-        unchanged for the ``conv`` and ``none`` contexts."""
+        unchanged for the ``conv`` and ``none`` contexts. The guide is computed where the network's weights are
+        (features gathered on the CPU, network on a GPU) and the average where the maps are."""
         if self.context == "guided":
-            return guided_average(maps.float(), self.spectral.head(features).float(), self.sigma, self.tau)
+            weights = next(self.spectral.head.parameters())
+            guide = self.spectral.head(features.to(weights.device, weights.dtype)).float().to(maps.device)
+            return guided_average(maps.float(), guide, self.sigma, self.tau)
         if self.context == "gaussian":
             return gaussian_blur(maps.float(), self.sigma)
         return maps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -93,6 +94,15 @@ class OodScore:
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`fit` learnt."""
+
+    def to(self, device: torch.device) -> OodScore:
+        """This score with what it learnt on ``device`` (itself when already there), to score outputs there."""
+        state = self.state_dict()
+        if all(tensor.device == device for tensor in state.values()):
+            return self
+        moved = copy.deepcopy(self)
+        moved.load_state_dict({name: tensor.to(device) for name, tensor in state.items()})
+        return moved
 
 
 # Every score registers here by its ``name`` (``@OOD_SCORES.register()`` on the class).

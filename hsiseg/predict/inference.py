@@ -135,6 +135,7 @@ class Predictor:
         # the score maps in the same pass (module docstring).
         self.context_once = network.has_context and network.pixelwise_training and "logits" not in spaces
         self.needs_pixel_features = network.has_features and "features" in spaces
+        self.device_scores = {name: self.scores[name].to(self.device) for name in self.computed}  # maps on device
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
@@ -197,8 +198,8 @@ class Predictor:
         (B, H, W) image, by blended sliding windows or, for a per-pixel network with a context, in row bands
         with the context applied once (see module docstring)."""
         if self.context_once:
-            logits, features = self._pixel_outputs(image)
-            return network_of(self.model).apply_context(logits[None])[0][0], features
+            logits, features, _ = self._pixel_outputs(image, keep_features=self.needs_pixel_features)
+            return network_of(self.model).apply_context(logits[None])[0][0].cpu(), features
         _, height, width = image.shape
         if height <= self.tile and width <= self.tile:
             logits, features = self._forward(image[None].to(self.device))
@@ -232,21 +233,36 @@ class Predictor:
     @torch.no_grad()
     def logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, H, W) float32 logits of a (B, H, W) image (see :meth:`outputs`)."""
+        if self.context_once:  # no features kept: the network alone
+            return network_of(self.model).apply_context(self._pixel_outputs(image)[0][None])[0][0].cpu()
         return self.outputs(image)[0]
 
-    def _pixel_outputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(C, H, W) logits before the context and (F, H, W) features (when a score reads them) of a per-pixel
-        network, computed in bands of rows holding about ``batch_size`` windows of pixels."""
+    def _pixel_outputs(
+        self, image: torch.Tensor, keep_features: bool = False, with_maps: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(C, H, W) logits before the context of a per-pixel network, its (F, H, W) features when
+        ``keep_features``, and the (K, H, W) per-pixel maps of the computed scores when ``with_maps``; computed in
+        bands of rows holding about ``batch_size`` windows of pixels (each band's scores while its features are
+        at hand: the whole image's features are never gathered). Logits and maps stay on the device (the context
+        runs there next); the features come back to the CPU."""
         network = network_of(self.model)
         _, height, width = image.shape
         rows = max(1, self.tile * self.tile * self.batch_size // max(1, width))
-        logits, features = [], []
+        logits, features, maps = [], [], []
         for top in range(0, height, rows):
-            band_logits, band_features = network.forward_pixels(image[None, :, top : top + rows].to(self.device))
-            logits.append(band_logits[0].float().cpu())
-            if self.needs_pixel_features and band_features is not None:
-                features.append(band_features[0].float().cpu())
-        return torch.cat(logits, 1), torch.cat(features, 1) if features else None
+            band = image[:, top : top + rows].to(self.device)
+            band_logits, band_features = network.forward_pixels(band[None])
+            band_logits = band_logits[0].float()
+            band_features = None if band_features is None else band_features[0].float()
+            logits.append(band_logits)
+            if keep_features and band_features is not None:
+                features.append(band_features.cpu())
+            if with_maps and self.device_scores:
+                pixels = pixel_outputs(band_logits, band_features if self.needs_pixel_features else None,
+                                       band if self.needs_inputs else None)  # fmt: skip
+                maps.append(per_pixel_maps(self.device_scores, pixels, (int(band.shape[1]), width))[0])
+        return (torch.cat(logits, 1), torch.cat(features, 1) if features else None,
+                torch.cat(maps, 1) if maps else None)  # fmt: skip
 
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return network_outputs(self.model, batch) if self.needs_features else (self.model(batch), None)
@@ -271,7 +287,7 @@ class Predictor:
         input, when :meth:`prepare` already ran, e.g. in a prefetch thread)."""
         prepared = self.prepare(cube) if prepared is None else prepared
         if self.context_once:
-            return self._finish_in_context(prepared, *self._pixel_outputs(prepared.image))
+            return self._finish_in_context(prepared, *self._logits_and_maps(prepared.image))
         return self._finish(prepared, *self.outputs(prepared.image))
 
     @torch.no_grad()
@@ -279,7 +295,7 @@ class Predictor:
         """Several frames at once: one forward pass when they have one size that fits a window (frames of a
         video on a GPU), else one by one. The same predictions as :meth:`predict` on each."""
         if self.context_once:  # per-pixel: batching frames adds nothing on a CPU; each frame's context is its own
-            return [self._finish_in_context(item, *self._pixel_outputs(item.image)) for item in prepared]
+            return [self._finish_in_context(item, *self._logits_and_maps(item.image)) for item in prepared]
         shapes = {tuple(item.image.shape) for item in prepared}
         _, height, width = prepared[0].image.shape
         if len(prepared) == 1 or len(shapes) > 1 or height > self.tile or width > self.tile:
@@ -290,19 +306,20 @@ class Predictor:
             for k, item in enumerate(prepared)
         ]
 
-    def _finish_in_context(self, prepared: Prepared, logits: torch.Tensor, features: torch.Tensor | None) -> Prediction:
-        """:meth:`_finish` from per-pixel (C, H, W) logits: the score maps of every pixel, then the context
-        applied once to the logits and the maps together (invalid pixels take no part in the maps' averages)."""
-        computed = {name: self.scores[name] for name in self.computed}
-        shape = (int(logits.shape[1]), int(logits.shape[2]))
-        invalid = torch.from_numpy(prepared.invalid)
-        pixels = pixel_outputs(logits, features, prepared.image if self.needs_inputs else None)
-        maps = per_pixel_maps(computed, pixels, shape) if computed else None
+    def _logits_and_maps(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, _, maps = self._pixel_outputs(image, with_maps=True)
+        return logits, maps
+
+    def _finish_in_context(self, prepared: Prepared, logits: torch.Tensor, maps: torch.Tensor | None) -> Prediction:
+        """:meth:`_finish` from per-pixel (C, H, W) logits and (K, H, W) score maps (of the computed scores):
+        the context applied once to the logits and the maps together (invalid pixels take no part in the maps'
+        averages)."""
+        invalid = torch.from_numpy(prepared.invalid).to(logits.device)
         context, averaged = network_of(self.model).apply_context(logits[None], None if maps is None else
-                                                                 masked(maps, invalid))  # fmt: skip
-        smoothed = {} if maps is None or averaged is None else dict(zip(computed, unmask(averaged, maps, invalid)[0],
-                                                                        strict=True))  # fmt: skip
-        return self._finish(prepared, context[0], features, smoothed)
+                                                                 masked(maps[None], invalid))  # fmt: skip
+        smoothed = {} if maps is None or averaged is None else dict(zip(self.computed, unmask(averaged, maps[None],
+                                                                        invalid)[0], strict=True))  # fmt: skip
+        return self._finish(prepared, context[0], None, smoothed)
 
     def _finish(
         self, prepared: Prepared, logits: torch.Tensor, features: torch.Tensor | None,
@@ -318,14 +335,15 @@ class Predictor:
             pixels = pixel_outputs(logits, features, image if self.needs_inputs else None)
             shape = (int(labels.shape[0]), int(labels.shape[1]))
             computed_maps = score_maps(self.model, computed, pixels, features, shape, torch.from_numpy(invalid))
-        maps = {name: values.numpy() for name, values in computed_maps.items()}
+        maps = {name: values.cpu().numpy() for name, values in computed_maps.items()}
+        confidences = confidence.cpu().numpy()
         if self.ood_score is None or self.ood_threshold is None:
-            score, unknown = confidence.numpy(), np.zeros(invalid.shape, dtype=bool)
+            score, unknown = confidences, np.zeros(invalid.shape, dtype=bool)
         else:
             score = maps[self.ood_score]
             unknown = (score < self.ood_threshold) & ~invalid
-        return Prediction(probabilities.numpy(), labels.numpy().astype(np.int32), score, unknown, invalid,
-                          confidence.numpy(), maps)  # fmt: skip
+        return Prediction(probabilities.cpu().numpy(), labels.cpu().numpy().astype(np.int32), score, unknown,
+                          invalid, confidences, maps)  # fmt: skip
 
 
 def level_labels(labels: np.ndarray, tree: LabelTree, depth: int) -> np.ndarray:

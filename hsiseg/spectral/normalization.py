@@ -67,12 +67,13 @@ def normalize(data: np.ndarray, method: str, out: np.ndarray | None = None) -> n
 def _scale_rows(block: np.ndarray, target: np.ndarray, offset: np.ndarray | None, scale: np.ndarray) -> None:
     """target = (block - offset) / scale row-wise; rows with a zero or non-finite scale become 0."""
     usable = np.isfinite(scale) & (scale > 0)
+    divisor = np.where(usable, scale, np.float32(1))[:, None]  # a plain divide: a masked one is several times slower
     if offset is not None:
         usable &= np.isfinite(offset)
         np.subtract(block, offset[:, None], out=target)
-        np.divide(target, scale[:, None], out=target, where=usable[:, None])
+        np.divide(target, divisor, out=target)
     else:
-        np.divide(block, scale[:, None], out=target, where=usable[:, None])
+        np.divide(block, divisor, out=target)
     target[~usable] = 0.0
 
 

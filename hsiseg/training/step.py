@@ -121,12 +121,12 @@ class TrainingStep:
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
         """One optimiser step; the loss stays on the device (no host sync: :meth:`run_round` batches them)."""
-        images = batch["image"].to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and self.config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        target = batch["target"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
-        try:
+        try:  # the batch's copy to the device can run out of memory too
+            images = batch["image"].to(self.device, non_blocking=True)
+            if self.device.type == "cuda" and self.config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            target = batch["target"].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 loss = self.loss_fn(self.network(images), target)
             self.scaler.scale(loss).backward()
