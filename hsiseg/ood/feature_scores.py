@@ -61,10 +61,17 @@ class Mahalanobis(OodScore):
         self.whitening = torch.linalg.solve_triangular(factor, identity, upper=False).T.float()
 
     def __call__(self, outputs: PixelOutputs) -> torch.Tensor:
+        """(P,) minus the squared distance to the nearest class mean in whitened space, as |p|^2 - 2 p.m + |m|^2
+        (one matrix product with the K means, not K differences of every pixel), on values centred on the
+        means' centroid after whitening, so that the expansion cancels little even for uncentred inputs."""
         values = outputs.space(self.space, self.name)
         whitening = self.whitening.to(values.device)
-        means = self.means.to(values.device)
-        return -_kth_distance(values @ whitening, means @ whitening, exact=True).square()
+        whitened_means = self.means.to(values.device) @ whitening
+        centre = whitened_means.mean(0)
+        points, references = torch.addmm(-centre, values, whitening), whitened_means - centre  # (P, D), (K, D)
+        cross = torch.addmm(references.square().sum(1), points, references.T, alpha=-2)  # |m|^2 - 2 p.m: (P, K)
+        squared = cross + torch.einsum("pd,pd->p", points, points)[:, None]
+        return -squared.clamp_min(0).min(1).values
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"means": self.means, "whitening": self.whitening}
