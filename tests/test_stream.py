@@ -280,3 +280,21 @@ def test_an_exporter_registered_outside_hsiseg_runs_from_the_command_line(setup,
         assert (out / "unknown_frames.txt").read_text().split() == expected
     finally:
         del EXPORTERS["unknown-frames"]
+
+
+def test_scores_beyond_half_precision_saturate_instead_of_overflowing() -> None:
+    """maps.h5 keeps the score in float16: a distance score of -1e7 (far from every trained class) is stored as
+    -65504, not -inf and a RuntimeWarning; values in range are the plain float16 cast; NaN stays NaN."""
+    import warnings
+
+    from hsiseg.predict.maps_store import half_precision
+
+    scores = np.array([[-1e7, -70000.0, -65504.0, -12.345], [0.0, 3.5, 1e9, np.nan]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stored = half_precision(scores)
+    assert stored.dtype == np.float16
+    np.testing.assert_array_equal(stored[0, :2], [-65504.0, -65504.0])
+    assert stored[1, 2] == 65504.0 and np.isnan(stored[1, 3])
+    in_range = np.abs(scores) <= 65504
+    np.testing.assert_array_equal(stored[in_range], scores[in_range].astype(np.float16))

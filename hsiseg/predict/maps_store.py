@@ -60,6 +60,14 @@ class FrameRow:
     warnings: list[str]
 
 
+def half_precision(score: np.ndarray) -> np.ndarray:
+    """(h, w) scores as float16, saturated at its largest finite values (+-65504) rather than overflowing to
+    infinity: distance scores of pixels far from every trained class reach -1e6 and beyond, all far past any
+    calibrated threshold; NaN stays NaN."""
+    limit = np.finfo(np.float16).max
+    return np.clip(score, -limit, limit).astype(np.float16)
+
+
 class MapsStore:
     """``OUT/maps.h5`` and its journal (see module docstring)."""
 
@@ -91,7 +99,7 @@ class MapsStore:
     def write(self, slot: int, row: FrameRow) -> None:
         """One finished frame into the journal (atomic: the frame is in it whole, or not at all)."""
         with atomic_path(self.journal / f"{slot:06d}.npz") as temporary, temporary.open("wb") as handle:
-            np.savez_compressed(handle, labels=row.labels.astype(np.int16), score=row.score.astype(np.float16),
+            np.savez_compressed(handle, labels=row.labels.astype(np.int16), score=half_precision(row.score),
                                 rgb=row.rgb, pixels=row.pixels.astype(np.int64),
                                 warnings=np.array(json.dumps(row.warnings) if row.warnings else ""))  # fmt: skip
 
