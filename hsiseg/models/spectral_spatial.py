@@ -69,9 +69,10 @@ def guided_average(
     ||g_i - g_j||^2 over horizontally adjacent pixels of the image (a scale for "similar" that follows the
     guide's own spread). Borders are reflected (replicated in images smaller than the radius).
 
-    Computed in bands of ``block_rows`` output rows (default: bands of about 4 MiB of probabilities, the best
-    of 1, 4 and 16 MiB measured on a CPU with 32 MiB of L3, so the (2 r + 1)^2 passes stay in cache); every
-    pixel's sum runs in the same order, so the result does not depend on the band height.
+    Computed in bands of ``block_rows`` output rows (default on a CPU: bands of about 4 MiB of probabilities,
+    the best of 1, 4 and 16 MiB measured on a CPU with 32 MiB of L3, so the (2 r + 1)^2 passes stay in cache;
+    on a GPU one band, since each band costs (2 r + 1)^2 rounds of kernel launches); every pixel's sum runs in
+    the same order, so the result does not depend on the band height.
     """
     height, width = probabilities.shape[-2:]
     radius = max(1, math.ceil(3 * sigma))
@@ -82,7 +83,9 @@ def guided_average(
     mode = "reflect" if min(height, width) > radius else "replicate"
     padding = (radius, radius, radius, radius)
     padded_p, padded_g = F.pad(probabilities, padding, mode=mode), F.pad(guide, padding, mode=mode)
-    if block_rows is None:
+    if block_rows is None and probabilities.device.type != "cpu":
+        block_rows = height
+    elif block_rows is None:
         row_bytes = (
             probabilities.shape[0] * probabilities.shape[1] * (width + 2 * radius) * probabilities.element_size()
         )

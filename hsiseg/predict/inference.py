@@ -248,9 +248,10 @@ class Predictor:
         network = network_of(self.model)
         _, height, width = image.shape
         rows = max(1, self.tile * self.tile * self.batch_size // max(1, width))
+        image = self._on_device(image)
         logits, features, maps = [], [], []
         for top in range(0, height, rows):
-            band = image[:, top : top + rows].to(self.device)
+            band = image[:, top : top + rows]
             band_logits, band_features = network.forward_pixels(band[None])
             band_logits = band_logits[0].float()
             band_features = None if band_features is None else band_features[0].float()
@@ -263,6 +264,17 @@ class Predictor:
                 maps.append(per_pixel_maps(self.device_scores, pixels, (int(band.shape[1]), width))[0])
         return (torch.cat(logits, 1), torch.cat(features, 1) if features else None,
                 torch.cat(maps, 1) if maps else None)  # fmt: skip
+
+    def _on_device(self, image: torch.Tensor) -> torch.Tensor:
+        """A (B, H, W) image on the prediction's device. A prepared image is a view of (H, W, B) memory: that
+        memory is copied as it is (one plain copy; a copy of the (B, H, W) view would first transpose it on
+        the CPU) and viewed as (B, H, W) there, the channels-last layout the per-pixel network reads."""
+        if image.device == self.device:
+            return image
+        pixels_major = image.permute(1, 2, 0)
+        if pixels_major.is_contiguous():
+            return pixels_major.to(self.device).permute(2, 0, 1)
+        return image.to(self.device)
 
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return network_outputs(self.model, batch) if self.needs_features else (self.model(batch), None)
