@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ood import held_out_sets, scored_pixels  # noqa: E402
 from quality import REAL_SCENES, DataSet, features, indian_pines, real_scene  # noqa: E402
 
-from hsiseg.dataset.strokes import EIGHT_CONNECTED, hold_out_strokes  # noqa: E402
+from hsiseg.dataset.strokes import hold_out_strokes, stroke_folds  # noqa: E402
 from hsiseg.labels import UNLABELLED  # noqa: E402
 from hsiseg.ood import PixelOutputs, build_score  # noqa: E402
 
@@ -56,18 +55,6 @@ def scored(score, spectra: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
     return score(PixelOutputs(torch.zeros(len(spectra), 1), None, spectra)).numpy().reshape(shape)
 
 
-def stroke_folds(target: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """(H, W) fold of every scribbled pixel's stroke (-1 elsewhere): each class's strokes dealt round-robin
-    in a seeded order, so every fold holds strokes of as many classes as possible."""
-    rng = np.random.default_rng(seed)
-    fold = np.full(target.shape, -1)
-    for code in np.unique(target[target != UNLABELLED]):
-        components, count = ndimage.label(target == code, structure=EIGHT_CONNECTED)
-        for position, component in enumerate(rng.permutation(count) + 1):
-            fold[components == component] = position % folds
-    return fold
-
-
 def held_out_protocol(name, spectra, target, shape, seed) -> tuple[np.ndarray, dict[float, float]]:
     """hsiseg's protocol: fitted on 75% of each class's strokes, thresholds from the other 25%."""
     split = hold_out_strokes(target, 0.25, seed)
@@ -79,7 +66,7 @@ def held_out_protocol(name, spectra, target, shape, seed) -> tuple[np.ndarray, d
 
 def cross_fitted_protocol(name, spectra, target, shape, seed) -> tuple[np.ndarray, dict[float, float]]:
     """Out-of-fold values of every stroke give the thresholds; the score on the scene is fitted on all."""
-    fold = stroke_folds(target, FOLDS, seed)
+    fold = stroke_folds({"scene": target}, FOLDS, seed)["scene"]
     out_of_fold = []
     for k in range(FOLDS):
         others = (fold >= 0) & (fold != k)

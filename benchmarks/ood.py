@@ -165,8 +165,10 @@ def datasets(names: list[str], quick: bool, folder: Path) -> list[DataSet]:
     return found + [real_scene(name, 0, folder) for name in names if name in REAL_SCENES]
 
 
-def run_all(quick: bool, steps: int | None, folder: Path, names: list[str]) -> list[dict]:
+def run_all(quick: bool, steps: int | None, folder: Path, names: list[str], calibration: str = "held-out"
+            ) -> list[dict]:  # fmt: skip
     config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=max(1, steps // 4))
+    config = replace(config, ood_calibration=calibration)
     runs = []
     for data in datasets(names, quick, folder):
         for index, (name, held_out) in enumerate(held_out_sets(data, quick)):
@@ -214,12 +216,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, default=None, help="write every run's numbers as JSON")
     every = ["demo", "indian-pines", *REAL_SCENES]
     parser.add_argument("--data", nargs="+", default=every, choices=every, help="data sets (default: all)")
+    parser.add_argument("--ood-calibration", default="held-out", choices=["held-out", "cross-fitted"],
+                        help="how hsiseg train calibrates the thresholds (TrainConfig.ood_calibration)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     steps = 12 if args.quick else args.steps
     names = ["demo", "samson"] if args.quick else args.data
     with tempfile.TemporaryDirectory() as folder:
-        runs = run_all(args.quick, steps, Path(folder), names)
+        runs = run_all(args.quick, steps, Path(folder), names, args.ood_calibration)
     return finish(
         runs, summarise(runs), started, f"{len({(r['data'], r['held_out']) for r in runs})} trainings", args.output
     )

@@ -81,6 +81,11 @@ def train_command(
     ood_keep: Annotated[
         float, typer.Option(help="Share of held-out annotated pixels every OOD threshold keeps as known.")
     ] = DEFAULTS.ood_keep,
+    ood_calibration: Annotated[
+        str,
+        typer.Option(help="How OOD thresholds are calibrated: 'held-out' strokes, or 'cross-fitted' (the input-space "
+                          "scores on every stroke's out-of-fold value; keeps its promise with few strokes)."),
+    ] = DEFAULTS.ood_calibration,  # fmt: skip
     ood_scores: Annotated[
         str | None,
         typer.Option(help="Comma-separated scores to calibrate (default: all but 'combined', which is opt-in)."),
@@ -123,7 +128,7 @@ def train_command(
         steps=DEFAULTS.steps if steps is None else steps,
         validate_every=val_every, batch_size=batch_size, patch_size=patch_size, pixels_per_step=pixels_per_step,
         class_balance=class_balance, validation_strokes=validation_strokes, refit=refit, learning_rate=lr,
-        ood_score=ood_score, ood_keep=ood_keep,
+        ood_score=ood_score, ood_keep=ood_keep, ood_calibration=ood_calibration,
         ood_scores=[n.strip() for n in ood_scores.split(",")] if ood_scores else list(DEFAULTS.ood_scores),
         fold=fold, seed=seed, device=device, amp=amp, amp_dtype=amp_dtype, compile=compile, workers=workers,
     )  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
-from hsiseg.dataset.strokes import hold_out_strokes
+from hsiseg.dataset.strokes import hold_out_strokes, stroke_folds
 
 
 def scribbles() -> np.ndarray:
@@ -51,3 +51,34 @@ def test_hold_out_is_deterministic_per_seed_and_key() -> None:
 def test_share_out_of_range() -> None:
     with pytest.raises(ValueError, match="share must be in"):
         hold_out_strokes(scribbles(), 1.0, 0)
+
+
+def test_stroke_folds_deal_whole_strokes_of_every_image() -> None:
+    """Every annotated pixel gets the fold of its stroke (a stroke is never split), nothing else gets one, each
+    class's strokes over both images are spread over the folds, and the same seed gives the same folds."""
+    from scipy import ndimage
+
+    first, second = np.full((30, 40), UNLABELLED), np.full((20, 40), UNLABELLED)
+    for index in range(7):  # class 0: 7 strokes in the first image, 3 in the second; class 1: 4 strokes
+        first[2 * index + 1, 2:12] = 0
+    for index in range(3):
+        second[3 * index + 1, 2:12] = 0
+    for index in range(4):
+        first[3 * index + 1, 20:30] = 1
+    targets = {"a": first, "b": second}
+    folds = stroke_folds(targets, 5, seed=3)
+    for key, target in targets.items():
+        assert ((folds[key] >= 0) == (target != UNLABELLED)).all()
+    for code, count in ((0, 10), (1, 4)):
+        per_stroke = []
+        for key, target in targets.items():
+            components, found = ndimage.label(target == code, structure=np.ones((3, 3)))
+            per_stroke += [np.unique(folds[key][components == k]) for k in range(1, found + 1)]
+        assert len(per_stroke) == count and all(len(values) == 1 for values in per_stroke)
+        used = [int(values[0]) for values in per_stroke]
+        assert sorted(np.bincount(used, minlength=5).tolist()) == sorted(
+            np.bincount(np.arange(count) % 5, minlength=5).tolist())  # round-robin: fold sizes differ by <= 1
+    again = stroke_folds(targets, 5, seed=3)
+    assert all(np.array_equal(again[key], folds[key]) for key in targets)
+    with pytest.raises(ValueError, match="folds"):
+        stroke_folds(targets, 1, seed=0)

@@ -73,3 +73,23 @@ def hold_out_strokes(target: np.ndarray, share: float, seed: int, key: str = "")
             train[pixels] = UNLABELLED
             held_out.append(Stroke(int(code), int(pixels.sum()), float(rows.mean()), float(columns.mean())))
     return StrokeSplit(train, validation, held_out)
+
+
+def stroke_folds(targets: dict[str, np.ndarray], folds: int, seed: int) -> dict[str, np.ndarray]:
+    """(H, W) fold in ``0..folds-1`` of every annotated pixel of each image's target (-1 where unlabelled), by
+    whole strokes: each class's strokes, over every image, are dealt round-robin in a seeded order, so every
+    fold holds strokes of as many classes as possible and no stroke is split between folds."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    rng = np.random.default_rng(seed)
+    assigned = {key: np.full(target.shape, -1, dtype=np.int64) for key, target in targets.items()}
+    codes = sorted({int(c) for target in targets.values() for c in np.unique(target[target != UNLABELLED])})
+    for code in codes:
+        strokes = []
+        for key in sorted(targets):
+            components, count = ndimage.label(targets[key] == code, structure=EIGHT_CONNECTED)
+            strokes += [(key, components, component) for component in range(1, count + 1)]
+        for position, index in enumerate(rng.permutation(len(strokes))):
+            key, components, component = strokes[index]
+            assigned[key][components == component] = position % folds
+    return assigned

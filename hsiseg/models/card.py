@@ -66,6 +66,8 @@ class OodCalibration(_Strict):
     """The threshold of one unknown-tissue score: pixels scoring below it are unknown.
 
     ``held-out``: the (1 - keep) quantile of the score on held-out annotated pixels (never training pixels).
+    ``cross-fitted`` (input-space scores): the (1 - keep) quantile of out-of-fold values of every annotated
+    pixel, each from the score fitted without its stroke's fold (:mod:`hsiseg.ood.cross_fitting`).
     ``transferred`` (a refit network, which trained on every annotated pixel): the threshold that flags the
     same share of a fixed sample of the training images' pixels as the validated network's threshold flagged
     (``reference_share``; :mod:`hsiseg.ood.calibration`).
@@ -74,7 +76,7 @@ class OodCalibration(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     threshold: float
     keep: float = Field(gt=0, le=1, description="share of held-out known pixels kept (not unknown)")
-    method: Literal["held-out", "transferred"]
+    method: Literal["held-out", "cross-fitted", "transferred"]
     held_out_pixels: int = Field(ge=1)
     reference_share: float = Field(ge=0, le=1, description="share of the transfer sample below the threshold")
     reference_low: float | None = Field(

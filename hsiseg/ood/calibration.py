@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from hsiseg.ood.maps import network_outputs, pixel_outputs, score_maps
 REFERENCE_PIXELS = 4096  # pixels per image in the transfer sample
 
 
-def _images(model: nn.Module, datasets: Iterable, device: torch.device, autocast_dtype=None):
+def image_outputs(model: nn.Module, datasets: Iterable, device: torch.device, autocast_dtype=None):
     """(sample id, target (H, W), logits, features, inputs) of every image of full-image datasets, each
     sample id once, in eval mode."""
     seen = set()
@@ -57,7 +58,7 @@ def annotated_outputs(model: nn.Module, dataset, device: torch.device, autocast_
     """Logits, features, inputs and targets at the annotated pixels of every image of a full-image ``dataset``
     (:class:`~hsiseg.dataset.torch_datasets.SpecDataset` in ``full`` mode)."""
     parts: list[PixelOutputs] = []
-    for _, target, logits, features, inputs in _images(model, [dataset], device, autocast_dtype):
+    for _, target, logits, features, inputs in image_outputs(model, [dataset], device, autocast_dtype):
         keep = target.flatten() != UNLABELLED
         outputs = pixel_outputs(logits, features, inputs)
         parts.append(PixelOutputs(outputs.logits, outputs.features, outputs.inputs, target.flatten().long())
@@ -77,7 +78,7 @@ def map_values(
     of full-image ``datasets`` (each sample once)."""  # fmt: skip
     values: dict[str, list[np.ndarray]] = {name: [] for name in scores}
     needs_inputs = any("inputs" in score.spaces for score in scores.values())
-    for sample_id, target, logits, features, inputs in _images(model, datasets, device, autocast_dtype):
+    for sample_id, target, logits, features, inputs in image_outputs(model, datasets, device, autocast_dtype):
         outputs = pixel_outputs(logits, features, inputs if needs_inputs else None)
         maps = score_maps(model, scores, outputs, features, target.shape)
         chosen = pick(sample_id, target)
@@ -118,17 +119,19 @@ def fit_scores(names: list[str], training: PixelOutputs, num_leaves: int) -> dic
 
 
 def calibrate(
-    scores: dict[str, OodScore], held_out: dict[str, np.ndarray], reference: dict[str, np.ndarray], keep: float
-) -> dict[str, OodCalibration]:
+    scores: dict[str, OodScore], held_out: dict[str, np.ndarray], reference: dict[str, np.ndarray], keep: float,
+    method: Literal["held-out", "cross-fitted"] = "held-out",
+) -> dict[str, OodCalibration]:  # fmt: skip
     """Thresholds that keep ``keep`` of the ``held_out`` pixels' values, for every score (none without held-out
-    pixels); ``reference``: the score's values on the transfer sample (:func:`reference_sample`)."""
+    pixels); ``reference``: the score's values on the transfer sample (:func:`reference_sample`); ``method``:
+    where the values come from (held-out strokes, or out-of-fold values: :mod:`hsiseg.ood.cross_fitting`)."""
     calibrations = {}
     for name, score in scores.items():
         if not held_out[name].size:
             continue
         threshold = float(np.quantile(held_out[name], 1 - keep))
         calibrations[name] = OodCalibration(
-            options=score.options(), threshold=threshold, keep=keep, method="held-out",
+            options=score.options(), threshold=threshold, keep=keep, method=method,
             held_out_pixels=int(held_out[name].size), reference_share=float((reference[name] < threshold).mean()),
             reference_low=_low(reference[name]),
         )  # fmt: skip

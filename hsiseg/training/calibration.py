@@ -25,6 +25,7 @@ from hsiseg.ood.calibration import (
     map_values,
     reference_sample,
 )
+from hsiseg.ood.cross_fitting import cross_fittable, cross_fitted
 from hsiseg.training.config import TrainConfig
 from hsiseg.training.data import TrainingData
 from hsiseg.training.step import _autocast_dtype
@@ -64,10 +65,20 @@ def with_ood(
     validation pixels (:mod:`hsiseg.ood.calibration`), and the fitted scores."""
     training = annotated_outputs(model, data.train_images, device, autocast_dtype)
     scores = fit_scores(config.ood_scores, training, card.model.classes)
-    held_out = map_values(model, scores, [data.validation], annotated, device, autocast_dtype)
+    crossed: dict[str, OodScore] = {}
+    if config.ood_calibration == "cross-fitted":
+        names = [name for name, score in scores.items() if cross_fittable(score)]
+        crossed, out_of_fold = cross_fitted(model, names, [data.train_images, data.validation], card.model.classes,
+                                            device, config.seed, autocast_dtype)  # fmt: skip
+        scores.update(crossed)  # fitted on every annotated pixel
+    held_out = map_values(model, {n: s for n, s in scores.items() if n not in crossed}, [data.validation],
+                          annotated, device, autocast_dtype)  # fmt: skip
     reference = map_values(model, scores, [data.train_images, data.validation], reference_sample, device,
                            autocast_dtype)  # fmt: skip
-    calibrations = calibrate(scores, held_out, reference, config.ood_keep)
+    found = calibrate({n: s for n, s in scores.items() if n not in crossed}, held_out, reference, config.ood_keep)
+    if crossed:
+        found.update(calibrate(crossed, out_of_fold, reference, config.ood_keep, method="cross-fitted"))
+    calibrations = {name: found[name] for name in scores if name in found}  # the configured order
     ood = OodSettings(default=default_score(config, calibrations), scores=calibrations)
     validation = annotated_outputs(model, data.validation, device, autocast_dtype)
     temperature = fit_temperature(validation.logits, validation.labels, card.model.classes)

@@ -49,6 +49,7 @@ class TrainConfig:
     ood_scores: list[str] = field(default_factory=lambda: list(DEFAULT_SCORES))  # fitted and calibrated
     ood_score: str = DEFAULT_SCORE  # the card's default unknown-tissue score
     ood_keep: float = 0.95  # share of held-out known pixels each threshold keeps
+    ood_calibration: str = "held-out"  # or cross-fitted: input-space scores calibrated on every stroke's out-of-fold
 
     def check(self) -> None:
         """Raise :class:`HsisegError` naming the first parameter out of range or the first unknown name or
@@ -68,6 +69,10 @@ class TrainConfig:
         check_model(DEFAULT_MODEL if self.model == AUTO else self.model, self.model_options)  # auto: its candidates'
         for name in self.ood_scores:
             OOD_SCORES.check(name, parameter="ood_scores entry")
+        if self.ood_calibration not in ("held-out", "cross-fitted"):
+            raise HsisegError(
+                f"training: ood_calibration must be held-out or cross-fitted, got {self.ood_calibration!r}"
+            )
         if self.ood_score not in self.ood_scores:
             raise HsisegError(f"training: ood_score {self.ood_score!r} is not among ood_scores {self.ood_scores}")
 
