@@ -14,6 +14,7 @@ Sections (each runs even when an earlier one failed; a failure is recorded with 
    of step time spent waiting for data.
 4. ``losses``: forward+backward of ``ce``, ``tree-ce``, ``tree-wasserstein``, ``tree-gwdl`` and MONAI's GWDL (when
    installed) at C = 16, 107 and 256, as ratios to ``ce`` in this process (synchronised timing and warm-up).
+   On a GPU also the first four under ``torch.compile`` at C = 107.
 5. ``prediction``: a folder of Tivita-size cubes end to end (read, preprocess, network, OOD, write): frames/s
    and wall / pure network time.
 6. ``streaming``: a snapshot-mosaic recording (409 x 217 x 25 frames) with ``batch_frames=8``: frames/s
@@ -172,15 +173,21 @@ def _train_steps(network, device, sizes, precision: str, channels_last: bool, co
 def losses(device: torch.device, sizes: dict) -> list[dict[str, Any]]:
     from bench_losses import setup
 
-    names = ["ce", "tree-ce", "tree-wasserstein", "tree-gwdl", "monai-gwdl"]
+    plain = ["ce", "tree-ce", "tree-wasserstein", "tree-gwdl", "monai-gwdl"]
     rows = []
     for classes in sizes["classes"]:
+        # on a GPU, at the C = 107: also each loss under torch.compile (fewer, fused kernels)
+        compiled = [f"{name} compiled" for name in plain[:4]] if device.type == "cuda" and classes == 107 else []
+        names = plain + compiled
         times: dict[str, float | str] = {}
         for name in names:
             try:
-                loss, logits, target = setup(name, classes, sizes["loss_size"], sizes["loss_batch"])
+                loss, logits, target = setup(name.removesuffix(" compiled"), classes, sizes["loss_size"],
+                                             sizes["loss_batch"])  # fmt: skip
                 if isinstance(loss, torch.nn.Module):  # the tree losses keep the tree's tables as buffers
                     loss = loss.to(device)
+                if name.endswith(" compiled"):
+                    loss = torch.compile(loss)
                 logits = logits.detach().to(device).requires_grad_()
                 target = target.to(device)
                 times[name] = timed(lambda loss=loss, logits=logits, target=target: loss(logits, target).backward(),
