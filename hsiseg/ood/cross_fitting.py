@@ -52,12 +52,13 @@ def cross_fitted(
     pixels, pixel_folds = annotated_spectra(datasets, targets, folds)
     final = fit_scores(names, pixels, num_leaves)
     keyed: dict[str, OodScore] = {}  # "name/k" -> the score fitted without fold k
+    usable = []
     for name in final:
         fitted = {k: fit_scores([name], pixels.select(torch.from_numpy(pixel_folds != k)), num_leaves)
                   for k in np.unique(pixel_folds).tolist()}  # fmt: skip
         if all(name in scores for scores in fitted.values()):
             keyed.update({f"{name}/{k}": scores[name] for k, scores in fitted.items()})
-    usable = [name for name in final if f"{name}/{int(pixel_folds[0])}" in keyed]
+            usable.append(name)
     values: dict[str, list[np.ndarray]] = {name: [] for name in usable}
     for sample_id, _, logits, features, inputs in image_outputs(model, datasets, device, autocast_dtype):
         shape = (int(logits.shape[1]), int(logits.shape[2]))

@@ -12,13 +12,11 @@ from hsiseg.ood.base import OOD_SCORES, OodScore, PixelOutputs, Space
 CHUNK = 4096  # pixels per distance block: bounds memory at CHUNK x (classes or bank) floats
 
 
-def _kth_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1, exact: bool = False) -> torch.Tensor:
-    """(P,) Euclidean distance of each of ``points`` (P, D) to its k-th nearest row of ``references`` (R, D).
-    ``exact``: difference-based distances (no |a|^2 - 2ab + |b|^2 cancellation; for few references)."""
-    mode = "donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist_if_necessary"
+def _kth_distance(points: torch.Tensor, references: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """(P,) Euclidean distance of each of ``points`` (P, D) to its k-th nearest row of ``references`` (R, D)."""
     out = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
     for start in range(0, points.shape[0], CHUNK):
-        block = torch.cdist(points[start : start + CHUNK], references, compute_mode=mode)
+        block = torch.cdist(points[start : start + CHUNK], references)
         out[start : start + CHUNK] = block.topk(k, 1, largest=False).values[:, -1]
     return out
 
