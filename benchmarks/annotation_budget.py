@@ -7,7 +7,8 @@ Run: ``python benchmarks/annotation_budget.py`` (``--data demo indian-pines jasp
 Protocol, per data set and seed: the annotator starts from one stroke per class
 (:func:`hsiseg.active.simulated_annotator.first_strokes`); each round the live model of ``hsiseg annotate``
 (:class:`~hsiseg.annotate.live_model.LiveModel`, warm-started) updates, the strategy picks a region
-(:func:`hsiseg.active.suggest`: ``mix`` = hsiseg's default, ``uncertainty``, ``random``, ``grid``) and the
+(:func:`hsiseg.active.suggest`: ``mix`` = hsiseg's default, ``uncertainty``, ``random``, ``grid``: one evenly
+spaced list of regions walked over the run) and the
 annotator draws one stroke of ``--length`` pixels inside it, labelled from the truth under the stroke only, 20%
 of them with the parent node where the leaf has siblings. Where the pixel a stroke starts on is no class of the
 tree (Indian Pines' unlabelled background), the annotator skips to the next suggestion, up to :data:`TRIES`.
@@ -89,14 +90,26 @@ def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, 
             from hsiseg.active import regions
 
             superpixels = regions(prepared.image.numpy(), prediction.invalid, seed)
-        found = suggest(prediction, scribbles, tree, TRIES, strategy, int(rng.integers(2**31)),
-                        superpixels=superpixels)  # fmt: skip
+        found = _suggested(prediction, scribbles, tree, strategy, superpixels, rng, seed, len(curve["strokes"]) - 1,
+                           strokes)  # fmt: skip
         stroke = next((s for s in (stroke_in(oracle, f.mask, length, rng) for f in found) if s is not None), None)
         if stroke is not None:
             pixels, leaf = stroke
             scribbles = scribbles.copy()
             scribbles[pixels] = coarse(leaf, tree, COARSE_SHARE, rng)
     return curve
+
+
+def _suggested(prediction, scribbles: np.ndarray, tree: LabelTree, strategy: str, superpixels: np.ndarray,
+               rng: np.random.Generator, seed: int, round_index: int, strokes: int) -> list:  # fmt: skip
+    """The suggestions the annotator goes through this round, best first. ``grid`` walks one evenly spaced list
+    over the whole run (the same offset every round; round t starts at its t-th region), so the strokes cover
+    the image; every other strategy asks for its :data:`TRIES` best regions anew."""
+    if strategy != "grid":
+        return suggest(prediction, scribbles, tree, TRIES, strategy, int(rng.integers(2**31)), superpixels=superpixels)
+    spaced = suggest(prediction, scribbles, tree, strokes + 1, "grid", seed, superpixels=superpixels)
+    start = round_index % max(1, len(spaced))
+    return (spaced[start:] + spaced[:start])[:TRIES]
 
 
 def _record(curve: dict[str, list[float]], prediction, scribbles: np.ndarray, truth: np.ndarray, tree: LabelTree,

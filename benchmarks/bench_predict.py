@@ -1,6 +1,7 @@
 """Batch prediction of a recording: is reading and writing hidden behind compute, and is memory flat?
 
-Run: ``python benchmarks/bench_predict.py`` (``--cubes 20 --height 480 --width 640``: Tivita-size cubes).
+Run: ``python benchmarks/bench_predict.py`` (``--cubes 20 --height 480 --width 640``: Tivita-size cubes;
+``--threads N``: the network's torch threads, by default one per core).
 
 - Writes ``--cubes`` Tivita cubes (100 bands) and an untrained checkpoint: ``--model default`` (the default
   network, ``spectral-spatial`` with its guided context, and its default unknown-tissue score ``mahalanobis``
@@ -93,8 +94,13 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--model", choices=("default", "unet"), default="default")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for the network (default: torch's own, one per core); with fewer threads "
+                        "than cores, the pipeline's reading and writing have a core of their own")  # fmt: skip
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.child:
         child(args.child[0], int(args.child[1]))
         return

@@ -84,7 +84,8 @@ def train_command(
     ood_calibration: Annotated[
         str,
         typer.Option(help="How OOD thresholds are calibrated: 'held-out' strokes, or 'cross-fitted' (the input-space "
-                          "scores on every stroke's out-of-fold value; for a single scene with few strokes)."),
+                          "scores on every annotated pixel's out-of-fold value, in folds of patients or, within one "
+                          "scene, of strokes; keeps the promise, flags less)."),
     ] = DEFAULTS.ood_calibration,  # fmt: skip
     ood_scores: Annotated[
         str | None,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hsiseg import HsisegError
 from hsiseg.dataset.scenes import write_real_scene
 from hsiseg.dataset.spec import DataSpec
-from hsiseg.dataset.strokes import stroke_folds
+from hsiseg.dataset.strokes import subject_folds
 from hsiseg.labels import UNLABELLED
 from hsiseg.models.checkpoint import load_model
 from hsiseg.ood import PixelOutputs, build_score
@@ -53,7 +53,8 @@ def out_of_fold_values(spec_path: Path, checkpoint: Path, config: TrainConfig, n
         for index, sample_id in enumerate(dataset.sample_ids):
             images[sample_id] = dataset.sample(index).image  # (H, W, B)
     targets = {sample_id: spec.read_annotation(sample_id, image.shape[:2]) for sample_id, image in images.items()}
-    folds = stroke_folds(targets, FOLDS, config.seed)
+    subjects = {sample_id: spec.samples[sample_id].subject for sample_id in images}
+    folds = subject_folds(targets, subjects, FOLDS, config.seed)
     values = []
     for k in range(FOLDS):
         spectra = np.concatenate([images[s][(folds[s] >= 0) & (folds[s] != k)] for s in images])

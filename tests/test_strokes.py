@@ -8,7 +8,7 @@ import pytest
 
 from hsiseg.annotations import UNLABELLED
 from hsiseg.annotations.simulate import simulate_scribbles
-from hsiseg.dataset.strokes import hold_out_strokes, stroke_folds
+from hsiseg.dataset.strokes import hold_out_strokes, stroke_folds, subject_folds
 
 
 def scribbles() -> np.ndarray:
@@ -82,3 +82,25 @@ def test_stroke_folds_deal_whole_strokes_of_every_image() -> None:
     assert all(np.array_equal(again[key], folds[key]) for key in targets)
     with pytest.raises(ValueError, match="folds"):
         stroke_folds(targets, 1, seed=0)
+
+
+def test_subject_folds_keep_each_subject_in_one_fold() -> None:
+    """With several subjects every annotated pixel of a subject's images gets its subject's fold, the subjects
+    are dealt round-robin over min(folds, subjects) folds, and one subject falls back to the folds of strokes."""
+    rng = np.random.default_rng(0)
+    targets, subjects = {}, {}
+    for index in range(7):  # 7 images of 4 subjects (two images for some)
+        target = np.full((10, 12), UNLABELLED)
+        target[rng.random((10, 12)) < 0.2] = index % 3
+        targets[f"image{index}"], subjects[f"image{index}"] = target, f"patient{index % 4}"
+    folds = subject_folds(targets, subjects, 5, seed=1)
+    fold_of_subject: dict[str, set[int]] = {}
+    for key, target in targets.items():
+        assert ((folds[key] >= 0) == (target != UNLABELLED)).all()
+        fold_of_subject.setdefault(subjects[key], set()).update(np.unique(folds[key][target != UNLABELLED]).tolist())
+    assert all(len(values) == 1 for values in fold_of_subject.values())  # a subject is never split
+    assert sorted(next(iter(v)) for v in fold_of_subject.values()) == [0, 1, 2, 3]  # 4 subjects, 4 folds
+    same = {key: "patient0" for key in targets}
+    alone = subject_folds(targets, same, 5, seed=1)
+    strokes = stroke_folds(targets, 5, seed=1)
+    assert all(np.array_equal(alone[key], strokes[key]) for key in targets)

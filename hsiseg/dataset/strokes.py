@@ -93,3 +93,22 @@ def stroke_folds(targets: dict[str, np.ndarray], folds: int, seed: int) -> dict[
             key, components, component = strokes[index]
             assigned[key][components == component] = position % folds
     return assigned
+
+
+def subject_folds(targets: dict[str, np.ndarray], subjects: dict[str, str], folds: int,
+                  seed: int) -> dict[str, np.ndarray]:  # fmt: skip
+    """(H, W) fold of every annotated pixel of each image's target (-1 where unlabelled), by whole subjects
+    (patients, surgeries): the subjects, in a seeded order, are dealt round-robin into ``min(folds, subjects)``
+    folds, and every annotated pixel of a subject's images gets its subject's fold. With a single subject there
+    is nothing to deal, and the folds hold whole strokes instead (:func:`stroke_folds`).
+
+    ``subjects``: sample id -> subject, for every key of ``targets``."""
+    names = sorted({subjects[key] for key in targets})
+    if len(names) < 2:
+        return stroke_folds(targets, folds, seed)
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    fold_of = {names[index]: position % folds for position, index in enumerate(order)}
+    return {key: np.where(target != UNLABELLED, fold_of[subjects[key]], -1).astype(np.int64)
+            for key, target in targets.items()}  # fmt: skip

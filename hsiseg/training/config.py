@@ -49,7 +49,7 @@ class TrainConfig:
     ood_scores: list[str] = field(default_factory=lambda: list(DEFAULT_SCORES))  # fitted and calibrated
     ood_score: str = DEFAULT_SCORE  # the card's default unknown-tissue score
     ood_keep: float = 0.95  # share of held-out known pixels each threshold keeps
-    ood_calibration: str = "held-out"  # or cross-fitted: input-space scores calibrated on every stroke's out-of-fold
+    ood_calibration: str = "held-out"  # or cross-fitted: input-space scores, out-of-fold values (patient folds)
 
     def check(self) -> None:
         """Raise :class:`HsisegError` naming the first parameter out of range or the first unknown name or
