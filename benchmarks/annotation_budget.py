@@ -41,7 +41,7 @@ from hsiseg.predict.inference import prepare_cube
 from hsiseg.spectral import Preprocessing
 from hsiseg.tree import LabelTree
 
-STRATEGIES = ("mix", "uncertainty", "random", "grid")
+STRATEGIES = ("mix", "uncertainty", "random", "grid", "stratified")
 COARSE_SHARE = 0.2
 TRIES = 5  # suggestions the annotator goes through, in order, until one starts on a class of the tree
 

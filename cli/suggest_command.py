@@ -17,7 +17,7 @@ def suggest(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the suggestions (JSON and pictures).")],
     sample: Annotated[list[str] | None, typer.Option(help="Only this sample id (repeatable; default: all).")] = None,
     count: Annotated[int, typer.Option(help="Regions to suggest per image.")] = 10,
-    strategy: Annotated[str, typer.Option(help="mix (the default), uncertainty, random or grid.")] = "mix",
+    strategy: Annotated[str, typer.Option(help="mix (the default), uncertainty, random, grid or stratified.")] = "mix",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same suggestions).")] = 0,
 ) -> None:
     """Rank stroke-sized regions of each image by what a stroke there would teach the model (low margin between

@@ -61,6 +61,33 @@ def test_uncertainty_ranks_regions_by_their_mean_margin(scene) -> None:
                                rtol=1e-6)  # fmt: skip
 
 
+def test_stratified_takes_the_most_doubtful_region_of_the_first_least_scribbled_band(scene) -> None:
+    prediction, superpixels = scene  # 4 x 5 blocks of 8 x 8 pixels: raster order of centres = block order
+    tree = demo_tree()
+    scribbles = np.full(superpixels.shape, UNLABELLED, dtype=np.int32)
+    scribbles[1, 1:5] = 2  # one stroke in block 0
+    scribbles[20, 20:24] = 5  # one stroke in block 12
+    found = suggest(prediction, scribbles, tree, 4, "stratified", superpixels=superpixels)
+    top2 = np.sort(prediction.probabilities, axis=0)[-2:]
+    margin = {r: (1 - (top2[1] - top2[0]))[(superpixels == r) & (scribbles == UNLABELLED)].mean() for r in range(20)}
+    strata = 2 + 4  # strokes + count: blocks 0-3 in the first band, 4-6 in the second, ...
+    band = {r: r * strata // 20 for r in range(20)}
+    cover = {b: 0.0 for b in range(strata)}
+    cover[band[0]] += 4
+    cover[band[12]] += 4
+    expected = []
+    for _ in range(4):  # brute force: the first of the least covered bands, its lowest-margin open region
+        open_regions = [r for r in range(20) if r not in expected]
+        least = min(cover[band[r]] for r in open_regions)
+        first = min(band[r] for r in open_regions if cover[band[r]] == least)
+        best = max((r for r in open_regions if band[r] == first), key=lambda r: margin[r])
+        expected.append(best)
+        cover[band[best]] += 4  # a pick counts as one more stroke of the mean stroke's pixels
+    assert [int(superpixels[s.mask][0]) for s in found] == expected
+    assert len({band[r] for r in expected}) == 4 and band[0] not in {band[r] for r in expected}
+    np.testing.assert_allclose([s.score for s in found], [margin[r] for r in expected], rtol=1e-6)
+
+
 def test_never_inside_scribbled_or_invalid_pixels(scene) -> None:
     prediction, superpixels = scene
     tree = demo_tree()
@@ -70,7 +97,7 @@ def test_never_inside_scribbled_or_invalid_pixels(scene) -> None:
     scribbles = np.full(superpixels.shape, UNLABELLED, dtype=np.int32)
     scribbles[2:6, :] = 3  # crosses the first row of blocks
     scribbles[8:16, 0:8] = 4  # a whole block: never suggested
-    for strategy in ("mix", "uncertainty", "random", "grid"):
+    for strategy in ("mix", "uncertainty", "random", "grid", "stratified"):
         found = suggest(prediction, scribbles, tree, 20, strategy, seed=1, superpixels=superpixels)
         assert found and all(not (s.mask & ((scribbles != UNLABELLED) | invalid)).any() for s in found)
         assert all(not (s.mask & (superpixels == superpixels[8, 0])).any() for s in found)
@@ -157,5 +184,5 @@ def test_the_quick_budget_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert "| demo | mix |" in run.stdout and output.with_suffix(".png").is_file()
     curves = json.loads(output.read_text())["results"]["demo"]
-    assert set(curves) == {"mix", "uncertainty", "random", "grid"}
+    assert set(curves) == {"mix", "uncertainty", "random", "grid", "stratified"}
     assert all(len(c["dice"]) == 5 and 0 <= min(c["dice"]) <= max(c["dice"]) <= 1 for s in curves.values() for c in s)

@@ -13,7 +13,8 @@ The default strategy (``mix``) ranks regions by a weighted mean of the three cri
 (:data:`MIX_WEIGHTS`) and picks greedily, halving the score of a region whose predicted class was already
 suggested, so the list covers several classes. ``uncertainty`` ranks by margin alone; ``random`` and ``grid``
 (regions in raster order of their centres, evenly spaced) are the baselines of
-``benchmarks/annotation_budget.py``.
+``benchmarks/annotation_budget.py``. ``stratified`` combines coverage and doubt: the lowest-margin region of
+the band of the image with the fewest scribbled pixels (see :func:`_stratified`).
 
 Tree-aware: when the region's two most probable leaves are siblings, the suggestion says so and accepts their
 parent as the label (a partial label hsiseg trains on). A region never contains scribbled or invalid pixels;
@@ -33,7 +34,7 @@ from hsiseg.tree import LabelTree
 
 REGION_PIXELS = 150  # mean superpixel size: about one short stroke
 MIX_WEIGHTS = {"low margin": 0.5, "unknown": 0.3, "few strokes": 0.2}
-STRATEGIES = ("mix", "uncertainty", "random", "grid")
+STRATEGIES = ("mix", "uncertainty", "random", "grid", "stratified")
 MAX_SCRIBBLED_SHARE = 0.5
 LOW_MARGIN = 0.5  # 1 - (p1 - p2) from which a region's reasons say "low margin"
 
@@ -102,7 +103,10 @@ def suggest(prediction: Prediction, scribbles: np.ndarray, tree: LabelTree, coun
     table = _region_table(prediction, scribbles, superpixels, tree)
     if not table.ids.size:
         return []
-    order = _order(table, strategy, count, seed)
+    if strategy == "stratified":
+        order = _stratified(table, superpixels, scribbles, count)
+    else:
+        order = _order(table, strategy, count, seed)
     return [_suggestion(rank + 1, region, score, table, superpixels, scribbles, prediction, tree)
             for rank, (region, score) in enumerate(order)]  # fmt: skip
 
@@ -197,6 +201,58 @@ def _mixed(table: _RegionTable, count: int) -> list[tuple[int, float]]:
         best = int(np.argmax(adjusted))
         chosen.append((best, float(adjusted[best])))
     return chosen
+
+
+def _stratified(table: _RegionTable, superpixels: np.ndarray, scribbles: np.ndarray,
+                count: int) -> list[tuple[int, float]]:  # fmt: skip
+    """Coverage first, doubt within: every region is put in one of ``strokes + count`` strata (consecutive
+    regions in raster order of their centres, so each stratum is a band of the image); each pick is the
+    lowest-margin region of the first stratum, in raster order, among those with the fewest scribbled pixels,
+    and then counts as a stroke there. Stateless: the strata follow from the scribbles, so each round of an
+    annotation session can call it anew."""
+    position = _raster_position(superpixels)  # (R_all,) in [0, 1)
+    drawn = scribbles != UNLABELLED
+    strokes = _stroke_count(drawn)
+    strata = max(1, min(position.size, strokes + count))
+    stratum = np.minimum((position * strata).astype(int), strata - 1)  # (R_all,)
+    inside = superpixels >= 0
+    per_region = np.bincount(superpixels[inside & drawn], minlength=position.size)
+    cover = np.bincount(stratum, weights=per_region, minlength=strata).astype(np.float64)
+    stroke_pixels = max(1.0, float(drawn.sum()) / max(1, strokes))
+    candidate = stratum[table.ids]
+    open_ = np.ones(table.ids.size, dtype=bool)
+    chosen: list[tuple[int, float]] = []
+    for _ in range(min(count, table.ids.size)):
+        least = cover[candidate[open_]].min()
+        first = candidate[open_ & (cover[candidate] == least)].min()
+        best = int(np.argmax(np.where(open_ & (candidate == first), table.margin, -np.inf)))
+        chosen.append((best, float(table.margin[best])))
+        open_[best] = False
+        cover[candidate[best]] += stroke_pixels
+    return chosen
+
+
+def _raster_position(superpixels: np.ndarray) -> np.ndarray:
+    """(R,) each region's place in raster order of the centres (rows, then columns), as a share in [0, 1);
+    R = the largest region id + 1 (ids absent from the image sort last)."""
+    inside = superpixels >= 0
+    ids = superpixels[inside]
+    rows, columns = np.nonzero(inside)
+    size = np.bincount(ids, minlength=int(ids.max(initial=-1)) + 1).astype(np.float64)
+    present = size > 0
+    centre_y = np.bincount(ids, weights=rows, minlength=size.size) / np.maximum(size, 1)
+    centre_x = np.bincount(ids, weights=columns, minlength=size.size) / np.maximum(size, 1)
+    order = np.lexsort((centre_x, centre_y, ~present))
+    position = np.empty(size.size)
+    position[order] = np.arange(size.size) / max(1, int(present.sum()))
+    return position
+
+
+def _stroke_count(drawn: np.ndarray) -> int:
+    """The strokes (8-connected components) of a (H, W) bool mask of scribbled pixels."""
+    from scipy import ndimage
+
+    return int(ndimage.label(drawn, structure=np.ones((3, 3)))[1])
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
