@@ -17,8 +17,9 @@ known) pixels the map calls unknown, and an RBF SVC (scikit-learn, balanced, C =
 leaf-labelled stroke pixels of the same strategy. Writes ``--output`` (JSON with every curve) and a plot beside
 it; prints the strokes each strategy needs to reach what random placement reaches at the end.
 
-Data: the demo's held-out surgery (one image, 14 leaves), Indian Pines (145 x 145, 16 leaves), and the real
-scenes of :mod:`hsiseg.dataset.scenes`.
+Data: the demo's held-out surgery (one image, 14 leaves), the rich synthetic scene's (``rich``: one image of
+96 x 128 x 100 from a tree of 100 leaves, of which the image shows a few dozen), Indian Pines (145 x 145, 16
+leaves), and the real scenes of :mod:`hsiseg.dataset.scenes`.
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ TRIES = 5  # suggestions the annotator goes through, in order, until one starts 
 
 def load(name: str, quick: bool) -> tuple[Cube, np.ndarray, LabelTree]:
     """(cube, truth as leaf codes, tree) of one benchmark image."""
-    if name == "demo":
+    if name in ("demo", "rich"):
         from hsiseg.dataset.spec import DataSpec
         from hsiseg.synthetic.dataset import generate_demo_data
 
-        folder = Path(tempfile.mkdtemp(prefix="budget-demo-"))
+        folder = Path(tempfile.mkdtemp(prefix=f"budget-{name}-"))
         shape = (48, 64) if quick else (96, 128)
-        spec = DataSpec.from_file(generate_demo_data(folder, surgeries=4, frames=1, shape=shape, seed=11))
+        scene = "neurosurgery" if name == "demo" else "rich"
+        spec = DataSpec.from_file(generate_demo_data(folder, surgeries=4, frames=1, shape=shape, seed=11,
+                                                     scene=scene))  # fmt: skip
         sample_id = spec.split("test", 0)[0]
         return spec.read_cube(sample_id), spec.read_truth(sample_id), spec.tree  # type: ignore[return-value]
     if name == "indian-pines":

@@ -186,3 +186,13 @@ def test_the_quick_budget_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     curves = json.loads(output.read_text())["results"]["demo"]
     assert set(curves) == {"mix", "uncertainty", "random", "grid", "stratified"}
     assert all(len(c["dice"]) == 5 and 0 <= min(c["dice"]) <= max(c["dice"]) <= 1 for s in curves.values() for c in s)
+
+
+def test_the_budget_benchmark_loads_the_rich_scene_with_its_100_leaf_tree() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import annotation_budget
+
+    cube, truth, tree = annotation_budget.load("rich", quick=True)
+    assert tree.num_leaves == 100 and truth.shape == cube.data.shape[:2] == (48, 64)
+    present = np.unique(truth[truth >= 0])
+    assert present.max() < tree.num_leaves and present.size > 14  # richer than the demo's 14 leaves
