@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hsiseg.dataset.strokes import stroke_counts
 from hsiseg.errors import HsisegError
 from hsiseg.labels import UNLABELLED
 from hsiseg.predict.inference import Prediction
@@ -212,7 +213,7 @@ def _stratified(table: _RegionTable, superpixels: np.ndarray, scribbles: np.ndar
     annotation session can call it anew."""
     position = _raster_position(superpixels)  # (R_all,) in [0, 1)
     drawn = scribbles != UNLABELLED
-    strokes = _stroke_count(drawn)
+    strokes = sum(stroke_counts(scribbles).values())  # each class's 8-connected components
     strata = max(1, min(position.size, strokes + count))
     stratum = np.minimum((position * strata).astype(int), strata - 1)  # (R_all,)
     inside = superpixels >= 0
@@ -246,13 +247,6 @@ def _raster_position(superpixels: np.ndarray) -> np.ndarray:
     position = np.empty(size.size)
     position[order] = np.arange(size.size) / max(1, int(present.sum()))
     return position
-
-
-def _stroke_count(drawn: np.ndarray) -> int:
-    """The strokes (8-connected components) of a (H, W) bool mask of scribbled pixels."""
-    from scipy import ndimage
-
-    return int(ndimage.label(drawn, structure=np.ones((3, 3)))[1])
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
