@@ -29,6 +29,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,15 +73,19 @@ def load(name: str, quick: bool) -> tuple[Cube, np.ndarray, LabelTree]:
 
 
 def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, strokes: int, length: int,
-                 seed: int, settings: LiveSettings) -> dict[str, list[float]]:  # fmt: skip
-    """One curve: Dice (and unknown share, SVC Dice) after each stroke from the first strokes on."""
+                 seed: int, settings: LiveSettings, live_model: type[LiveModel] = LiveModel,
+                 suggested: Callable[..., list] | None = None) -> dict[str, list[float]]:  # fmt: skip
+    """One curve: Dice (and unknown share, SVC Dice) after each stroke from the first strokes on. ``live_model``
+    and ``suggested`` (the arguments of :func:`_suggested`, the default) let an experiment vary the live model
+    or the suggestions (``benchmarks/experiment_suggestions.py``)."""
+    suggested = _suggested if suggested is None else suggested
     rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
     oracle = TruthOracle(truth)
     scribbles = first_strokes(oracle, length, np.random.default_rng(seed))  # the same start for every strategy
     oracle.forget()
     preprocessing = Preprocessing(normalization="l1", wavelengths=cube.wavelengths.tolist())
     prepared = prepare_cube(cube, preprocessing)
-    model = LiveModel(tree, preprocessing, int(prepared.image.shape[0]), settings)
+    model = live_model(tree, preprocessing, int(prepared.image.shape[0]), settings)
     curve: dict[str, list[float]] = {"strokes": [], "dice": [], "unknown": [], "svc_dice": []}
     superpixels = None
     for _ in range(strokes + 1):
@@ -93,8 +98,8 @@ def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, 
             from hsiseg.active import regions
 
             superpixels = regions(prepared.image.numpy(), prediction.invalid, seed)
-        found = _suggested(prediction, scribbles, tree, strategy, superpixels, rng, seed, len(curve["strokes"]) - 1,
-                           strokes)  # fmt: skip
+        found = suggested(prediction, scribbles, tree, strategy, superpixels, rng, seed, len(curve["strokes"]) - 1,
+                          strokes)  # fmt: skip
         stroke = next((s for s in (stroke_in(oracle, f.mask, length, rng) for f in found) if s is not None), None)
         if stroke is not None:
             pixels, leaf = stroke

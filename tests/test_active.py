@@ -188,6 +188,18 @@ def test_the_quick_budget_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert all(len(c["dice"]) == 5 and 0 <= min(c["dice"]) <= max(c["dice"]) <= 1 for s in curves.values() for c in s)
 
 
+def test_the_quick_live_model_experiment_runs_every_variant_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "experiment.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "experiment_suggestions.py"), "--quick",
+                          "--output", str(output)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(output.read_text())["results"]
+    assert set(results) == {"demo / default / random", "demo / default / mix", "demo / every stroke / random",
+                            "demo / every stroke / mix", "demo / weight average / random",
+                            "demo / weight average / mix", "demo / map changes / mix"}  # fmt: skip
+    assert all(len(c["dice"]) == 4 and 0 <= min(c["dice"]) <= max(c["dice"]) <= 1 for s in results.values() for c in s)
+
+
 def test_the_budget_benchmark_loads_the_rich_scene_with_its_100_leaf_tree() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import annotation_budget
