@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,9 @@ def prediction(device: torch.device, sizes: dict) -> dict[str, Any]:
         started = time.perf_counter()
         results = predict_batch(model, frames, Path(folder) / "out", options)
         wall = time.perf_counter() - started
+        started = time.perf_counter()  # the same with one reading and one writing thread: what workers give
+        alone = predict_batch(model, frames, Path(folder) / "one", replace(options, workers=1))
+        wall_one_worker = time.perf_counter() - started
         predictor = Predictor.from_options(model, options)
         from hsiseg.io import read_cube
 
@@ -226,7 +230,8 @@ def prediction(device: torch.device, sizes: dict) -> dict[str, Any]:
     done = sum(result.status == "done" for result in results)
     return {"frames": len(frames), "done": done, "frames_per_s": done / wall, "wall_s": wall,
             "network_s": network, "in_memory_s": in_memory, "wall_over_network": wall / network,
-            "wall_over_in_memory": wall / in_memory}  # fmt: skip
+            "wall_over_in_memory": wall / in_memory, "workers": options.pipeline_workers(),
+            "frames_per_s_one_worker": sum(r.status == "done" for r in alone) / wall_one_worker}  # fmt: skip
 
 
 def profile(function: Callable[[], object], device: torch.device, path: Path) -> None:
@@ -255,9 +260,12 @@ def streaming(device: torch.device, sizes: dict) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         model, video = default_model(root), recording(root, sizes["frames"], sizes["sensor"])
-        result = predict_recording(model, video, root / "out", RunOptions(device=str(device)), batch_frames=8)
+        options = RunOptions(device=str(device))
+        result = predict_recording(model, video, root / "out", options, batch_frames=8)
+        alone = predict_recording(model, video, root / "one", replace(options, workers=1), batch_frames=8)
     return {"frames": result.done, "frames_per_s": result.done / result.seconds, "camera_frames_per_s": 25,
-            "network_s": result.network_seconds, "wall_s": result.seconds}  # fmt: skip
+            "network_s": result.network_seconds, "wall_s": result.seconds, "workers": options.pipeline_workers(),
+            "frames_per_s_one_worker": alone.done / alone.seconds}  # fmt: skip
 
 
 SECTIONS: dict[str, Callable[[torch.device, dict], Any]] = {

@@ -60,6 +60,10 @@ def predict(
     num_parts: Annotated[int, typer.Option(help="Split the frames into this many parts (machines).")] = 1,
     part_id: Annotated[int, typer.Option(help="Which part this machine does (0-based).")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    workers: Annotated[
+        int | None, typer.Option(help="Frames read and written side by side (default: 1 on a CPU; on a GPU half the "
+                                 "cores, up to 8).")
+    ] = None,
     options: ReaderOptions = None,
     max_cube_gb: MaxCubeGB = None,
     camera: Annotated[
@@ -87,7 +91,7 @@ def predict(
         ood_threshold=ood_threshold, level=level, confidence=confidence, save_probabilities=probabilities,
         opacity=opacity, contours=contours, animation=animation,
         overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, device=device,
-        reader_options=reader_options_with_limit(options, max_cube_gb),
+        reader_options=reader_options_with_limit(options, max_cube_gb), workers=workers,
     )  # fmt: skip
     settings.check()  # every option, before any file is read or progress shown
     if spec is not None:

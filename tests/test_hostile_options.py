@@ -28,6 +28,8 @@ runner = CliRunner()
         (["--confidence", "1.5"], "confidence must be in (0, 1], got 1.5"),
         (["--batch-size", "0"], "batch_size must be at least 1, got 0"),
         (["--tile", "8"], "tile must be at least 16, got 8"),
+        (["--workers", "0"], "workers must be in [1, 64], got 0"),
+        (["--workers", "1000"], "workers must be in [1, 64], got 1000"),
         (["--overlap", "nan"], "overlap must be a finite number"),
         (["--level", "0"], "level must be at least 1, got 0"),
         (["--num-parts", "2", "--part-id", "2"], "part_id must be in [0, 1], got 2"),

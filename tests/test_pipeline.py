@@ -133,3 +133,92 @@ def test_an_interrupt_finishes_the_write_in_progress_and_closes_the_sink() -> No
     with pytest.raises(KeyboardInterrupt):
         run_pipeline([FrameId("a", "m#0", 0), FrameId("b", "m#3", 3)], Source(), Interrupting(), sink)
     assert ("finished", 0) in sink.events and sink.closed
+
+
+def test_with_several_workers_frames_end_the_same_and_are_reported_in_order() -> None:
+    sink, predictor = Sink(), Predictor()
+    run_pipeline(frames(7), Source(), predictor, sink, workers=3)
+    assert [outcome(sink, slot) for slot in range(7)] == [
+        "finished", "failed:read:MemoryError", "failed:predict:RuntimeError", "finished", "begin",
+        "failed:write:OSError", "finished",
+    ]  # fmt: skip
+    assert [slot for event, slot in sink.events if event == "begin"] == list(range(7))
+    assert [slot for event, slot in sink.events if event == "finished"] == [0, 3, 6]  # in order
+    assert predictor.groups == [[0], [2], [3], [5], [6]] and sink.closed
+
+
+class Meeting:
+    """Frames 0 and 1 wait for each other (in reading, or in writing): they pass only when both are in that
+    stage at the same time; alone, the wait times out and the frame fails."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.barrier = threading.Barrier(2, timeout=timeout)
+
+    def meet(self, frame: FrameId) -> None:
+        if frame.slot in (0, 1):
+            self.barrier.wait()
+
+
+class MeetingSource:
+    """Every frame readable (first pixel: its slot); frames 0 and 1 meet while being read."""
+
+    def __init__(self, meeting: Meeting | None = None) -> None:
+        self.meeting = meeting
+
+    def load(self, frame: FrameId) -> Cube:
+        if self.meeting:
+            self.meeting.meet(frame)
+        data = np.full((4, 5, 8), 0.5, dtype=np.float32)
+        data[0, 0, 0] = frame.slot
+        return Cube(data, WAVELENGTHS, {"source": frame.source})
+
+
+@dataclass
+class MeetingSink(Sink):
+    """Frames 0 and 1 meet while being written."""
+
+    meeting: Meeting | None = None
+
+    def write(self, item: Predicted) -> None:
+        if self.meeting:
+            self.meeting.meet(item.frame)
+        super().write(item)
+
+
+def test_workers_read_frames_side_by_side() -> None:
+    sink = Sink()
+    run_pipeline(frames(2)[:1] + [FrameId("b", "m#1", 1)], MeetingSource(Meeting()), Predictor(), sink, workers=2)
+    assert outcome(sink, 0) == outcome(sink, 1) == "finished"  # read at the same time: they met
+    alone = Sink()  # one worker: frame 0's read waits for frame 1's, which starts only after it
+    run_pipeline(frames(2)[:1] + [FrameId("b", "m#1", 1)], MeetingSource(Meeting(timeout=0.2)), Predictor(), alone)
+    assert outcome(alone, 0) == "failed:read:BrokenBarrierError"
+
+
+def test_workers_write_frames_side_by_side_and_at_most_that_many_wait() -> None:
+    chosen = [FrameId(f"f{slot}", f"m#{slot}", slot) for slot in (0, 1, 3, 6)]
+    sink = MeetingSink(meeting=Meeting())
+    run_pipeline(chosen, MeetingSource(), Predictor(), sink, workers=2)
+    assert [outcome(sink, slot) for slot in (0, 1, 3, 6)] == ["finished"] * 4  # frames 0 and 1 were written together
+    order = [event for event in sink.events if event[0] in ("predicted", "finished")]
+    # two frames may wait for writing: frame 3's prediction makes a third, so frame 0 is finished first
+    assert order == [("predicted", 0), ("predicted", 1), ("predicted", 3), ("finished", 0), ("predicted", 6),
+                     ("finished", 1), ("finished", 3), ("finished", 6)]  # fmt: skip
+    alone = MeetingSink(meeting=Meeting(timeout=0.2))
+    run_pipeline(chosen, MeetingSource(), Predictor(), alone, workers=1)
+    assert outcome(alone, 0) == "failed:write:BrokenBarrierError"
+
+
+def test_the_number_of_workers_and_frames_per_pass_are_checked() -> None:
+    from hsiseg.errors import HsisegError
+
+    for keywords, message in (({"workers": 0}, "workers must be at least 1, got 0"),
+                              ({"batch_frames": 0}, "batch_frames must be at least 1, got 0")):  # fmt: skip
+        with pytest.raises(HsisegError, match=message):
+            run_pipeline(frames(1), Source(), Predictor(), Sink(), **keywords)
+
+
+def test_one_worker_on_a_cpu_and_more_with_an_accelerator() -> None:
+    from hsiseg.predict.options import RunOptions, default_workers
+
+    assert default_workers("cpu") == 1 and RunOptions().pipeline_workers() == 1
+    assert RunOptions(workers=5).pipeline_workers() == 5

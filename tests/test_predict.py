@@ -202,6 +202,17 @@ def test_palette_families_and_file_colours() -> None:
     assert len({tuple(np.round(c, 3)) for c in colours[: tree.num_leaves]}) == tree.num_leaves  # all distinct
 
 
+def test_several_workers_write_the_same_frame_files(trained, tmp_path: Path) -> None:
+    model_path, cubes = trained
+    one = predict_batch(model_path, [cubes], tmp_path / "one")
+    three = predict_batch(model_path, [cubes], tmp_path / "three", PredictOptions(workers=3))
+    assert [r.frame for r in one] == [r.frame for r in three] and {r.status for r in one + three} == {"done"}
+    for result in one:
+        for name in ("labels.npy", "labels.png", "unknown.png", "areas.csv", "overlay.png"):
+            assert (tmp_path / "one" / result.frame / name).read_bytes() == (
+                tmp_path / "three" / result.frame / name).read_bytes(), name
+
+
 def test_indexed_png_palette_matches(trained, tmp_path: Path) -> None:
     from PIL import Image
 

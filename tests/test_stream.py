@@ -199,6 +199,18 @@ def test_frames_batched_for_the_network_give_the_same_maps(setup, tmp_path) -> N
         np.testing.assert_array_equal(one["pixels"][()], four["pixels"][()])
 
 
+def test_frames_read_and_written_by_several_workers_give_the_same_maps_file(setup, tmp_path) -> None:
+    from hsiseg.predict.options import RunOptions
+
+    model, recording, camera = setup  # a Blosc2 recording: its raw reads take turns, the rest runs side by side
+    single = predict_recording(model, video(recording, camera), tmp_path / "one")
+    spread = predict_recording(model, video(recording, camera), tmp_path / "three", RunOptions(workers=3))
+    assert (single.done, spread.done) == (FRAMES, FRAMES)
+    with h5py.File(tmp_path / "one" / "maps.h5") as one, h5py.File(tmp_path / "three" / "maps.h5") as three:
+        for name in ("labels", "pixels", "score", "rgb"):
+            np.testing.assert_array_equal(one[name][()], three[name][()])
+
+
 def test_review_findings_resume_sizes_references_locks(setup, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import blosc2
     import imageio.v3 as imageio

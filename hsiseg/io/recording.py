@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,7 @@ class MosaicVideo:
         if white_frame is not None and white_path is not None:
             _check_gain(white_frame, dark_frame, camera, white_path)
         self.decoder = MosaicDecoder(camera, method, white_frame, dark_frame)
+        self.reading = threading.Lock()  # one raw read at a time (a Blosc2 file's context is not thread-safe)
         self.notes = [*recording.timeline.notes, *self._exposure_notes(white_path)]
 
     def _exposure_notes(self, white_path: Path | None) -> list[str]:
@@ -276,8 +278,10 @@ class MosaicVideo:
         return self.recording.timestamps
 
     def cube(self, index: int) -> Cube:
-        """Frame ``index`` as a calibrated cube; ``meta`` has its source (``path#index``) and time stamp."""
-        raw = self.recording.raw(index)
+        """Frame ``index`` as a calibrated cube; ``meta`` has its source (``path#index``) and time stamp. Safe
+        to call from several threads: the raw reads take turns, calibration and demosaicking run side by side."""
+        with self.reading:
+            raw = self.recording.raw(index)
         meta: dict[str, Any] = {"source": f"{self.recording.path}#{index}", "frame": index}
         if self.timestamps is not None:
             meta["timestamp"] = self.timestamps[index]

@@ -146,7 +146,7 @@ def predict_batch(
                             lambda result: _report(result, results, on_frame))  # fmt: skip
         with routed_warnings():
             run_pipeline(CubeFiles.frames(todo), CubeFiles(options.reader_options), predictor, sink,
-                         options.rgb_method)  # fmt: skip
+                         options.rgb_method, workers=options.pipeline_workers())  # fmt: skip
     finally:  # also when interrupted: the summary lists every frame finished so far
         write_summary(output)
         if options.animation:

@@ -2,9 +2,12 @@
 
 A *source* loads frames (cube files, the frames of a recording); a *sink* decides which frames to predict
 and stores what comes out (frame folders, ``maps.h5``). :func:`run_pipeline` connects them with one
-mechanism: a read-ahead thread loads, preprocesses and renders the next frame while the network predicts
-this one (``batch_frames`` at a time), and a write-behind thread stores the previous one; at most one frame
-waits for writing, so memory stays flat however long the recording. Frames travel as typed records:
+mechanism: read-ahead threads load, preprocess and render the next frames while the network predicts
+these (``batch_frames`` at a time), and write-behind threads store the previous ones. ``workers`` threads
+read and as many write, side by side (one each by default: on a CPU the network takes every core; with a GPU
+the network is fast and reading and writing are the work to spread); at most ``batch_frames + workers - 1``
+frames are read ahead and ``workers`` wait for writing, so memory stays flat however long the recording.
+Frames are predicted and reported in order whatever the number of workers. Frames travel as typed records:
 
 - :class:`Loaded`: read and preprocessed, with its RGB image and the warnings raised on the way;
 - :class:`Predicted`: the network's :class:`~hsiseg.predict.inference.Prediction` added;
@@ -17,13 +20,15 @@ bad input); the run goes on. Interrupted (Ctrl-C), the frame being written is fi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
 
+from hsiseg.errors import HsisegError
 from hsiseg.io.cube import Cube
 from hsiseg.predict.frame_warnings import collect
 from hsiseg.predict.inference import Prediction, Predictor, Prepared
@@ -81,7 +86,8 @@ class Source(Protocol):
     """Where frames come from."""
 
     def load(self, frame: FrameId) -> Cube:
-        """The frame as a calibrated cube (called in the read-ahead thread); raise to fail the frame."""
+        """The frame as a calibrated cube (called in a read-ahead thread, side by side with other frames' loads
+        when ``workers`` > 1); raise to fail the frame."""
         ...
 
 
@@ -98,7 +104,8 @@ class Sink(Protocol):
         ...
 
     def write(self, item: Predicted) -> None:
-        """Store the frame (called in the write-behind thread); raise to fail the frame."""
+        """Store the frame (called in a write-behind thread, side by side with other frames' writes when
+        ``workers`` > 1); raise to fail the frame."""
         ...
 
     def finished(self, item: Predicted) -> None:
@@ -123,19 +130,22 @@ class PipelineStats:
 
 def run_pipeline(
     frames: Sequence[FrameId], source: Source, predictor: Predictor, sink: Sink, rgb_method: str = "auto",
-    batch_frames: int = 1,
+    batch_frames: int = 1, workers: int = 1,
 ) -> PipelineStats:  # fmt: skip
     """Predict ``frames`` from ``source`` into ``sink`` (see module docstring)."""
+    for value, name in ((batch_frames, "batch_frames"), (workers, "workers")):
+        if value < 1:
+            raise HsisegError(f"{name} must be at least 1, got {value}")
     stats = PipelineStats()
     with (
-        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-read") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="hsiseg-write") as writer,
+        ThreadPoolExecutor(workers, thread_name_prefix="hsiseg-read") as reader,
+        ThreadPoolExecutor(workers, thread_name_prefix="hsiseg-write") as writer,
     ):
-        run = _Run(predictor, sink, writer, stats)
+        run = _Run(predictor, sink, writer, stats, workers)
         try:
             run.loop(frames, lambda frame: reader.submit(_load, source, predictor, frame, rgb_method), batch_frames)
         finally:
-            run.finish_write()
+            run.finish_writes()
             sink.close()
     return stats
 
@@ -151,32 +161,42 @@ def _load(source: Source, predictor: Predictor, frame: FrameId, rgb_method: str)
 
 
 class _Run:
-    """The main thread's part: group, predict, hand over to the writer, report in order."""
+    """The main thread's part: group, predict, hand over to the writers, report in order."""
 
-    def __init__(self, predictor: Predictor, sink: Sink, writer: ThreadPoolExecutor, stats: PipelineStats) -> None:
-        self.predictor, self.sink, self.writer, self.stats = predictor, sink, writer, stats
+    def __init__(self, predictor: Predictor, sink: Sink, writer: ThreadPoolExecutor, stats: PipelineStats,
+                 workers: int) -> None:  # fmt: skip
+        self.predictor, self.sink, self.writer, self.stats, self.workers = predictor, sink, writer, stats, workers
         self.group: list[tuple[Loaded, float]] = []  # loaded frames waiting for the network, with their start
-        self.writing: tuple[Future[BaseException | None], Predicted] | None = None
+        self.writing: deque[tuple[Future[BaseException | None], Predicted]] = deque()  # oldest first
 
-    def loop(self, frames: Sequence[FrameId], load, batch_frames: int) -> None:
-        if not frames:
+    def loop(self, frames: Sequence[FrameId], load: Callable[[FrameId], Future[Loaded | Failed]],
+             batch_frames: int) -> None:  # fmt: skip
+        ahead, upcoming = batch_frames + self.workers - 1, iter(frames)
+        pending: deque[Future[Loaded | Failed]] = deque()
+        try:
+            while True:
+                while len(pending) < ahead and (frame := next(upcoming, None)) is not None:
+                    pending.append(load(frame))
+                if not pending:
+                    break
+                started = time.perf_counter()
+                self.take(pending.popleft().result(), started, batch_frames)
+            self.predict_group()
+        finally:
+            for future in pending:  # interrupted: frames not started yet are not read
+                future.cancel()
+
+    def take(self, item: Loaded | Failed, started: float, batch_frames: int) -> None:
+        """A frame in order from the readers: left, failed, or into the network's group."""
+        if not self.sink.begin(item.frame):
             return
-        pending = load(frames[0])
-        for position in range(len(frames)):
-            started = time.perf_counter()
-            item = pending.result()
-            if position + 1 < len(frames):
-                pending = load(frames[position + 1])
-            if not self.sink.begin(item.frame):
-                continue
-            if isinstance(item, Failed):
-                self.predict_group()  # the frames before it, in order
-                self.sink.failed(item)
-                continue
-            self.group.append((item, started))
-            if len(self.group) >= batch_frames:
-                self.predict_group()
-        self.predict_group()
+        if isinstance(item, Failed):
+            self.predict_group()  # the frames before it, in order
+            self.sink.failed(item)
+            return
+        self.group.append((item, started))
+        if len(self.group) >= batch_frames:
+            self.predict_group()
 
     def predict_group(self) -> None:
         if not self.group:
@@ -199,13 +219,16 @@ class _Run:
             warnings = [*loaded.warnings, *(w for w in raised if w not in loaded.warnings)]
             item = Predicted(loaded.frame, loaded.cube, loaded.image, prediction, warnings, ended - waited)
             self.sink.predicted(item)
-            self.finish_write()  # at most one frame waits for writing: memory stays flat
-            self.writing = (self.writer.submit(_write, self.sink, item), item)
+            self.writing.append((self.writer.submit(_write, self.sink, item), item))
+            while len(self.writing) > self.workers:  # at most `workers` frames wait: memory stays flat
+                self.finish_oldest_write()
 
-    def finish_write(self) -> None:
-        if self.writing is None:
-            return
-        (future, item), self.writing = self.writing, None
+    def finish_writes(self) -> None:
+        while self.writing:
+            self.finish_oldest_write()
+
+    def finish_oldest_write(self) -> None:
+        future, item = self.writing.popleft()
         error = future.result()
         if error is None:
             self.sink.finished(item)

@@ -138,7 +138,7 @@ def predict_recording(
                 stats = run_pipeline(source.frames(todo), source, predictor,
                                      MapsFile(store, predictor, smoothing, result, on_frame,
                                               video.recording.timeline.marks()),
-                                     options.rgb_method, batch_frames)  # fmt: skip
+                                     options.rgb_method, batch_frames, options.pipeline_workers())  # fmt: skip
         finally:  # also after Ctrl-C or an error: every finished frame reaches maps.h5
             store.consolidate()
         result.network_seconds = stats.network_seconds
