@@ -187,10 +187,10 @@ class MeetingSink(Sink):
 
 def test_workers_read_frames_side_by_side() -> None:
     sink = Sink()
-    run_pipeline(frames(2)[:1] + [FrameId("b", "m#1", 1)], MeetingSource(Meeting()), Predictor(), sink, workers=2)
+    run_pipeline(frames(2), MeetingSource(Meeting()), Predictor(), sink, workers=2)
     assert outcome(sink, 0) == outcome(sink, 1) == "finished"  # read at the same time: they met
     alone = Sink()  # one worker: frame 0's read waits for frame 1's, which starts only after it
-    run_pipeline(frames(2)[:1] + [FrameId("b", "m#1", 1)], MeetingSource(Meeting(timeout=0.2)), Predictor(), alone)
+    run_pipeline(frames(2), MeetingSource(Meeting(timeout=0.2)), Predictor(), alone)
     assert outcome(alone, 0) == "failed:read:BrokenBarrierError"
 
 
