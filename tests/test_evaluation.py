@@ -281,3 +281,14 @@ def test_the_quick_calibration_experiment() -> None:
     assert protocols == set(experiment.PROTOCOLS)
     assert all(0 <= row[4] <= 1 and 0 <= row[5] <= 1 for row in result["rows"])
     assert "| cross-fitted strokes |" in result["report"]
+
+
+def test_the_quick_region_score_experiment() -> None:
+    experiment = benchmark("experiment_region_scores", "sklearn")
+    labels = np.array([[0, 0, 1], [1, 1, 1]])
+    pooled = experiment.region_mean(np.array([[1.0, 3.0, 2.0], [4.0, 6.0, 0.0]]), labels)
+    np.testing.assert_allclose(pooled, [[2.0, 2.0, 3.0], [3.0, 3.0, 3.0]])  # region 0: (1+3)/2, region 1: 12/4
+    result = experiment.main(["--quick"])
+    variants = {row[2] for row in result["rows"]}
+    assert "pixel by pixel (baseline)" in variants and len(variants) == 2 + 2 * len(experiment.REGION_SIZES)
+    assert all(0 <= row[3] <= 1 for row in result["rows"])
