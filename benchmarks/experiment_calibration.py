@@ -19,10 +19,7 @@ and worst over held-out leaves and seeds, for keep = 0.95 and 0.90.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ood import held_out_sets, scored_pixels  # noqa: E402
-from quality import REAL_SCENES, DataSet, features, indian_pines, real_scene  # noqa: E402
+from quality import REAL_SCENES, DataSet, features, scene_experiment  # noqa: E402
 
 from hsiseg.dataset.strokes import hold_out_strokes, stroke_folds  # noqa: E402
 from hsiseg.labels import UNLABELLED  # noqa: E402
@@ -117,24 +114,7 @@ def summarise(rows: list[tuple]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=[*REAL_SCENES, "indian-pines"],
-                        choices=[*REAL_SCENES, "indian-pines"])  # fmt: skip
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="Samson, one seed (the test suite)")
-    arguments = parser.parse_args(argv)
-    names, seeds = (["samson"], 1) if arguments.quick else (arguments.data, arguments.seeds)
-    started, rows = time.perf_counter(), []
-    with tempfile.TemporaryDirectory() as folder:
-        for name in names:
-            for seed in range(seeds):
-                scene = Path(folder) / f"{name}-{seed}"
-                data = indian_pines(0.03, seed, scene) if name == "indian-pines" else real_scene(name, seed, scene)
-                rows += run(data, seed)
-    report = summarise(rows) + f"\n\n{len(names)} scenes x {seeds} seeds in {time.perf_counter() - started:.0f} s"
-    print(report)
-    return {"rows": rows, "report": report}
-
+    return scene_experiment(argv, __doc__.splitlines()[0], [*REAL_SCENES, "indian-pines"], 3, run, summarise)
 
 if __name__ == "__main__":
     main()

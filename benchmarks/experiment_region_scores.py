@@ -15,10 +15,7 @@ out in turn, mean (and worst) over leaves and seeds.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).parent))
 from experiment_calibration import fitted, scored  # noqa: E402
 from ood import held_out_sets, scored_pixels  # noqa: E402
-from quality import REAL_SCENES, features, indian_pines, real_scene  # noqa: E402
+from quality import REAL_SCENES, features, scene_experiment  # noqa: E402
 
 from hsiseg.active.suggest import _principal_components  # noqa: E402
 from hsiseg.labels import UNLABELLED  # noqa: E402
@@ -100,23 +97,7 @@ def summarise(rows: list[tuple[str, str, str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=list(REAL_SCENES), choices=[*REAL_SCENES, "indian-pines"])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="Samson, one seed (the test suite)")
-    arguments = parser.parse_args(argv)
-    names, seeds = (["samson"], 1) if arguments.quick else (arguments.data, arguments.seeds)
-    started, rows = time.perf_counter(), []
-    with tempfile.TemporaryDirectory() as folder:
-        for name in names:
-            for seed in range(seeds):
-                scene = Path(folder) / f"{name}-{seed}"
-                data = indian_pines(0.03, seed, scene) if name == "indian-pines" else real_scene(name, seed, scene)
-                rows += run(data, seed)
-    report = summarise(rows) + f"\n\n{len(names)} scenes x {seeds} seeds in {time.perf_counter() - started:.0f} s"
-    print(report)
-    return {"rows": rows, "report": report}
-
+    return scene_experiment(argv, __doc__.splitlines()[0], list(REAL_SCENES), 2, run, summarise)
 
 if __name__ == "__main__":
     main()

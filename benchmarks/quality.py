@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -182,6 +182,36 @@ def real_scene(name: str, seed: int, folder: Path) -> DataSet:
     sample = spec.split("train")
     label = f"{name}, {fraction:.1%} in strokes of {length} px by {placement}"
     return DataSet(label, spec, sample, sample, lambda i: spec.read_truth(i))
+
+
+def scene_runs(names: list[str], seeds: int, folder: Path) -> Iterator[tuple[DataSet, int]]:
+    """(data set, seed) for every real scene (or ``indian-pines`` at 3%) in ``names`` and seed, each in a folder
+    of its own under ``folder``."""
+    for name in names:
+        for seed in range(seeds):
+            scene = folder / f"{name}-{seed}"
+            yield (indian_pines(0.03, seed, scene) if name == "indian-pines" else real_scene(name, seed, scene)), seed
+
+
+def scene_experiment(
+    argv: list[str] | None, description: str, data: list[str], seeds: int,
+    run: Callable[[DataSet, int], list], summarise: Callable[[list], str],
+) -> dict:  # fmt: skip
+    """The command line of an experiment on real scenes (``--data``, ``--seeds``, ``--quick``: Samson, one seed):
+    ``run(data set, seed)`` rows for every scene and seed, then ``summarise(rows)`` printed with the time."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", nargs="+", default=data, choices=[*REAL_SCENES, "indian-pines"])
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--quick", action="store_true", help="Samson, one seed (the test suite)")
+    arguments = parser.parse_args(argv)
+    names, seeds = (["samson"], 1) if arguments.quick else (arguments.data, arguments.seeds)
+    started, rows = time.perf_counter(), []
+    with tempfile.TemporaryDirectory() as folder:
+        for data_set, seed in scene_runs(names, seeds, Path(folder)):
+            rows += run(data_set, seed)
+    report = summarise(rows) + f"\n\n{len(names)} scenes x {seeds} seeds in {time.perf_counter() - started:.0f} s"
+    print(report)
+    return {"rows": rows, "report": report}
 
 
 def demo(folder: Path, quick: bool) -> DataSet:
