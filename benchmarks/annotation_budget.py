@@ -11,7 +11,12 @@ Protocol, per data set and seed: the annotator starts from one stroke per class
 spaced list of regions walked over the run) and the
 annotator draws one stroke of ``--length`` pixels inside it, labelled from the truth under the stroke only, 20%
 of them with the parent node where the leaf has siblings. Where the pixel a stroke starts on is no class of the
-tree (Indian Pines' unlabelled background), the annotator skips to the next suggestion, up to :data:`TRIES`.
+tree (Indian Pines' unlabelled background), the annotator declines the suggestion and goes to the next, up to
+:data:`TRIES`; a declined region is not suggested again (``hsiseg.active.suggest(declined=...)``, as the
+annotation page's "no class here" does). With ``--offer-declined-again`` (the protocol before 2026-12-06)
+declined regions come back in later rounds, and a round whose :data:`TRIES` suggestions all lie on background
+passes without a stroke while still counting as one. The table reports both: suggestions declined, rounds
+without a stroke.
 After every stroke: leaf mean Dice of the leaf map on every truth pixel of the image, the share of those (all
 known) pixels the map calls unknown, and an RBF SVC (scikit-learn, balanced, C = 10) trained on the
 leaf-labelled stroke pixels of the same strategy. Writes ``--output`` (JSON with every curve) and a plot beside
@@ -74,10 +79,14 @@ def load(name: str, quick: bool) -> tuple[Cube, np.ndarray, LabelTree]:
 
 def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, strokes: int, length: int,
                  seed: int, settings: LiveSettings, live_model: type[LiveModel] = LiveModel,
-                 suggested: Callable[..., list] | None = None) -> dict[str, list[float]]:  # fmt: skip
-    """One curve: Dice (and unknown share, SVC Dice) after each stroke from the first strokes on. ``live_model``
-    and ``suggested`` (the arguments of :func:`_suggested`, the default) let an experiment vary the live model
-    or the suggestions (``benchmarks/experiment_suggestions.py``)."""
+                 suggested: Callable[..., list] | None = None,
+                 decline: bool = True) -> dict[str, list[float]]:  # fmt: skip
+    """One curve: Dice (and unknown share, SVC Dice) after each round from the first strokes on, with the
+    suggestions declined (``declined``: those holding no class of the tree, which the annotator turned down)
+    and whether the round drew no stroke (``no_stroke``). ``live_model`` and ``suggested`` (the arguments of
+    :func:`_suggested`, the default) let an experiment vary the live model or the suggestions
+    (``benchmarks/experiment_suggestions.py``); ``decline=False`` is the earlier protocol, where declined
+    regions were offered again in later rounds."""
     suggested = _suggested if suggested is None else suggested
     rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
     oracle = TruthOracle(truth)
@@ -86,8 +95,9 @@ def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, 
     preprocessing = Preprocessing(normalization="l1", wavelengths=cube.wavelengths.tolist())
     prepared = prepare_cube(cube, preprocessing)
     model = live_model(tree, preprocessing, int(prepared.image.shape[0]), settings)
-    curve: dict[str, list[float]] = {"strokes": [], "dice": [], "unknown": [], "svc_dice": []}
-    superpixels = None
+    curve: dict[str, list[float]] = {"strokes": [], "dice": [], "unknown": [], "svc_dice": [], "declined": [],
+                                     "no_stroke": []}  # fmt: skip
+    superpixels, declined = None, np.zeros(truth.shape, dtype=bool)
     for _ in range(strokes + 1):
         result = model.update([LiveSample("image", prepared, scribbles)])
         prediction = result.predictions["image"]
@@ -99,8 +109,10 @@ def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, 
 
             superpixels = regions(prepared.image.numpy(), prediction.invalid, seed)
         found = suggested(prediction, scribbles, tree, strategy, superpixels, rng, seed, len(curve["strokes"]) - 1,
-                          strokes)  # fmt: skip
-        stroke = next((s for s in (stroke_in(oracle, f.mask, length, rng) for f in found) if s is not None), None)
+                          strokes, declined=declined if decline else None)  # fmt: skip
+        stroke = _draw(oracle, found, length, rng, declined)
+        curve["declined"].append(float(sum(bool((f.mask & declined).any()) for f in found)))
+        curve["no_stroke"].append(float(stroke is None))
         if stroke is not None:
             pixels, leaf = stroke
             scribbles = scribbles.copy()
@@ -108,14 +120,28 @@ def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, 
     return curve
 
 
+def _draw(oracle: TruthOracle, found: list, length: int, rng: np.random.Generator,
+          declined: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], int] | None:  # fmt: skip
+    """The first stroke the annotator can draw in the suggestions, in order; a suggestion whose start pixel
+    holds no class of the tree (background without truth) is declined: its pixels go into ``declined``."""
+    for suggestion in found:
+        stroke = stroke_in(oracle, suggestion.mask, length, rng)
+        if stroke is not None:
+            return stroke
+        declined |= suggestion.mask
+    return None
+
+
 def _suggested(prediction, scribbles: np.ndarray, tree: LabelTree, strategy: str, superpixels: np.ndarray,
-               rng: np.random.Generator, seed: int, round_index: int, strokes: int) -> list:  # fmt: skip
+               rng: np.random.Generator, seed: int, round_index: int, strokes: int,
+               declined: np.ndarray | None = None) -> list:  # fmt: skip
     """The suggestions the annotator goes through this round, best first. ``grid`` walks one evenly spaced list
     over the whole run (the same offset every round; round t starts at its t-th region), so the strokes cover
     the image; every other strategy asks for its :data:`TRIES` best regions anew."""
     if strategy != "grid":
-        return suggest(prediction, scribbles, tree, TRIES, strategy, int(rng.integers(2**31)), superpixels=superpixels)
-    spaced = suggest(prediction, scribbles, tree, strokes + 1, "grid", seed, superpixels=superpixels)
+        return suggest(prediction, scribbles, tree, TRIES, strategy, int(rng.integers(2**31)), superpixels=superpixels,
+                       declined=declined)  # fmt: skip
+    spaced = suggest(prediction, scribbles, tree, strokes + 1, "grid", seed, superpixels=superpixels, declined=declined)
     start = round_index % max(1, len(spaced))
     return (spaced[start:] + spaced[:start])[:TRIES]
 
@@ -161,7 +187,8 @@ def summarise(results: dict) -> list[str]:
     """Markdown lines: per data set, the mean final Dice per strategy and the strokes each needs to reach the
     random strategy's final Dice (means over seeds)."""
     lines = ["| data | strategy | Dice at start | Dice at the end | strokes to reach random's final Dice | SVC Dice "
-             "at the end (same strokes) |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "at the end (same strokes) | suggestions declined | rounds without a stroke |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for data, per_strategy in results.items():
         random_final = np.mean([c["dice"][-1] for c in per_strategy["random"]])
         for strategy, curves in per_strategy.items():
@@ -169,7 +196,10 @@ def summarise(results: dict) -> list[str]:
             reached = f"{reach.mean():.1f}" if not np.isnan(reach).any() else f"{np.isnan(reach).sum()} seeds never"
             start, end = np.mean([c["dice"][0] for c in curves]), np.mean([c["dice"][-1] for c in curves])
             svc = np.nanmean([c["svc_dice"][-1] for c in curves])
-            lines.append(f"| {data} | {strategy} | {start:.3f} | {end:.3f} | {reached} | {svc:.3f} |")
+            declined = np.mean([sum(c.get("declined", [])) for c in curves])
+            lost = np.mean([sum(c.get("no_stroke", [])) for c in curves])
+            lines.append(f"| {data} | {strategy} | {start:.3f} | {end:.3f} | {reached} | {svc:.3f} | {declined:.1f} | "
+                         f"{lost:.1f} |")  # fmt: skip
     return lines
 
 
@@ -199,6 +229,8 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--output", type=Path, default=Path("annotation_budget.json"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--offer-declined-again", action="store_true",
+                        help="the earlier protocol: declined regions are suggested again later")  # fmt: skip
     args = parser.parse_args()
     if "random" not in args.strategies:
         parser.error("--strategies must include random (the baseline every other strategy is measured against)")
@@ -212,7 +244,8 @@ def main() -> None:
         results[data] = {}
         for strategy in args.strategies:
             results[data][strategy] = [run_strategy(cube, truth, tree, strategy, args.strokes, args.length, seed,
-                                                    settings) for seed in range(args.seeds)]  # fmt: skip
+                                                    settings, decline=not args.offer_declined_again)
+                                       for seed in range(args.seeds)]  # fmt: skip
             print(f"{data} {strategy}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
     plot(results, args.output.with_suffix(".png"))

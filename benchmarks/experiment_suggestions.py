@@ -92,12 +92,12 @@ class MapChanges:
     def __init__(self) -> None:
         self.previous: np.ndarray | None = None
 
-    def __call__(self, prediction, scribbles, tree, strategy, superpixels, rng, *rest) -> list:
+    def __call__(self, prediction, scribbles, tree, strategy, superpixels, rng, *rest, declined=None) -> list:
         module = suggest_module
-        table = module._region_table(prediction, scribbles, superpixels, tree)
+        free = (scribbles == UNLABELLED) & ~prediction.invalid & (True if declined is None else ~declined)
+        table = module._region_table(prediction, scribbles, superpixels, tree, free)
         moved = (np.zeros(superpixels.shape) if self.previous is None
                  else 0.5 * np.abs(prediction.probabilities - self.previous).sum(0))  # fmt: skip
-        free = (scribbles == UNLABELLED) & ~prediction.invalid
         changes = np.array([moved[(superpixels == region) & free].mean() for region in table.ids])
         self.previous = prediction.probabilities.copy()
         criteria = {"low margin": table.margin, "unknown": table.unknown, "few strokes": table.rare,
@@ -108,7 +108,7 @@ class MapChanges:
             penalty = np.array([0.5 ** sum(table.predicted[k] == p for k in chosen) for p in table.predicted])
             adjusted = np.where(np.isin(np.arange(scores.size), chosen), -np.inf, scores * penalty)
             chosen.append(int(np.argmax(adjusted)))
-        return [module._suggestion(rank + 1, index, 0.0, table, superpixels, scribbles, prediction, tree)
+        return [module._suggestion(rank + 1, index, 0.0, table, superpixels, free, prediction, tree)
                 for rank, index in enumerate(chosen)]  # fmt: skip
 
 

@@ -103,6 +103,35 @@ def test_never_inside_scribbled_or_invalid_pixels(scene) -> None:
         assert all(not (s.mask & (superpixels == superpixels[8, 0])).any() for s in found)
 
 
+def test_a_declined_region_is_not_suggested_again(scene) -> None:
+    prediction, superpixels = scene
+    tree = demo_tree()
+    scribbles = np.full(superpixels.shape, UNLABELLED, dtype=np.int32)
+    first = suggest(prediction, scribbles, tree, 3, "uncertainty", superpixels=superpixels)
+    declined = first[0].mask | first[1].mask  # the annotator turned the two best down
+    declined[30, 39] = True  # and one pixel of another block: the rest of that block stays offered
+    again = suggest(prediction, scribbles, tree, 20, "uncertainty", superpixels=superpixels, declined=declined)
+    assert all(not (s.mask & declined).any() for s in again)
+    assert [int(superpixels[s.mask][0]) for s in again[:1]] == [int(superpixels[first[2].mask][0])]
+    assert any(s.mask[31, 39] for s in again)  # a block with one declined pixel is still a candidate
+    for strategy in ("mix", "random", "grid", "stratified"):
+        found = suggest(prediction, scribbles, tree, 20, strategy, seed=2, superpixels=superpixels, declined=declined)
+        assert found and all(not (s.mask & declined).any() for s in found)
+
+
+def test_a_negative_seed_or_an_unknown_sample_is_one_clear_error(scene, tmp_path: Path) -> None:
+    from hsiseg.active.files import suggest_for_spec
+    from hsiseg.errors import HsisegError
+
+    prediction, superpixels = scene
+    scribbles = np.full(superpixels.shape, UNLABELLED, dtype=np.int32)
+    with pytest.raises(HsisegError, match="seed must be >= 0, got -1"):
+        suggest(prediction, scribbles, demo_tree(), 3, "random", seed=-1, superpixels=superpixels)
+    spec = generate_demo_data(tmp_path / "data", surgeries=2, frames=1, shape=(16, 16), seed=2)
+    with pytest.raises(HsisegError, match="no sample 'nope'"):  # found before the (missing) model is read
+        suggest_for_spec(tmp_path / "no-model.json", spec, tmp_path / "out", ["nope"])
+
+
 def test_suggestions_are_deterministic_per_seed(scene) -> None:
     prediction, _ = scene
     tree = demo_tree()

@@ -239,6 +239,14 @@ def test_the_page_gets_suggestions_from_the_live_model(client: TestClient, scene
     assert [s["rank"] for s in found] == [1, 2, 3] and all(s["outline"] and s["accept"] for s in found)
     assert all(all(name in spec.tree for name in s["accept"]) for s in found)
     assert "count must be in 1..20" in client.get("/api/samples/0/suggestions?count=50").json()["error"]
+    # "no class here": the first suggestion is declined and never offered again in this session
+    view = client.app.state.hsiseg.session.view(client.app.state.hsiseg.session.sample_ids()[0])  # type: ignore[attr-defined]
+    first = view.offered[0].copy()
+    assert client.post("/api/samples/0/suggestions/1/decline").status_code == 204
+    np.testing.assert_array_equal(view.declined, first)
+    assert len(client.get("/api/samples/0/suggestions?count=20").json()) == len(view.offered)
+    assert view.offered and not any((mask & first).any() for mask in view.offered)
+    assert "rank must be one of the" in client.post("/api/samples/0/suggestions/99/decline").json()["error"]
 
 
 def test_the_live_threshold_comes_from_held_out_strokes_only(scene: Path) -> None:

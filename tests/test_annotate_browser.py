@@ -121,6 +121,13 @@ def test_draw_train_toggle_and_save_in_a_real_browser(served, browser, tmp_path:
     assert len(browser.find_elements(By.CSS_SELECTOR, "#suggestions li")) == 5
     browser.find_element(By.CSS_SELECTOR, "#suggestions li button").click()  # selects its label in the palette
     assert browser.find_elements(By.CSS_SELECTOR, ".node.selected")
+    view = session.view(sample_id)
+    first = view.offered[0].copy()
+    browser.find_element(By.CSS_SELECTOR, "#suggestions li button.decline").click()  # "no class here"
+    wait_for(lambda: view.declined is not None and not any((mask & first).any() for mask in view.offered), 30,
+             "the suggestions without it")  # fmt: skip
+    assert (view.declined == first).all()
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#suggestions li")) == 5, 10, "the new list shown")
 
     toggle = browser.find_elements(By.CSS_SELECTOR, "#legend input[type=checkbox]")[0]
     hidden_code = int(toggle.get_attribute("data-code"))

@@ -335,3 +335,21 @@ def test_resume_refuses_changed_settings_and_records_a_longer_budget(tmp_path: P
     longer = CliRunner().invoke(app, [*base, "--resume", "--steps", "4"])
     assert longer.exit_code == 0, longer.output
     assert json.loads((tmp_path / "run" / "args.json").read_text())["config"]["steps"] == 4
+
+
+def test_run_files_of_someone_else_are_never_replaced(trained, tmp_path: Path) -> None:
+    model, cubes = trained
+    frames = sorted(cubes.glob("*_SpecCube.dat"))[:1]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.csv").write_text("my table")
+    (out / "args.json").write_text("{}")  # not one of hsiseg predict's
+    for overwrite in (False, True):
+        with pytest.raises(HsisegError, match="out/args.json exists and .* holds no prediction run of hsiseg"):
+            predict_batch(model, frames, out, PredictOptions(overwrite=overwrite))
+    assert (out / "summary.csv").read_text() == "my table" and (out / "args.json").read_text() == "{}"
+    (out / "args.json").unlink()
+    (out / "summary.csv").unlink()
+    assert [r.status for r in predict_batch(model, frames, out)] == ["done"]
+    again = predict_batch(model, frames, out, PredictOptions(overwrite=True))  # its own run files: replaced
+    assert [r.status for r in again] == ["done"] and "model_sha256" in json.loads((out / "args.json").read_text())

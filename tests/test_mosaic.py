@@ -99,6 +99,11 @@ def test_camera_file_errors_name_the_line_and_field(tmp_path) -> None:
         camera(size=(20, 20)).tiles((8, 8))
     with pytest.raises(HsisegError, match="demosaicking method 'cubic' is unknown"):
         MosaicDecoder(camera(), "cubic")
+    for field, value, message in (("saturation", -1, "saturation must be a positive raw value, got -1"),
+                                  ("fwhm", [10.0, -5.0], "fwhm values must be positive")):  # fmt: skip
+        path.write_text(yaml.safe_dump({"mosaic": [1, 2], "wavelengths": [500.0, 600.0], field: value}))
+        with pytest.raises(HsisegError, match=f"camera.yaml: .*{message}"):
+            CameraDescription.from_file(path)
 
 
 def write_recording(path, frames: np.ndarray, timestamps=None) -> None:

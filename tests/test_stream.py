@@ -310,3 +310,26 @@ def test_scores_beyond_half_precision_saturate_instead_of_overflowing() -> None:
     assert stored[1, 2] == 65504.0 and np.isnan(stored[1, 3])
     in_range = np.abs(scores) <= 65504
     np.testing.assert_array_equal(stored[in_range], scores[in_range].astype(np.float16))
+
+
+def test_files_the_run_did_not_write_are_never_replaced_nor_deleted(setup, tmp_path) -> None:
+    model, recording, camera = setup
+    command = ["predict", str(model), str(recording), "--camera", str(camera), "--stop", "2"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("my report")  # a folder of someone else's files, no recording run in it
+    refused = CliRunner().invoke(app, [*command, "-o", str(mine), "--overwrite"])
+    assert refused.exit_code == 2 and f"{mine / 'report.html'} exists" in refused.output
+    assert (mine / "report.html").read_text() == "my report" and not (mine / "maps.h5").exists()
+    out = tmp_path / "out"
+    assert CliRunner().invoke(app, [*command, "-o", str(out)]).exit_code == 0
+    (out / "maps.journal").mkdir()
+    (out / "maps.journal" / "notes.txt").write_text("mine")  # a foreign file where the journal goes
+    (out / "maps.journal" / "000001.npz").write_bytes(b"a journal entry of hsiseg")
+    refused = CliRunner().invoke(app, [*command, "-o", str(out), "--overwrite"])
+    assert refused.exit_code == 2 and "notes.txt is not a file of hsiseg's journal" in refused.output
+    assert (out / "maps.journal" / "notes.txt").read_text() == "mine" and (out / "maps.h5").is_file()
+    (out / "maps.journal" / "notes.txt").unlink()
+    again = CliRunner().invoke(app, [*command, "-o", str(out), "--overwrite"])  # a run's own outputs: replaced
+    assert again.exit_code == 0, again.output
+    assert not (out / "maps.journal").exists() and StreamMaps(out / "maps.h5").slots.size == 2

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hsiseg.active.suggest import Suggestion, outline, suggest
+from hsiseg.active.suggest import Suggestion, check_seed, outline, suggest
 from hsiseg.dataset.spec import DataSpec
+from hsiseg.errors import HsisegError
 from hsiseg.io.atomic import atomic_path
 from hsiseg.labels import UNLABELLED
 from hsiseg.predict.inference import Predictor
@@ -26,8 +27,13 @@ def suggest_for_spec(model: str | Path, spec_path: str | Path, output: str | Pat
                      count: int = 10, strategy: str = "mix", seed: int = 0,
                      on_sample: Callable[[str], None] | None = None) -> list[Path]:  # fmt: skip
     """Suggestions for ``sample_ids`` (default: every sample of the spec); the per-sample JSON files."""
-    predictor = Predictor.from_checkpoint(model)
+    check_seed(seed)
     spec = DataSpec.from_file(spec_path)
+    missing = [sample_id for sample_id in sample_ids or () if sample_id not in spec.samples]
+    if missing:
+        raise HsisegError(f"{spec_path}: no sample {missing[0]!r}; its samples are {', '.join(list(spec.samples)[:5])}"
+                          f"{', ...' if len(spec.samples) > 5 else ''}")  # fmt: skip
+    predictor = Predictor.from_checkpoint(model)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []

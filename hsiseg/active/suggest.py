@@ -17,8 +17,9 @@ suggested, so the list covers several classes. ``uncertainty`` ranks by margin a
 the band of the image with the fewest scribbled pixels (see :func:`_stratified`).
 
 Tree-aware: when the region's two most probable leaves are siblings, the suggestion says so and accepts their
-parent as the label (a partial label hsiseg trains on). A region never contains scribbled or invalid pixels;
-regions mostly scribbled already (over half their pixels) are not suggested. Same inputs, same seed: same list.
+parent as the label (a partial label hsiseg trains on). A region never contains scribbled, invalid or declined
+pixels (``declined``: suggestions the annotator turned down as holding no class of the tree); regions mostly
+scribbled or declined already (over half their pixels) are not suggested. Same inputs, same seed: same list.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ MIX_WEIGHTS = {"low margin": 0.5, "unknown": 0.3, "few strokes": 0.2}
 STRATEGIES = ("mix", "uncertainty", "random", "grid", "stratified")
 MAX_SCRIBBLED_SHARE = 0.5
 LOW_MARGIN = 0.5  # 1 - (p1 - p2) from which a region's reasons say "low margin"
+
+
+def check_seed(seed: int) -> None:
+    if seed < 0:
+        raise HsisegError(f"suggestions: seed must be >= 0, got {seed}")
 
 
 @dataclass
@@ -91,24 +97,30 @@ def _principal_components(pixels: np.ndarray, count: int, seed: int) -> np.ndarr
 
 def suggest(prediction: Prediction, scribbles: np.ndarray, tree: LabelTree, count: int = 10,
             strategy: str = "mix", seed: int = 0, image: np.ndarray | None = None,
-            superpixels: np.ndarray | None = None) -> list[Suggestion]:  # fmt: skip
+            superpixels: np.ndarray | None = None, declined: np.ndarray | None = None) -> list[Suggestion]:  # fmt: skip
     """The ``count`` best regions to scribble next (see module docstring). ``scribbles``: (H, W) target codes
     drawn so far; ``image``: the (B, H, W) network input the superpixels are computed from (or ``superpixels``
-    given directly, from :func:`regions`)."""
+    given directly, from :func:`regions`); ``declined``: (H, W) bool, pixels of suggestions the annotator
+    declined (no class of the tree there, e.g. background in background-free training): they are treated as
+    taken, so a declined region is not suggested again."""
     if strategy not in STRATEGIES:
         raise HsisegError(f"suggestions: strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    check_seed(seed)
     if superpixels is None:
         if image is None:
             raise HsisegError("suggestions: give the image or its superpixels")
         superpixels = regions(image, prediction.invalid, seed)
-    table = _region_table(prediction, scribbles, superpixels, tree)
+    free = (scribbles == UNLABELLED) & ~prediction.invalid
+    if declined is not None:
+        free &= ~declined
+    table = _region_table(prediction, scribbles, superpixels, tree, free)
     if not table.ids.size:
         return []
     if strategy == "stratified":
         order = _stratified(table, superpixels, scribbles, count)
     else:
         order = _order(table, strategy, count, seed)
-    return [_suggestion(rank + 1, region, score, table, superpixels, scribbles, prediction, tree)
+    return [_suggestion(rank + 1, region, score, table, superpixels, free, prediction, tree)
             for rank, (region, score) in enumerate(order)]  # fmt: skip
 
 
@@ -125,12 +137,12 @@ class _RegionTable:
 
 
 def _region_table(prediction: Prediction, scribbles: np.ndarray, superpixels: np.ndarray,
-                  tree: LabelTree) -> _RegionTable:  # fmt: skip
+                  tree: LabelTree, free: np.ndarray) -> _RegionTable:  # fmt: skip
+    """Each region's criteria over its ``free`` pixels ((H, W) bool: not scribbled, invalid or declined)."""
     top2 = np.sort(prediction.probabilities, axis=0)[-2:]
     margin: np.ndarray = 1.0 - (top2[1] - top2[0])
     score_rank = _percentile_rank(prediction.score, ~prediction.invalid)  # 0 = most unlike the trained classes
     strokes = _strokes_per_leaf(scribbles, tree)
-    free = (scribbles == UNLABELLED) & ~prediction.invalid
     grid = np.indices(superpixels.shape)
     rows, columns = grid[0], grid[1]
     kept: dict[str, list[float]] = {k: [] for k in ("id", "x", "y", "margin", "unknown", "rare", "predicted")}
@@ -257,8 +269,8 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def _suggestion(rank: int, index: int, score: float, table: _RegionTable, superpixels: np.ndarray,
-                scribbles: np.ndarray, prediction: Prediction, tree: LabelTree) -> Suggestion:  # fmt: skip
-    mask = (superpixels == table.ids[index]) & (scribbles == UNLABELLED) & ~prediction.invalid
+                free: np.ndarray, prediction: Prediction, tree: LabelTree) -> Suggestion:  # fmt: skip
+    mask = (superpixels == table.ids[index]) & free
     mean = prediction.probabilities[:, mask].mean(1)
     first, second = (int(c) for c in np.argsort(mean)[::-1][:2])
     names = [tree.leaves[first], tree.leaves[second]]

@@ -64,6 +64,7 @@ def create_app(session: AnnotationSession, worker: LiveWorker, token: str | None
         Route("/api/samples/{index:int}/spectrum", spectrum),
         Route("/api/samples/{index:int}/map", label_map),
         Route("/api/samples/{index:int}/suggestions", suggestions),
+        Route("/api/samples/{index:int}/suggestions/{rank:int}/decline", decline, methods=["POST"]),
         Route("/api/samples/{index:int}/strokes", stroke, methods=["POST"]),
         Route("/api/samples/{index:int}/undo", undo, methods=["POST"]),
         Route("/api/samples/{index:int}/redo", redo, methods=["POST"]),
@@ -235,6 +236,12 @@ def suggestions(request: Request) -> Response:
         raise HsisegError(f"count must be in 1..20, got {count}")
     found = _state(request).worker.suggestions(_sample(request), count)
     return Response(status_code=204) if found is None else JSONResponse(found)
+
+
+def decline(request: Request) -> Response:
+    """The suggestion of this rank, as last shown, holds no class of the tree: not suggested again."""
+    _state(request).worker.decline(_sample(request), int(request.path_params["rank"]))
+    return Response(status_code=204)
 
 
 async def stroke(request: Request) -> JSONResponse:

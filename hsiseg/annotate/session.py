@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -43,6 +43,8 @@ class SampleView:
     layers: list[Layer]
     preprocessing: Preprocessing
     superpixels: np.ndarray | None = None  # (H, W) candidate regions of suggestions, computed on first use
+    declined: np.ndarray | None = None  # (H, W) bool: suggestions turned down ("no class here"), this session only
+    offered: list[np.ndarray] = field(default_factory=list)  # the masks of the suggestions shown last, by rank
 
     @cached_property
     def prepared(self) -> Prepared:

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hsiseg.annotate.live_model import Cancelled, LiveModel, LiveResult, LiveSettings
 from hsiseg.annotate.session import AnnotationSession
 from hsiseg.annotate.spec_file import training_spec
@@ -119,8 +121,19 @@ class LiveWorker:
         if view.superpixels is None:
             view.superpixels = regions(view.prepared.image.numpy(), prediction.invalid)
         scribbles = self.session.merged(sample_id)
-        chosen = suggest(prediction, scribbles, self.session.tree, count, superpixels=view.superpixels)
+        chosen = suggest(prediction, scribbles, self.session.tree, count, superpixels=view.superpixels,
+                         declined=view.declined)  # fmt: skip
+        view.offered = [suggestion.mask for suggestion in chosen]
         return [suggestion.as_json() for suggestion in chosen]
+
+    def decline(self, sample_id: str, rank: int) -> None:
+        """The suggestion of ``rank`` (1 = best) last shown on ``sample_id`` holds no class of the tree: it is not
+        suggested again in this session."""
+        view = self.session.view(sample_id)
+        if not 1 <= rank <= len(view.offered):
+            raise HsisegError(f"rank must be one of the {len(view.offered)} suggestions shown, got {rank}")
+        declined = np.zeros(view.shape, dtype=bool) if view.declined is None else view.declined
+        view.declined = declined | view.offered[rank - 1]
 
     # --- the thread -------------------------------------------------------------------------------------------
 

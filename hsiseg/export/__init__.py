@@ -15,8 +15,8 @@ Each reads the maps frame by frame (memory flat in the number of frames) and wri
 from __future__ import annotations
 
 from hsiseg.export import areas, html, video  # noqa: F401 - registering is importing
-from hsiseg.export.base import DEFAULT_EXPORTS, EXPORTERS, Exporter, check_exports, export, export_all
+from hsiseg.export.base import DEFAULT_EXPORTS, EXPORTERS, Exporter, check_exports, export, export_all, exported_files
 from hsiseg.export.maps import StreamMaps, frame_label
 
 __all__ = ["DEFAULT_EXPORTS", "EXPORTERS", "Exporter", "StreamMaps", "check_exports", "export", "export_all",
-           "frame_label"]
+           "exported_files", "frame_label"]

@@ -17,7 +17,7 @@ from hsiseg.render.overlay import node_colours
 from hsiseg.render.text import plot_text
 
 
-@EXPORTERS.register("areas")
+@EXPORTERS.register("areas", files=("areas.csv", "areas.png"))
 def write_areas(maps: StreamMaps, output: Path) -> Path:
     """``areas.csv``: frame, timestamp, then percent per class present in the run (names as in a frame's
     ``areas.csv``, :mod:`hsiseg.areas`); ``areas.png``: the same over time (seconds when the recording has time

@@ -1,8 +1,9 @@
 """The exporter registry: what a streaming run's ``maps.h5`` is turned into, and in which order.
 
 An exporter is ``function(maps, output_folder) -> written path`` registered with
-``@EXPORTERS.register("name", needs=("other",))``: ``needs`` names exporters whose files it reads (the HTML
-report embeds ``areas.png``), and :func:`export_all` runs those first.
+``@EXPORTERS.register("name", needs=("other",), files=("name.ext",))``: ``needs`` names exporters whose files
+it reads (the HTML report embeds ``areas.png``), and :func:`export_all` runs those first; ``files`` names what
+it writes, so that a run refuses to replace a file of the same name it did not write (:func:`exported_files`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def check_exports(names: Iterable[str]) -> list[str]:
     for name in names:
         visit(name, ())
     return ordered
+
+
+def exported_files(names: Iterable[str]) -> list[str]:
+    """The file names the exporters ``names`` (and those they need) declare they write."""
+    return [file for name in check_exports(names) for file in EXPORTERS.meta(name).get("files", ())]
 
 
 def export(name: str, maps: StreamMaps, output: Path) -> Path:

@@ -31,7 +31,7 @@ MAX_FRAMES = 300
 LABEL_OFFSET = 3  # grey value of a code in the embedded label PNG: code + 3 (invalid -2 -> 1, unknown -1 -> 2)
 
 
-@EXPORTERS.register("html", needs=("areas",))
+@EXPORTERS.register("html", needs=("areas",), files=("report.html",))
 def write_html(maps: StreamMaps, output: Path) -> Path:
     slots = _chosen(maps)
     wide = maps.tree.num_leaves + LABEL_OFFSET > 255  # codes need two bytes

@@ -24,7 +24,7 @@ OPACITY = 0.5
 ENCODER_OPTIONS = {"crf": "20", "preset": "veryfast"}
 
 
-@EXPORTERS.register("mp4")
+@EXPORTERS.register("mp4", files=("overlay.mp4",))
 def write_mp4(maps: StreamMaps, output: Path) -> Path:
     colours, legend = node_colours(maps.tree), maps.present_codes()
 

@@ -71,6 +71,10 @@ class CameraDescription(BaseModel):
             raise ValueError(f"mosaic must be two positive numbers, got {list(self.mosaic)}")
         if min(self.offset) < 0:
             raise ValueError(f"offset must not be negative, got {list(self.offset)}")
+        if self.saturation is not None and not self.saturation > 0:
+            raise ValueError(f"saturation must be a positive raw value, got {self.saturation}")
+        if self.fwhm is not None and not all(value > 0 for value in self.fwhm):
+            raise ValueError("fwhm values must be positive band widths in nm")
         if self.size is not None and (self.size[0] < rows or self.size[1] < columns):
             raise ValueError(f"size {list(self.size)} holds no whole {rows} x {columns} tile")
         for field, values in (("wavelengths", self.wavelengths), ("fwhm", self.fwhm)):

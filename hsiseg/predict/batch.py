@@ -134,6 +134,7 @@ def predict_batch(
     frames = plan_frames(inputs, output, options)
     identity = FrameResult("", "", "", model=model_fingerprint(model_path), options=output_options(options, predictor))
     skipped, todo, replacing = _check_existing(frames, output, options, identity)
+    _refuse_foreign_run_files(output)
     output.mkdir(parents=True, exist_ok=True)
     _write_args(output, model_path, inputs, options, predictor, identity)
     if on_start is not None:
@@ -201,6 +202,26 @@ def _check_existing(
             f"(e.g. {name}); pass --overwrite with --continue to redo them, or choose another output folder"
         )
     return ExistingFrames(skipped, todo, replacing)
+
+
+RUN_FILES = ("args.json", "summary.csv", "summary.json", "overview.gif", "overview.mp4")  # besides frame folders
+
+
+def _refuse_foreign_run_files(output: Path) -> None:
+    """Refuses to replace a run-level file (:data:`RUN_FILES`) in a folder whose ``args.json`` hsiseg predict did
+    not write (a folder of someone else's files), whatever --overwrite says."""
+    present = [name for name in RUN_FILES if (output / name).exists()]
+    if present and not _written_by_predict(output / "args.json"):
+        raise HsisegError(f"{output / present[0]} exists and {output} holds no prediction run of hsiseg (no "
+                          "args.json of one): move the file, or choose another output folder")  # fmt: skip
+
+
+def _written_by_predict(path: Path) -> bool:
+    try:
+        arguments = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(arguments, dict) and {"model_sha256", "inputs"} <= set(arguments)
 
 
 def _has_outputs(folder: Path) -> bool:

@@ -18,6 +18,7 @@ Consolidating twice is harmless (the same rows are written again).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from hsiseg.labels import INVALID
 MAPS = "maps.h5"
 JOURNAL = "maps.journal"
 IDENTITY = "identity.json"
+JOURNAL_FILE = re.compile(r"\d{6}\.npz|\d{6}\.failed\.json|identity\.json")
 
 
 @dataclass
@@ -80,8 +82,8 @@ class MapsStore:
         unless ``resume`` or ``overwrite`` says what to do with them."""
         existing = next((path for path in (self.path, self.journal) if path.exists()), None)
         if existing is not None and overwrite:
+            _remove_journal(self.journal, refuse_foreign=True)  # first: it refuses before anything is deleted
             self.path.unlink(missing_ok=True)
-            _remove(self.journal)
         elif existing is not None and not resume:
             raise HsisegError(f"{existing} exists; pass --continue to finish the run or --overwrite to start again")
         for stale in self.path.parent.glob(f".{MAPS}.*.part"):  # a consolidation killed before its rename
@@ -119,7 +121,7 @@ class MapsStore:
                 handle = _create(temporary, self.layout)
             with handle:
                 self._apply_journal(handle)
-        _remove(self.journal)
+        _remove_journal(self.journal, refuse_foreign=False)
 
     def _apply_journal(self, handle: h5py.File) -> None:
         for slot, path in sorted(self._entries(".failed.json").items()):
@@ -194,11 +196,29 @@ class MapsStore:
                               "--overwrite to start again, or choose another output folder")  # fmt: skip
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
+def _remove_journal(journal: Path, refuse_foreign: bool) -> None:
+    """Delete the journal's own files (frame entries, ``identity.json``, unfinished temporaries) and then the
+    folder if nothing else is in it. Anything else is someone else's: with ``refuse_foreign`` the run stops,
+    naming it, before deleting anything; otherwise it is left, and the folder with it."""
+    if not journal.is_dir() or journal.is_symlink():
+        journal.unlink(missing_ok=True)
+        return
+    own = [path for path in journal.iterdir() if _journal_file(path.name)]
+    foreign = sorted(set(journal.iterdir()) - set(own))
+    if foreign and refuse_foreign:
+        raise HsisegError(f"{foreign[0]} is not a file of hsiseg's journal; move it before --overwrite, or choose "
+                          "another output folder")  # fmt: skip
+    for path in own:
         path.unlink(missing_ok=True)
+    if not foreign:
+        journal.rmdir()
+
+
+def _journal_file(name: str) -> bool:
+    """A name the journal writes: ``NNNNNN.npz``, ``NNNNNN.failed.json``, ``identity.json``, or the temporary
+    of one (``.<name>.<random>.part``, :func:`~hsiseg.io.atomic.atomic_path`)."""
+    temporary = re.fullmatch(r"\.(.+)\.[^.]+\.part", name)
+    return bool(JOURNAL_FILE.fullmatch(temporary.group(1) if temporary else name))
 
 
 def _create(path: Path, layout: MapsLayout) -> h5py.File:

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hsiseg.export import DEFAULT_EXPORTS, StreamMaps, check_exports, export_all
+from hsiseg.errors import HsisegError
+from hsiseg.export import DEFAULT_EXPORTS, StreamMaps, check_exports, export_all, exported_files
 from hsiseg.io.camera import CameraDescription
 from hsiseg.io.recording import MosaicVideo, open_recording
+from hsiseg.predict.maps_store import JOURNAL, MAPS
 from hsiseg.predict.options import RunOptions
 from hsiseg.predict.stream import Selection, StreamResult, predict_recording, write_stream_args
 
@@ -48,6 +50,7 @@ def run_recording(
     then write ``args.json`` and the exports (``areas``, the run's summary, always; those an exporter needs
     before it). Export names are checked before any frame is read."""
     exports = check_exports(("areas", *run.exports))
+    refuse_foreign_files(run.output, ["args.json", *exported_files(exports)])
     reader_options = {k: v for k, v in run.options.reader_options.items() if k != "max_bytes"}  # frames are small
     video = MosaicVideo(open_recording(run.recording, **reader_options), CameraDescription.from_file(run.camera),
                         run.demosaic)  # fmt: skip
@@ -60,3 +63,14 @@ def run_recording(
         "smoothing": run.smoothing, "exports": list(run.exports),
     })  # fmt: skip
     return RecordingOutcome(result, export_all(exports, maps, run.output))
+
+
+def refuse_foreign_files(output: Path, names: list[str]) -> None:
+    """Refuses to start a recording run in a folder holding files of the names it writes (``names``) but no
+    recording run of hsiseg (neither ``maps.h5`` nor its journal): those files are someone else's."""
+    if (output / MAPS).exists() or (output / JOURNAL).exists():
+        return
+    for name in names:
+        if (output / name).exists():
+            raise HsisegError(f"{output / name} exists, and {output} holds no recording run of hsiseg (no {MAPS}): "
+                              "move the file, or choose another output folder")  # fmt: skip

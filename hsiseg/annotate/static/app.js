@@ -242,6 +242,13 @@
         button.addEventListener("click", () => node && select(node.code));
         item.append(button);
       }
+      const none = document.createElement("button");
+      none.textContent = "no class here";
+      none.className = "decline";
+      none.title = "none of the tree's classes is in this region: do not suggest it again";
+      none.addEventListener("click", () => post(`/api/samples/${state.index}/suggestions/${suggestion.rank}/decline`)
+        .then(showSuggestions).catch((error) => toast(error.message)));
+      item.append(" or ", none);
       $("suggestions").append(item);
     }
   }
