@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hsiseg.errors import HsisegError
 from hsiseg.ood import DEFAULT_SCORES
 from hsiseg.training import TrainConfig, check_resume_options, final_checkpoint, train
 
@@ -118,7 +119,7 @@ def train_command(
         if value is not None:
             options[key] = value
     if level_weights is not None:
-        options["level_weights"] = [float(v) for v in level_weights.split(",")]
+        options["level_weights"] = _level_weights(level_weights)
     model_options = parse_options(model_option)
     given: tuple[tuple[str, Any], ...] = (("width", width), ("depth", depth), ("context", context), ("sigma", sigma))
     for key, value in given:
@@ -150,3 +151,12 @@ def train_command(
             reporter.stop()
     if not jsonl:
         typer.echo(f"run folder: {output} (model to predict with: {final_checkpoint(output)})")
+
+
+def _level_weights(text: str) -> list[float]:
+    """``--level-weights 1,0.5,0.5`` as numbers (their range is the loss's check)."""
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        raise HsisegError(f"--level-weights must be comma-separated numbers, top level first (e.g. 1,0.5,0.5), "
+                          f"got {text!r}") from None  # fmt: skip

@@ -10,6 +10,9 @@ import numpy as np
 
 from hsiseg.errors import HsisegError
 from hsiseg.io.images import load_image
+from hsiseg.labels import INVALID, UNKNOWN
+
+SUMMARY_FIELDS = ("frame", "source", "status")  # what evaluation reads of each summary.json row
 
 
 def read_json(path: Path) -> dict:
@@ -18,6 +21,45 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def read_summary(path: Path) -> list[dict]:
+    """The rows of a prediction folder's ``summary.json`` (a list of objects with string ``frame``, ``source``
+    and ``status``); an unreadable or malformed file is one clear error."""
+    advice = "rerun hsiseg predict with --continue on this folder to rewrite it"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HsisegError(f"{path}: not a readable prediction summary ({detail}); {advice}") from None
+    if not isinstance(rows, list):
+        raise HsisegError(f"{path}: not a prediction summary (expected a list of frames); {advice}")
+    for number, row in enumerate(rows):
+        if not isinstance(row, dict) or not all(isinstance(row.get(key), str) for key in SUMMARY_FIELDS):
+            fields = ", ".join(SUMMARY_FIELDS)
+            raise HsisegError(f"{path}: entry {number} is not a frame with text {fields}; {advice}")
+    return rows
+
+
+def read_labels(path: Path, leaves: int) -> np.ndarray:
+    """A frame's (H, W) int64 ``labels.npy``: leaf codes ``0..leaves-1``, :data:`UNKNOWN` or :data:`INVALID`;
+    anything else (an unreadable file, not a 2-D integer map, another value) is one error naming the file."""
+    advice = "predict the frame again (hsiseg predict --overwrite)"
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HsisegError(f"{path}: not a readable label map ({detail}); {advice}") from None
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise HsisegError(f"{path}: not a label map (a {labels.ndim}-D {labels.dtype} array, expected 2-D integer "
+                          f"codes); {advice}")  # fmt: skip
+    labels = labels.astype(np.int64)
+    bad = ((labels < 0) | (labels >= leaves)) & (labels != UNKNOWN) & (labels != INVALID)
+    if bad.any():
+        raise HsisegError(f"{path}: label {int(labels[bad][0])} is not a code of the spec's tree (0..{leaves - 1}, "
+                          f"{UNKNOWN} unknown, {INVALID} invalid); was it predicted with a model of another "
+                          f"tree? {advice}")  # fmt: skip
+    return labels
 
 
 def read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -3,7 +3,6 @@ truth, masks, OOD scores and confidence, per-image scores, and per-image boundar
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,14 @@ import numpy as np
 
 from hsiseg.dataset.spec import DataSpec
 from hsiseg.errors import HsisegError
-from hsiseg.evaluation.frame_files import read_confidence, read_json, read_mask, read_scores
+from hsiseg.evaluation.frame_files import (
+    read_confidence,
+    read_json,
+    read_labels,
+    read_mask,
+    read_scores,
+    read_summary,
+)
 from hsiseg.evaluation.image_boundary import ImageBoundary, image_boundary
 from hsiseg.evaluation.scores import boundary_image_means, level_confusion, summary_scores
 from hsiseg.tree import LabelTree
@@ -86,7 +92,7 @@ def _predicted_frames(predictions: Path) -> list[dict]:
     summary_path = predictions / "summary.json"
     if not summary_path.is_file():
         raise HsisegError(f"{predictions}: no summary.json; pass the output folder of hsiseg predict")
-    return [row for row in json.loads(summary_path.read_text()) if row["status"] != "failed"]
+    return [row for row in read_summary(summary_path) if row["status"] != "failed"]
 
 
 def _frames_of_samples(
@@ -110,7 +116,7 @@ def _labels_and_truth(frame: Path, sample_id: str, spec: DataSpec, against: str)
     labels_path = frame / "labels.npy"
     if not labels_path.is_file():
         raise HsisegError(f"{labels_path}: missing; rerun hsiseg predict --continue")
-    labels = np.load(labels_path).astype(np.int64)
+    labels = read_labels(labels_path, spec.tree.num_leaves)
     truth = (
         spec.read_truth(sample_id, labels.shape)
         if against == "truth"

@@ -45,6 +45,9 @@ class TreeLoss(nn.Module):
     name: ClassVar[str] = ""
     fused: bool = True  # use the fast path where a loss has one (set False to use plain autograd)
     has_fast_path: ClassVar[bool] = False  # True: the loss implements fused.FastPath (fast_forward/backward)
+    # every user option and what it must be (hsiseg.losses.option_values: NUMBER, NUMBERS or FLAG), checked
+    # before any data is read
+    option_kinds: ClassVar[dict[str, str]] = {}
 
     leaf_sets: torch.Tensor  # buffer
 

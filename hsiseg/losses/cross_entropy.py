@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hsiseg.errors import HsisegError
 from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, LOSSES, TreeLoss, node_log_likelihood, reduce_images
+from hsiseg.losses.option_values import FLAG, NUMBER, check_value
 from hsiseg.tree import LabelTree
 
 
@@ -43,6 +43,7 @@ class DiceCELoss(TreeLoss):
     """
 
     name = "dice-ce"
+    option_kinds = {"ce_weight": NUMBER, "dice_weight": NUMBER, "smooth": NUMBER, "batch_dice": FLAG}
 
     def __init__(
         self,
@@ -55,9 +56,9 @@ class DiceCELoss(TreeLoss):
         batch_dice: bool = False,
     ) -> None:
         super().__init__(tree, ignore_index, reduction)
-        for option, value in (("ce_weight", ce_weight), ("dice_weight", dice_weight), ("smooth", smooth)):
-            if value < 0:
-                raise HsisegError(f"loss option {option!r} must be >= 0, got {value}")
+        options = {"ce_weight": ce_weight, "dice_weight": dice_weight, "smooth": smooth, "batch_dice": batch_dice}
+        for option, value in options.items():
+            check_value(option, value, self.option_kinds[option])
         self.ce_weight = float(ce_weight)
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)

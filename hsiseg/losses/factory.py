@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, LOSSES, TreeLoss
+from hsiseg.losses.option_values import check_option_values
 from hsiseg.tree import LabelTree
 
 
@@ -13,9 +14,13 @@ def loss_options(name: str) -> dict[str, Any]:
     return {"ignore_index": DEFAULT_IGNORE_INDEX, "reduction": "mean", **LOSSES.options(LOSSES.check(name))}
 
 
-def check_loss(name: str, options: dict[str, Any]) -> None:
-    """Validate a loss name and its options (dashes or underscores) without building it."""
-    LOSSES.check(name, _underscored(options))
+def check_loss(name: str, options: dict[str, Any]) -> str:
+    """Validate a loss name, its options (dashes or underscores) and their values without building it (what
+    needs the tree, such as one weight per level, is checked when it is built); returns the registered name."""
+    options = _underscored(options)
+    registered = LOSSES.check(name, options)
+    check_option_values(registered, options)
+    return registered
 
 
 def build_loss(
@@ -31,7 +36,7 @@ def build_loss(
     (``top-level-weight``). Unknown names and options raise :class:`HsisegError` with the closest valid one.
     """
     options = _underscored(options)
-    cls = LOSSES.lookup(LOSSES.check(name, options))
+    cls = LOSSES.lookup(check_loss(name, options))
     return cls(tree, ignore_index=ignore_index, reduction=reduction, **options)
 
 

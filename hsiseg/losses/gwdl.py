@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from hsiseg.errors import HsisegError
 from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, LOSSES, TreeLoss, node_log_likelihood, reduce_images
+from hsiseg.losses.option_values import FLAG, NUMBER, NUMBERS, check_value
 from hsiseg.losses.wasserstein import distance_scale
 from hsiseg.tree import LabelTree
 
@@ -40,6 +41,10 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
     """
 
     name = "tree-gwdl"
+    option_kinds = {
+        "class_weights": NUMBERS, "normalize_distances": FLAG, "smooth_nr": NUMBER, "smooth_dr": NUMBER,
+        "batch_dice": FLAG, "ce_weight": NUMBER,
+    }  # fmt: skip
 
     node_weights: torch.Tensor  # buffer
     node_distances: torch.Tensor  # buffer
@@ -57,6 +62,8 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
         ce_weight: float = 0.0,
     ) -> None:
         super().__init__(tree, ignore_index, reduction)
+        for option, value in (("smooth_nr", smooth_nr), ("smooth_dr", smooth_dr), ("ce_weight", ce_weight)):
+            check_value(option, value, self.option_kinds[option])
         weights = (
             torch.ones(tree.num_leaves, dtype=torch.float64)
             if class_weights is None
@@ -75,8 +82,6 @@ class TreeGeneralizedWassersteinDiceLoss(TreeLoss):
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
         self.batch_dice = bool(batch_dice)
-        if not ce_weight >= 0:
-            raise HsisegError(f"loss option 'ce_weight' must be >= 0, got {ce_weight}")
         self.ce_weight = float(ce_weight)
 
     def flat_forward(

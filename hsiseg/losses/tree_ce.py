@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from hsiseg.errors import HsisegError
 from hsiseg.losses.base import DEFAULT_IGNORE_INDEX, LOSSES, TreeLoss
+from hsiseg.losses.option_values import NUMBER, NUMBERS
 from hsiseg.tree import LabelTree
 
 TINY = 1e-30  # marginals below this go to the exact log-space path
@@ -86,6 +87,7 @@ class TreeSemanticCELoss(TreeLoss):
     """
 
     name = "tree-ce"
+    option_kinds = {"level_weights": NUMBERS, "top_level_weight": NUMBER}
     has_fast_path = True
 
     positions: torch.Tensor  # buffer

@@ -29,6 +29,7 @@ from hsiseg.losses.base import (
     node_log_likelihood,
     reduce_pixels,
 )
+from hsiseg.losses.option_values import FLAG, NUMBER, check_value
 from hsiseg.tree import LabelTree
 
 
@@ -67,6 +68,7 @@ class TreeWassersteinLoss(TreeLoss):
     """
 
     name = "tree-wasserstein"
+    option_kinds = {"alpha": NUMBER, "beta": NUMBER, "normalize_distances": FLAG}
     has_fast_path = True
 
     node_distances: torch.Tensor  # buffer
@@ -82,9 +84,8 @@ class TreeWassersteinLoss(TreeLoss):
         normalize_distances: bool = True,
     ) -> None:
         super().__init__(tree, ignore_index, reduction)
-        for option, value in (("alpha", alpha), ("beta", beta)):
-            if value < 0:
-                raise HsisegError(f"loss option {option!r} must be >= 0, got {value}")
+        for option, value in (("alpha", alpha), ("beta", beta), ("normalize_distances", normalize_distances)):
+            check_value(option, value, self.option_kinds[option])
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.normalize_distances = bool(normalize_distances)
