@@ -150,6 +150,9 @@ def test_a_damaged_journal_costs_only_its_damaged_frames(setup, tmp_path: Path) 
     assert again.exit_code == 0, again.output
     assert f"{FRAMES - 2} frames predicted" in again.output  # frames 0 and 3 were kept
     assert_same_maps(out / "maps.h5", whole / "maps.h5")
+    assert [path.name for path in journal.iterdir()] == ["0abc.npz"]  # not the journal's: left where it was
+    (journal / "0abc.npz").unlink()
+    journal.rmdir()
     (out / "maps.h5").unlink()
     journal.write_text("a file where the journal goes")
     refused = CliRunner().invoke(app, [*command(model, recording, camera, out), "--continue"])
