@@ -4,6 +4,7 @@ writing happens on another thread with at most one frame waiting; frames are gro
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field
 
@@ -192,6 +193,43 @@ def test_workers_read_frames_side_by_side() -> None:
     alone = Sink()  # one worker: frame 0's read waits for frame 1's, which starts only after it
     run_pipeline(frames(2), MeetingSource(Meeting(timeout=0.2)), Predictor(), alone)
     assert outcome(alone, 0) == "failed:read:BrokenBarrierError"
+
+
+class WatchedSource(MeetingSource):
+    """Every frame readable; records when each frame's read begins."""
+
+    def __init__(self, slots: list[int]) -> None:
+        super().__init__()
+        self.reading = {slot: threading.Event() for slot in slots}
+
+    def load(self, frame: FrameId) -> Cube:
+        self.reading[frame.slot].set()
+        return super().load(frame)
+
+
+class WaitingPredictor(Predictor):
+    """Predicts a frame only once the next frame's read has begun (or 10 s passed): records which it was."""
+
+    def __init__(self, source: WatchedSource, slots: list[int]) -> None:
+        super().__init__()
+        self.source, self.following = source, dict(itertools.pairwise(slots))
+        self.next_was_reading: list[bool] = []
+
+    def predict_many(self, prepared: list[np.ndarray]) -> list[FakePrediction]:
+        following = self.following.get(int(prepared[-1][0, 0, 0]))
+        if following is not None:
+            self.next_was_reading.append(self.source.reading[following].wait(timeout=10.0))
+        return super().predict_many(prepared)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_next_frame_is_read_while_the_network_predicts_this_one(workers: int) -> None:
+    slots = [0, 1, 3]  # frames the test predictor predicts
+    source = WatchedSource(slots)
+    predictor, sink = WaitingPredictor(source, slots), Sink()
+    run_pipeline([FrameId(f"f{slot}", f"m#{slot}", slot) for slot in slots], source, predictor, sink, workers=workers)
+    assert predictor.next_was_reading == [True, True]
+    assert [outcome(sink, slot) for slot in slots] == ["finished"] * 3
 
 
 def test_workers_write_frames_side_by_side_and_at_most_that_many_wait() -> None:

@@ -45,6 +45,12 @@ from hsiseg.predict.options import InferenceOptions
 from hsiseg.spectral import Preprocessing
 from hsiseg.tree import LabelTree
 
+# Pixels per band of a per-pixel network on a CPU. Activations of 16384 pixels (8 MiB at 128 features) are
+# reused from the allocator's heap and stay near the cache; bands of 262144 pixels (134 MiB) were mapped fresh
+# from the kernel on every band (a page fault per 4 KiB: 0.35 s of a 1.9 s frame) and missed the cache.
+# Measured in docs/prediction.md ("Bands a CPU can hold").
+CPU_BAND_PIXELS = 16384
+
 
 @dataclass
 class Prepared:
@@ -242,12 +248,12 @@ class Predictor:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(C, H, W) logits before the context of a per-pixel network, its (F, H, W) features when
         ``keep_features``, and the (K, H, W) per-pixel maps of the computed scores when ``with_maps``; computed in
-        bands of rows holding about ``batch_size`` windows of pixels (each band's scores while its features are
-        at hand: the whole image's features are never gathered). Logits and maps stay on the device (the context
+        bands of rows of about :meth:`_band_pixels` pixels, each band's scores while its features are at hand
+        (the whole image's features are never gathered). Logits and maps stay on the device (the context
         runs there next); the features come back to the CPU."""
         network = network_of(self.model)
         _, height, width = image.shape
-        rows = max(1, self.tile * self.tile * self.batch_size // max(1, width))
+        rows = max(1, self._band_pixels() // max(1, width))
         image = self._on_device(image)
         logits, features, maps = [], [], []
         for top in range(0, height, rows):
@@ -264,6 +270,11 @@ class Predictor:
                 maps.append(per_pixel_maps(self.device_scores, pixels, (int(band.shape[1]), width))[0])
         return (torch.cat(logits, 1), torch.cat(features, 1) if features else None,
                 torch.cat(maps, 1) if maps else None)  # fmt: skip
+
+    def _band_pixels(self) -> int:
+        """Pixels per band of the per-pixel network: :data:`CPU_BAND_PIXELS` on a CPU, ``batch_size`` windows'
+        worth on an accelerator (which wants large batches)."""
+        return CPU_BAND_PIXELS if self.device.type == "cpu" else self.tile * self.tile * self.batch_size
 
     def _on_device(self, image: torch.Tensor) -> torch.Tensor:
         """A (B, H, W) image on the prediction's device. A prepared image is a view of (H, W, B) memory: that

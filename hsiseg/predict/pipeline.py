@@ -173,14 +173,18 @@ class _Run:
              batch_frames: int) -> None:  # fmt: skip
         ahead, upcoming = batch_frames + self.workers - 1, iter(frames)
         pending: deque[Future[Loaded | Failed]] = deque()
+
+        def read_ahead() -> None:
+            while len(pending) < ahead and (frame := next(upcoming, None)) is not None:
+                pending.append(load(frame))
+
         try:
-            while True:
-                while len(pending) < ahead and (frame := next(upcoming, None)) is not None:
-                    pending.append(load(frame))
-                if not pending:
-                    break
+            read_ahead()
+            while pending:
                 started = time.perf_counter()
-                self.take(pending.popleft().result(), started, batch_frames)
+                item = pending.popleft().result()
+                read_ahead()  # before the network runs: the next frames are read while it predicts this one
+                self.take(item, started, batch_frames)
             self.predict_group()
         finally:
             for future in pending:  # interrupted: frames not started yet are not read
