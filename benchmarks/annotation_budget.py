@@ -13,7 +13,10 @@ annotator draws one stroke of ``--length`` pixels inside it, labelled from the t
 of them with the parent node where the leaf has siblings. Where the pixel a stroke starts on is no class of the
 tree (Indian Pines' unlabelled background), the annotator declines the suggestion and goes to the next, up to
 :data:`TRIES`; a declined region is not suggested again (``hsiseg.active.suggest(declined=...)``, as the
-annotation page's "no class here" does). With ``--offer-declined-again`` (the protocol before 2026-12-06)
+annotation page's "no class here" does); when all of them were declined, the annotator asks for new
+suggestions, up to :data:`ASKS` times, so a round draws a stroke unless no region is left (until 2026-12-06,
+later: a round whose suggestions were all declined passed without a stroke but counted as one).
+With ``--offer-declined-again`` (the protocol before 2026-12-06)
 declined regions come back in later rounds, and a round whose :data:`TRIES` suggestions all lie on background
 passes without a stroke while still counting as one. The table reports both: suggestions declined, rounds
 without a stroke.
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +55,7 @@ from hsiseg.tree import LabelTree
 STRATEGIES = ("mix", "uncertainty", "random", "grid", "stratified")
 COARSE_SHARE = 0.2
 TRIES = 5  # suggestions the annotator goes through, in order, until one starts on a class of the tree
+ASKS = 4  # times the annotator asks for new suggestions in a round while every one so far was declined
 
 
 def load(name: str, quick: bool) -> tuple[Cube, np.ndarray, LabelTree]:
@@ -108,16 +113,33 @@ def run_strategy(cube: Cube, truth: np.ndarray, tree: LabelTree, strategy: str, 
             from hsiseg.active import regions
 
             superpixels = regions(prepared.image.numpy(), prediction.invalid, seed)
-        found = suggested(prediction, scribbles, tree, strategy, superpixels, rng, seed, len(curve["strokes"]) - 1,
-                          strokes, declined=declined if decline else None)  # fmt: skip
-        stroke = _draw(oracle, found, length, rng, declined)
-        curve["declined"].append(float(sum(bool((f.mask & declined).any()) for f in found)))
+        stroke, turned_down = _one_round(
+            partial(suggested, prediction, scribbles, tree, strategy, superpixels, rng, seed,
+                    len(curve["strokes"]) - 1, strokes, declined=declined if decline else None),
+            oracle, length, rng, declined, asks=ASKS if decline else 1,
+        )  # fmt: skip
+        curve["declined"].append(float(turned_down))
         curve["no_stroke"].append(float(stroke is None))
         if stroke is not None:
             pixels, leaf = stroke
             scribbles = scribbles.copy()
             scribbles[pixels] = coarse(leaf, tree, COARSE_SHARE, rng)
     return curve
+
+
+def _one_round(ask: Callable[[], list], oracle: TruthOracle, length: int, rng: np.random.Generator,
+               declined: np.ndarray, asks: int) -> tuple[tuple[tuple[np.ndarray, np.ndarray], int] | None, int]:
+    """The stroke of one round and the number of suggestions declined on the way: the annotator goes through
+    the suggestions in order and, when every one was declined, asks for new ones (declined regions are never
+    offered again), at most ``asks`` times."""
+    turned_down, stroke = 0, None
+    for _ in range(asks):
+        found = ask()
+        stroke = _draw(oracle, found, length, rng, declined)
+        turned_down += sum(bool((f.mask & declined).any()) for f in found)
+        if stroke is not None or not found:
+            break
+    return stroke, turned_down
 
 
 def _draw(oracle: TruthOracle, found: list, length: int, rng: np.random.Generator,

@@ -237,3 +237,32 @@ def test_the_budget_benchmark_loads_the_rich_scene_with_its_100_leaf_tree() -> N
     assert tree.num_leaves == 100 and truth.shape == cube.data.shape[:2] == (48, 64)
     present = np.unique(truth[truth >= 0])
     assert present.max() < tree.num_leaves and present.size > 14  # richer than the demo's 14 leaves
+
+
+def test_the_budget_annotator_asks_again_when_every_suggestion_was_declined() -> None:
+    """A round whose suggestions all lie on background without truth asks for new ones (which never repeat a
+    declined region) and draws its stroke there; with one ask it draws none. Declines are counted."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import annotation_budget
+
+    truth = np.full((12, 12), -1)
+    truth[:, 6:] = 3  # left half: background without truth; right half: leaf 3
+    background, tissue = np.zeros((12, 12), dtype=bool), np.zeros((12, 12), dtype=bool)
+    background[:, :6], tissue[:, 6:] = True, True
+    offered: list[int] = []
+
+    def ask() -> list:
+        offered.append(len(offered))
+        return [SimpleNamespace(mask=background)] if len(offered) == 1 else [SimpleNamespace(mask=tissue)]
+
+    declined = np.zeros((12, 12), dtype=bool)
+    stroke, turned_down = annotation_budget._one_round(ask, TruthOracle(truth), 4, np.random.default_rng(0),
+                                                       declined, asks=4)  # fmt: skip
+    assert stroke is not None and stroke[1] == 3 and tissue[stroke[0]].all()
+    assert turned_down == 1 and offered == [0, 1] and (declined == background).all()
+    offered.clear()
+    stroke, turned_down = annotation_budget._one_round(ask, TruthOracle(truth), 4, np.random.default_rng(0),
+                                                       np.zeros((12, 12), dtype=bool), asks=1)  # fmt: skip
+    assert stroke is None and turned_down == 1 and offered == [0]
