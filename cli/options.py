@@ -57,3 +57,12 @@ def reader_options_with_limit(pairs: list[str] | None, max_cube_gb: float | None
             raise HsisegError(f"--max-cube-gb must be greater than 0, got {max_cube_gb:g}")
         options["max_bytes"] = max(1, int(max_cube_gb * 1e9))
     return options
+
+
+def refuse_flags(given: dict[str, bool], applies_to: str) -> None:
+    """One error naming every flag of ``given`` that was set (value True) in a run it does not apply to,
+    e.g. ``refuse_flags({"--level": level is not None}, "folders of cubes, not to a recording")``."""
+    asked = [flag for flag, was_given in given.items() if was_given]
+    if asked:
+        verb, pronoun = ("applies", "it") if len(asked) == 1 else ("apply", "them")
+        raise HsisegError(f"predict: {', '.join(asked)} {verb} to {applies_to}; drop {pronoun}")

@@ -18,7 +18,7 @@ from hsiseg.predict.batch import recorded_promise
 from hsiseg.predict.stream import Selection
 
 from .errors import USER_ERROR_EXIT_CODE, Interrupted, reports_errors
-from .options import MaxCubeGB, ReaderOptions, parse_options, reader_options_with_limit
+from .options import MaxCubeGB, ReaderOptions, parse_options, reader_options_with_limit, refuse_flags
 from .progress import run_prediction
 from .recording_command import predict_recording_command
 
@@ -105,6 +105,10 @@ def predict(
     if camera is not None or any(is_recording(path) for path in inputs):
         return predict_recording_command(model, inputs, output, settings, camera, demosaic,
                                          Selection(start, stop, every), smooth, export, batch_frames)  # fmt: skip
+    recording_only = {"--demosaic": demosaic != "subsample", "--every": every != 1, "--start": start != 0,
+                      "--stop": stop is not None, "--smooth": smooth != 0.0, "--export": export != "areas,mp4,html",
+                      "--batch-frames": batch_frames != 1}  # fmt: skip
+    refuse_flags(recording_only, "recordings (with --camera), not to files of cubes")
     try:
         results = run_prediction(model, inputs, output, settings, Console(stderr=True))
     except KeyboardInterrupt:

@@ -24,32 +24,53 @@ from hsiseg.predict import FrameResult, PredictOptions, predict_batch
 from .options import MAX_CUBE_HINT
 
 
-def frame_progress(console: Console, total: int, label: str = "frames") -> Progress:
-    return Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.2f} frames/s"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-    )  # fmt: skip
+class FrameBar:
+    """A bar of frames with frames/s and ETA, shown only once the run knows its frames (:meth:`start`): an
+    error before that (a missing model, a refused option) prints alone, without an empty bar above it."""
+
+    def __init__(self, console: Console, label: str = "frames") -> None:
+        self.progress = Progress(
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.2f} frames/s"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+        )  # fmt: skip
+        self.task = self.progress.add_task(label, total=None, rate=0.0)
+        self.started = time.perf_counter()
+
+    def start(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+        self.progress.start()
+
+    def advance(self) -> None:
+        done = self.progress.tasks[self.task].completed + 1
+        self.progress.update(self.task, advance=1, rate=done / max(1e-9, time.perf_counter() - self.started))
+
+    def print(self, text: str) -> None:
+        self.progress.console.print(text, soft_wrap=True)
+
+    def __enter__(self) -> FrameBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress.live.is_started:
+            self.progress.stop()
 
 
 def run_prediction(
     model: Path, inputs: list[Path], output: Path, options: PredictOptions, console: Console
 ) -> list[FrameResult]:
     """Predict with a progress bar; failed frames are printed as they happen."""
-    started = time.perf_counter()
-    with frame_progress(console, 0) as progress:
-        task = progress.add_task("frames", total=None, rate=0.0)
+    with FrameBar(console) as bar:
 
         def on_frame(result: FrameResult) -> None:
-            done = progress.tasks[task].completed + 1
-            progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
+            bar.advance()
             if result.status == "failed":
                 hint = MAX_CUBE_HINT if "max_bytes" in result.error else ""
-                progress.console.print(f"[red]failed[/]: {result.frame}: {result.error}{hint}", soft_wrap=True)
+                bar.print(f"[red]failed[/]: {result.frame}: {result.error}{hint}")
             if result.status in ("done", "failed"):
                 for text in result.warnings:
-                    progress.console.print(f"[yellow]warning[/]: {result.frame}: {text}", soft_wrap=True)
+                    bar.print(f"[yellow]warning[/]: {result.frame}: {text}")
 
-        return predict_batch(model, inputs, output, options, on_frame, lambda total: progress.update(task, total=total))
+        return predict_batch(model, inputs, output, options, on_frame, bar.start)
 
 
 class RichReporter:
@@ -84,7 +105,8 @@ class RichReporter:
         self.progress.console.print(text)
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.task is not None:  # never started: stopping would print an empty line before an error
+            self.progress.stop()
 
 
 class JsonLinesReporter:

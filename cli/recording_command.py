@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -15,7 +14,8 @@ from hsiseg.predict.recording_run import RecordingRun, run_recording
 from hsiseg.predict.stream import Selection
 
 from .errors import USER_ERROR_EXIT_CODE, Interrupted
-from .progress import frame_progress
+from .options import refuse_flags
+from .progress import FrameBar
 
 
 def predict_recording_command(
@@ -34,23 +34,17 @@ def predict_recording_command(
     batch_only = {"--num-parts": settings.num_parts > 1, "--level": settings.level is not None,
                   "--confidence": settings.confidence is not None, "--probabilities": settings.save_probabilities,
                   "--animation": settings.animation, "--contours": settings.contours}  # fmt: skip
-    asked = [flag for flag, given in batch_only.items() if given]
-    if asked:
-        raise HsisegError(f"predict: {', '.join(asked)} apply to folders of cubes, not to a recording; drop them")
+    refuse_flags(batch_only, "folders of cubes, not to a recording")
     run = RecordingRun(model, inputs[0], camera, output, settings, demosaic, selection, smooth, chosen, batch_frames)
-    console = Console(stderr=True)
-    started = time.perf_counter()
-    with frame_progress(console, 0) as progress:
-        task = progress.add_task("frames", total=None, rate=0.0)
+    with FrameBar(Console(stderr=True)) as bar:
 
         def on_frame(index: int, status: str) -> None:
-            done = progress.tasks[task].completed + 1
-            progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
+            bar.advance()
             if status not in ("done", "skipped"):
-                progress.console.print(f"[red]failed[/]: frame {index}: {status}", soft_wrap=True)
+                bar.print(f"[red]failed[/]: frame {index}: {status}")
 
         try:
-            outcome = run_recording(run, on_frame, lambda total: progress.update(task, total=total))
+            outcome = run_recording(run, on_frame, bar.start)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; finished frames are kept in {output / 'maps.h5'}; resume with the same "
                               "command and --continue") from None  # fmt: skip

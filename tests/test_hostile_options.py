@@ -31,6 +31,7 @@ runner = CliRunner()
         (["--workers", "0"], "workers must be in [1, 64], got 0"),
         (["--workers", "1000"], "workers must be in [1, 64], got 1000"),
         (["--overlap", "nan"], "overlap must be a finite number"),
+        (["--overlap", "0.95"], "overlap must be in [0, 0.9], got 0.95"),
         (["--level", "0"], "level must be at least 1, got 0"),
         (["--num-parts", "2", "--part-id", "2"], "part_id must be in [0, 1], got 2"),
         (["--device", "banana"], "device 'banana' is not a device"),
@@ -105,6 +106,49 @@ def test_render_refuses_wavelengths_that_are_not_wavelengths(tmp_path: Path, ban
     assert result.exit_code == 2 and "wavelength (nm) must be" in result.output
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--every", "2"], "--every applies"),
+        (["--smooth", "0.5", "--export", "areas"], "--smooth, --export apply"),
+        (["--start", "3", "--stop", "9", "--demosaic", "bilinear", "--batch-frames", "4"],
+         "--demosaic, --start, --stop, --batch-frames apply"),
+    ],
+)
+def test_recording_options_with_files_of_cubes_are_refused_not_ignored(
+    tmp_path: Path, flags: list[str], named: str
+) -> None:
+    result = runner.invoke(app, ["predict", str(tmp_path / "m.json"), str(tmp_path), "-o", str(tmp_path / "out"),
+                                 *flags])  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{named} to recordings (with --camera), not to files of cubes" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_recordings_default_options_given_aloud_with_cubes_are_not_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", str(tmp_path / "m.json"), str(tmp_path), "--every", "1",
+                                 "--export", "areas,mp4,html"])  # fmt: skip
+    assert "recordings (with --camera)" not in result.output and "m.json" in result.output  # the model, read next
+
+
+def test_render_keeps_a_read_only_file_at_its_output(tmp_path: Path) -> None:
+    import numpy as np
+
+    from hsiseg.io import write_cube
+    from hsiseg.io.cube import Cube
+
+    write_cube(tmp_path / "c.h5", Cube(np.random.default_rng(0).random((8, 8, 3), np.float32), [500.0, 600.0, 700.0]))
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(b"not yours to replace")
+    kept.chmod(0o444)
+    result = runner.invoke(app, ["render", str(tmp_path / "c.h5"), "-o", str(kept)])
+    assert result.exit_code == 2 and "kept.png: the file is read-only" in result.output
+    assert kept.read_bytes() == b"not yours to replace" and not list(tmp_path.glob(".kept.png.*"))
+    kept.chmod(0o644)
+    assert runner.invoke(app, ["render", str(tmp_path / "c.h5"), "-o", str(kept)]).exit_code == 0
+    assert kept.read_bytes().startswith(b"\x89PNG")
+
+
 def test_an_empty_part_of_the_work_is_not_an_error(tmp_path: Path) -> None:
     import numpy as np
 
@@ -117,3 +161,19 @@ def test_an_empty_part_of_the_work_is_not_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(HsisegError, match="no cube files among the inputs"):
         plan_frames([tmp_path / "empty"], tmp_path / "o2", PredictOptions())
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (["predict", "no-model.json", "."], "no-model.json: model card not found"),
+        (["train", "no-spec.yaml", "-o", "run"], "no-spec.yaml: No such file or directory"),
+    ],
+)
+def test_an_error_before_any_work_is_one_line_without_an_empty_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], error: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, command)
+    lines = result.output.splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("hsiseg: error: ") and error in lines[0]

@@ -265,7 +265,7 @@ def test_review_findings_resume_sizes_references_locks(setup, tmp_path, monkeypa
     assert "the white reference has" in result.output
     refused = CliRunner().invoke(app, ["predict", str(model), str(recording), "--camera", str(camera), "-o",
                                        str(tmp_path / "r"), "--level", "1"])  # fmt: skip
-    assert refused.exit_code == 2 and "--level apply to folders of cubes, not to a recording" in refused.output
+    assert refused.exit_code == 2 and "--level applies to folders of cubes, not to a recording" in refused.output
 
 
 def test_an_exporter_registered_outside_hsiseg_runs_from_the_command_line(setup, tmp_path) -> None:

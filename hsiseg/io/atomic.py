@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,8 +19,13 @@ from hsiseg.errors import HsisegError
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``, on error it is removed.
+
+    A read-only file at ``path`` is refused before anything is written: a rename would replace it silently
+    (renaming needs write access to the folder only, and root may write anything).
+    """
     path = Path(path)
+    _refuse_read_only(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -39,6 +45,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _refuse_read_only(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a missing file, or one we cannot stat: the write itself will tell
+        if path.is_file() and not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            raise HsisegError(f"{path}: the file is read-only; make it writable (chmod u+w) or choose another path")
 
 
 def _umask() -> int:

@@ -125,8 +125,7 @@ class Predictor:
         self.tree = card.tree
         self.preprocessing = card.preprocessing
         self.in_channels = card.model.in_channels
-        if not 0 <= overlap < 1 or tile < 16:
-            raise HsisegError(f"prediction: need tile >= 16 and 0 <= overlap < 1, got {tile}, {overlap}")
+        InferenceOptions(tile=tile, overlap=overlap, batch_size=batch_size).check_inference()
         self.tile, self.overlap, self.batch_size, self.flip_tta = tile, overlap, batch_size, flip_tta
         self.scores = dict(scores or {})
         self.ood_score, self.ood_threshold = self._choose_score(ood_score, ood_threshold)

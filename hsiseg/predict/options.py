@@ -21,6 +21,8 @@ from hsiseg.ood import OOD_SCORES
 from hsiseg.option_checks import in_range, whole_number
 from hsiseg.render.colour import RGB_METHODS
 
+MAX_OVERLAP = 0.9  # sliding windows overlapping by more multiply the work (0.95: 400 times the windows of 0)
+
 
 @dataclass
 class InferenceOptions:
@@ -37,7 +39,7 @@ class InferenceOptions:
 
     def check_inference(self) -> None:
         whole_number(self.tile, "tile", 16)
-        in_range(self.overlap, "overlap", 0, 1, high_open=True)
+        in_range(self.overlap, "overlap", 0, MAX_OVERLAP)
         whole_number(self.batch_size, "batch_size", 1)
         if self.ood_threshold is not None:
             in_range(self.ood_threshold, "ood_threshold")
