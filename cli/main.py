@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,13 @@ app.command("demo")(demo_command.demo)
 app.command("evaluate")(evaluate_command.evaluate)
 app.command("annotate")(annotate_command.annotate)
 app.command("suggest")(suggest_command.suggest)
+
+
+def usage_error_types() -> tuple[type[Any], type[Any], type[BaseException]]:
+    """The exceptions of the click that typer runs on (its own copy since typer 0.2x, the click package before):
+    (UsageError, ClickException, Abort). typer exports ``BadParameter``, a ``UsageError``."""
+    usage_error = typer.BadParameter.__mro__[1]
+    return usage_error, usage_error.__mro__[1], typer.Abort
 
 
 def _print_version(value: bool) -> None:

@@ -177,3 +177,36 @@ def test_an_error_before_any_work_is_one_line_without_an_empty_bar(
     result = runner.invoke(app, command)
     lines = result.output.splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("hsiseg: error: ") and error in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["train", "spec.yaml", "--steps", "abc"], "hsiseg: error: Invalid value for '--steps': "),
+        (["train", "spec.yaml", "--no-such-flag"], "hsiseg: error: No such option: --no-such-flag"),
+        (["predict"], "hsiseg: error: Missing argument 'model' (see hsiseg predict --help)"),
+        (["trian"], "hsiseg: error: No such command 'trian'. Did you mean 'train'? (see hsiseg --help)"),
+    ],
+)
+def test_what_the_command_line_cannot_parse_is_one_line_not_a_box(capsys, args: list[str], line: str) -> None:
+    from hsiseg_cli.entry import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    printed = capsys.readouterr()
+    assert stopped.value.code == 2 and printed.out == "" and printed.err.count("\n") == 1
+    assert printed.err.startswith(line) and "─" not in printed.err and "Traceback" not in printed.err
+
+
+def test_the_console_script_keeps_help_version_and_exit_codes(capsys, tmp_path: Path) -> None:
+    from hsiseg import __version__
+    from hsiseg_cli.entry import main
+
+    for args, code in ((["--version"], 0), (["train", "--help"], 0), (["render", str(tmp_path / "c.dat"), "-o",
+                                                                         str(tmp_path / "x.png")], 2)):  # fmt: skip
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        assert stopped.value.code == code, args
+    printed = capsys.readouterr()
+    assert f"hsiseg {__version__}" in printed.out and "Train a network" in printed.out
+    assert printed.err.startswith("hsiseg: error: ") and "c.dat" in printed.err
