@@ -29,13 +29,10 @@ import numpy as np
 import torch
 
 from hsiseg.io import Cube, read_cube, write_cube
-from hsiseg.models import DEFAULT_MODEL, build_model
-from hsiseg.models.card import ModelCard, NetworkConfig, OodCalibration, OodSettings
+from hsiseg.models import DEFAULT_MODEL
 from hsiseg.models.checkpoint import save_model
-from hsiseg.ood.calibration import fit_scores
-from hsiseg.ood.maps import network_outputs, pixel_outputs
 from hsiseg.predict import PredictOptions, Predictor, predict_batch
-from hsiseg.spectral import Preprocessing
+from hsiseg.predict.untrained import untrained
 from hsiseg.synthetic.dataset import demo_tree
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,38 +40,18 @@ from common import measure_peak_rise, peak_in_child  # noqa: E402
 
 
 def make_inputs(folder: Path, cubes: int, height: int, width: int, name: str) -> tuple[Path, list[Path]]:
-    tree = demo_tree()
     wavelengths = np.linspace(500, 1000, 100)
-    torch.manual_seed(0)
-    options = {"width": 32, "depth": 4} if name == "unet" else {}
-    model = build_model(DEFAULT_MODEL if name == "default" else name, 100, tree.num_leaves, **options)
-    score = "mahalanobis" if name == "default" else "max_softmax"
-    scores = fitted_on_random_pixels(model, score, tree.num_leaves)
-    calibration = OodCalibration(threshold=-1e9, keep=0.95, method="held-out", held_out_pixels=1, reference_share=0.05)
-    card = ModelCard.create(
-        tree,
-        model=NetworkConfig(name=DEFAULT_MODEL if name == "default" else name, in_channels=100,
-                            classes=tree.num_leaves, options=options, input_multiple=model.input_multiple),
-        preprocessing=Preprocessing(wavelengths=wavelengths.tolist(), normalization="l1"), trained_classes=tree.leaves,
-        ood=OodSettings(default=score, scores={score: calibration}),
-    )  # fmt: skip
-    save_model(folder / "model", model, card, scores)
+    unet = name == "unet"
+    network = untrained(DEFAULT_MODEL if name == "default" else name, demo_tree(), wavelengths,
+                        score="max_softmax" if unet else "mahalanobis",
+                        options={"width": 32, "depth": 4} if unet else None)  # fmt: skip
+    save_model(folder / "model", network.model, network.card, network.scores)
     rng = np.random.default_rng(0)
     paths = []
     for index in range(cubes):
         data = (0.3 + 0.4 * rng.random((height, width, 100), dtype=np.float32)).astype(np.float32)
         paths.append(write_cube(folder / "frames" / f"frame{index:03d}_SpecCube.dat", Cube(data, wavelengths)))
     return folder / "model.json", paths
-
-
-def fitted_on_random_pixels(model: torch.nn.Module, score: str, classes: int) -> dict:
-    """``score`` fitted on 4096 random spectra with random leaf labels (what training would fit on scribbles)."""
-    image = torch.rand(1, 100, 64, 64)
-    with torch.no_grad():
-        logits, features = network_outputs(model.eval(), image)
-    outputs = pixel_outputs(logits[0], None if features is None else features[0], image[0])
-    outputs.targets = torch.randint(classes, (outputs.logits.shape[0],))
-    return fit_scores([score], outputs, classes)
 
 
 def child(folder: str, count: int) -> None:

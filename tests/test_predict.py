@@ -61,29 +61,13 @@ def test_tiled_equals_whole_image_for_a_pointwise_network(trained) -> None:
 def test_bands_of_a_per_pixel_network_equal_one_whole_image_pass(monkeypatch) -> None:
     """The default network predicted in row bands (a CPU's small bands, rows not dividing the height) gives the
     probabilities, labels and unknown-tissue score of one pass over the whole image."""
-    from hsiseg.models import DEFAULT_MODEL, build_model
-    from hsiseg.models.card import ModelCard, NetworkConfig, OodCalibration, OodSettings
-    from hsiseg.ood.calibration import fit_scores
-    from hsiseg.ood.maps import network_outputs, pixel_outputs
+    from hsiseg.models import DEFAULT_MODEL
     from hsiseg.predict import inference
-    from hsiseg.spectral import Preprocessing
+    from hsiseg.predict.untrained import untrained
 
-    tree, bands = demo_tree(), 20
-    torch.manual_seed(0)
-    model = build_model(DEFAULT_MODEL, bands, tree.num_leaves).eval()
-    training = torch.rand(1, bands, 16, 16)
-    with torch.no_grad():
-        logits, features = network_outputs(model, training)
-    outputs = pixel_outputs(logits[0], features[0], training[0])
-    outputs.targets = torch.randint(tree.num_leaves, (outputs.logits.shape[0],))
-    scores = fit_scores(["mahalanobis"], outputs, tree.num_leaves)
-    card = ModelCard.create(
-        tree, model=NetworkConfig(name=DEFAULT_MODEL, in_channels=bands, classes=tree.num_leaves),
-        preprocessing=Preprocessing(wavelengths=np.linspace(500, 1000, bands).tolist(), normalization="l1"),
-        trained_classes=tree.leaves,
-        ood=OodSettings(default="mahalanobis", scores={"mahalanobis": OodCalibration(
-            threshold=-50.0, keep=0.95, method="held-out", held_out_pixels=1, reference_share=0.05)}),
-    )  # fmt: skip
+    bands = 20
+    network = untrained(DEFAULT_MODEL, demo_tree(), np.linspace(500, 1000, bands), threshold=-636.0)
+    model, card, scores = network.model, network.card, network.scores
     cube = Cube(np.random.default_rng(0).random((61, 40, bands), dtype=np.float32), card.preprocessing.wavelengths)
     monkeypatch.setattr(inference, "CPU_BAND_PIXELS", 300)  # bands of 7 rows: 9 bands, the last of 5 rows
     banded = Predictor(model, card, scores=scores).predict(cube)
@@ -92,6 +76,7 @@ def test_bands_of_a_per_pixel_network_equal_one_whole_image_pass(monkeypatch) ->
     np.testing.assert_allclose(banded.probabilities, whole.probabilities, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(banded.score, whole.score, rtol=1e-5, atol=1e-4)
     assert (banded.labels == whole.labels).all() and (banded.unknown == whole.unknown).all()
+    assert 0 < whole.unknown.mean() < 1  # the threshold splits the pixels: the unknown masks are compared
 
 
 def test_tiled_close_to_whole_for_the_unet(trained) -> None:
