@@ -206,23 +206,40 @@ def strokes_to_reach(curve: list[float], target: float) -> float:
 
 
 def summarise(results: dict) -> list[str]:
-    """Markdown lines: per data set, the mean final Dice per strategy and the strokes each needs to reach the
-    random strategy's final Dice (means over seeds)."""
-    lines = ["| data | strategy | Dice at start | Dice at the end | strokes to reach random's final Dice | SVC Dice "
-             "at the end (same strokes) | suggestions declined | rounds without a stroke |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Markdown lines: per data set and strategy, the mean Dice at the start and the end, the strokes its mean
+    curve needs to reach random placement's final mean Dice (and how many seeds' own curves never reach it),
+    its Dice at half the strokes minus random's at all of them (paired by seed, with a 95% interval: >= 0 is
+    "half the budget"), the SVC on the same strokes, and the suggestions the annotator declined."""
+    lines = ["| data | strategy | Dice at start | Dice at the end | mean curve reaches random's final Dice after | "
+             "Dice at half the strokes - random's at the end [95% CI] | SVC Dice at the end (same strokes) | "
+             "suggestions declined | rounds without a stroke |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for data, per_strategy in results.items():
-        random_final = np.mean([c["dice"][-1] for c in per_strategy["random"]])
+        random_curves = np.array([c["dice"] for c in per_strategy["random"]])
+        random_final = random_curves[:, -1].mean()
         for strategy, curves in per_strategy.items():
-            reach = np.array([strokes_to_reach(c["dice"], random_final) for c in curves])
-            reached = f"{reach.mean():.1f}" if not np.isnan(reach).any() else f"{np.isnan(reach).sum()} seeds never"
-            start, end = np.mean([c["dice"][0] for c in curves]), np.mean([c["dice"][-1] for c in curves])
+            dice = np.array([c["dice"] for c in curves])
+            reach = strokes_to_reach(list(dice.mean(0)), random_final)
+            never = int(np.isnan([strokes_to_reach(list(curve), random_final) for curve in dice]).sum())
+            reached = ("never" if np.isnan(reach) else f"{reach:.0f}") + (f" ({never} seeds never)" if never else "")
+            half = paired_interval(dice[:, (dice.shape[1] - 1) // 2], random_curves[:, -1])
             svc = np.nanmean([c["svc_dice"][-1] for c in curves])
             declined = np.mean([sum(c.get("declined", [])) for c in curves])
             lost = np.mean([sum(c.get("no_stroke", [])) for c in curves])
-            lines.append(f"| {data} | {strategy} | {start:.3f} | {end:.3f} | {reached} | {svc:.3f} | {declined:.1f} | "
-                         f"{lost:.1f} |")  # fmt: skip
+            lines.append(f"| {data} | {strategy} | {dice[:, 0].mean():.3f} | {dice[:, -1].mean():.3f} | {reached} | "
+                         f"{half} | {svc:.3f} | {declined:.1f} | {lost:.1f} |")  # fmt: skip
     return lines
+
+
+def paired_interval(values: np.ndarray, baseline: np.ndarray) -> str:
+    """``+0.012 [-0.004, +0.028]``: the mean of ``values - baseline`` (paired by seed) and its 95% t interval."""
+    from scipy import stats
+
+    difference = values - baseline
+    if len(difference) < 2:
+        return f"{difference.mean():+.3f}"
+    half_width = stats.t.ppf(0.975, len(difference) - 1) * difference.std(ddof=1) / np.sqrt(len(difference))
+    return f"{difference.mean():+.3f} [{difference.mean() - half_width:+.3f}, {difference.mean() + half_width:+.3f}]"
 
 
 def plot(results: dict, path: Path) -> None:
@@ -236,7 +253,11 @@ def plot(results: dict, path: Path) -> None:
             axes.plot(np.arange(len(mean)), mean, label=f"hsiseg, {strategy}")
         svc = np.nanmean([c["svc_dice"] for c in per_strategy["random"]], axis=0)
         axes.plot(np.arange(len(svc)), svc, "k--", label="SVC, random strokes")
-        axes.set(title=data, xlabel="strokes after one per class", ylabel="leaf mean Dice")
+        random_final = np.mean([c["dice"][-1] for c in per_strategy["random"]])
+        axes.axhline(random_final, color="grey", linewidth=0.8, linestyle=":", label="random's final Dice")
+        axes.axvline((len(svc) - 1) / 2, color="grey", linewidth=0.8, linestyle=":")
+        axes.set(title=f"{data} ({len(per_strategy['random'])} seeds)", xlabel="strokes after one per class",
+                 ylabel="leaf mean Dice, mean over seeds")
         axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -253,7 +274,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--offer-declined-again", action="store_true",
                         help="the earlier protocol: declined regions are suggested again later")  # fmt: skip
+    parser.add_argument("--table", type=Path, help="print the table and redraw the plot of this saved run; no run")
     args = parser.parse_args()
+    if args.table is not None:
+        results = json.loads(args.table.read_text())["results"]
+        plot(results, args.table.with_suffix(".png"))
+        print("\n".join(summarise(results)))
+        return
     if "random" not in args.strategies:
         parser.error("--strategies must include random (the baseline every other strategy is measured against)")
     if args.quick:
