@@ -38,6 +38,7 @@ class FrameBar:
 
     def start(self, total: int) -> None:
         self.progress.update(self.task, total=total)
+        self.started = time.perf_counter()  # frames/s counts from here, not from loading the model
         self.progress.start()
 
     def advance(self) -> None:
