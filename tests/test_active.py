@@ -266,3 +266,23 @@ def test_the_budget_annotator_asks_again_when_every_suggestion_was_declined() ->
     stroke, turned_down = annotation_budget._one_round(ask, TruthOracle(truth), 4, np.random.default_rng(0),
                                                        np.zeros((12, 12), dtype=bool), asks=1)  # fmt: skip
     assert stroke is None and turned_down == 1 and offered == [0]
+
+
+def test_the_budget_table_reads_the_halving_target_from_the_mean_curves() -> None:
+    """Random ends at 0.6 on average; mix's mean curve first reaches 0.6 after 2 strokes although one seed never
+    does; the half-budget column is mix at stroke 2 minus random at stroke 4, paired, with a t interval."""
+    from scipy import stats
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import annotation_budget
+
+    def runs(*curves: list[float]) -> list[dict]:
+        return [{"dice": curve, "svc_dice": [0.1] * len(curve)} for curve in curves]
+
+    results = {"scene": {"random": runs([0.3, 0.4, 0.5, 0.5, 0.5], [0.3, 0.4, 0.5, 0.6, 0.7]),
+                         "mix": runs([0.3, 0.5, 0.7, 0.7, 0.8], [0.3, 0.5, 0.5, 0.5, 0.55])}}  # fmt: skip
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in annotation_budget.summarise(results)[2:]}
+    assert rows["mix"][4] == "2 (1 seeds never)" and rows["random"][4] == "4 (1 seeds never)"
+    difference = np.array([0.7 - 0.5, 0.5 - 0.7])
+    half = stats.t.ppf(0.975, 1) * difference.std(ddof=1) / np.sqrt(2)
+    assert rows["mix"][5] == f"{difference.mean():+.3f} [{-half:+.3f}, {half:+.3f}]"
