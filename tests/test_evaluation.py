@@ -292,3 +292,21 @@ def test_the_quick_region_score_experiment() -> None:
     variants = {row[2] for row in result["rows"]}
     assert "pixel by pixel (baseline)" in variants and len(variants) == 2 + 2 * len(experiment.REGION_SIZES)
     assert all(0 <= row[3] <= 1 for row in result["rows"])
+
+
+def test_the_gaussian_score_experiment_against_a_brute_force_distance() -> None:
+    experiment = benchmark("experiment_gaussian_scores", "sklearn")
+    rng = np.random.default_rng(0)
+    points, mean = rng.normal(size=(6, 3)), rng.normal(size=3)
+    covariance = experiment.shrunk(np.cov(rng.normal(size=(3, 20))), 0.1)
+    expected = [(p - mean) @ np.linalg.inv(covariance) @ (p - mean) for p in points]
+    np.testing.assert_allclose(experiment.squared_distance(points, mean, covariance), expected, rtol=1e-10)
+    spectra, labels = rng.normal(size=(40, 3)), np.repeat([0, 1], 20)
+    models = experiment.gaussian_distances(spectra, labels)
+    relative = models["relative Mahalanobis"](points)
+    nearest = models["shared covariance (spectral_mahalanobis, baseline)"](points)
+    overall = experiment.squared_distance(points, spectra.mean(0), experiment.shrunk(np.cov(spectra.T), 0.1))
+    np.testing.assert_allclose(relative, nearest - overall)
+    result = experiment.main(["--quick"])
+    assert {row[1] for row in result["rows"]} == {*models, "spectral_knn"}
+    assert all(0 <= row[2] <= 1 for row in result["rows"])
