@@ -165,7 +165,7 @@ def datasets(names: list[str], quick: bool, folder: Path) -> list[DataSet]:
     return found + [real_scene(name, 0, folder) for name in names if name in REAL_SCENES]
 
 
-def run_all(quick: bool, steps: int | None, folder: Path, names: list[str], calibration: str = "held-out"
+def run_all(quick: bool, steps: int | None, folder: Path, names: list[str], calibration: str = "auto"
             ) -> list[dict]:  # fmt: skip
     config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=max(1, steps // 4))
     config = replace(config, ood_calibration=calibration)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, default=None, help="write every run's numbers as JSON")
     every = ["demo", "indian-pines", *REAL_SCENES]
     parser.add_argument("--data", nargs="+", default=every, choices=every, help="data sets (default: all)")
-    parser.add_argument("--ood-calibration", default="held-out", choices=["held-out", "cross-fitted"],
+    parser.add_argument("--ood-calibration", default="auto", choices=["auto", "held-out", "cross-fitted"],
                         help="how hsiseg train calibrates the thresholds (TrainConfig.ood_calibration)")
     args = parser.parse_args(argv)
     started = time.perf_counter()

@@ -76,7 +76,9 @@ def train_command(
     ood_score: Annotated[
         str,
         typer.Option(
-            help=f"Default unknown-tissue score of the model card (all of {', '.join(DEFAULT_SCORES)} are calibrated)."
+            help=f"Default unknown-tissue score of the model card (all of {', '.join(DEFAULT_SCORES)} are calibrated); "
+            "auto: spectral_knn when validation strokes are held out of the training images (one scene), "
+            "mahalanobis with a validation split of other images."
         ),
     ] = DEFAULTS.ood_score,  # fmt: skip
     ood_keep: Annotated[
@@ -86,7 +88,8 @@ def train_command(
         str,
         typer.Option(help="How OOD thresholds are calibrated: 'held-out' strokes, or 'cross-fitted' (the input-space "
                           "scores on every annotated pixel's out-of-fold value, in folds of patients or, within one "
-                          "scene, of strokes; keeps the promise, flags less)."),
+                          "scene, of strokes; keeps the promise, flags less); auto: cross-fitted when validation "
+                          "strokes are held out of the training images, else held-out."),
     ] = DEFAULTS.ood_calibration,  # fmt: skip
     ood_scores: Annotated[
         str | None,

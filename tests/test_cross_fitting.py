@@ -90,7 +90,7 @@ def test_cross_fitted_thresholds_are_the_quantile_of_out_of_fold_values(trained)
 
 
 def test_an_unknown_calibration_is_refused_before_data_is_read(tmp_path: Path) -> None:
-    with pytest.raises(HsisegError, match="ood_calibration must be held-out or cross-fitted"):
+    with pytest.raises(HsisegError, match="ood_calibration must be auto, held-out or cross-fitted"):
         TrainConfig(ood_calibration="crossfit").check()
     result = CliRunner().invoke(app, ["train", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "run"),
                                       "--ood-calibration", "crossfit"])  # fmt: skip

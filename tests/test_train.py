@@ -242,7 +242,7 @@ def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
 
     spec_path = write_indian_pines(tmp_path / "pines", fraction=0.05)
     run = tmp_path / "run"
-    settings = config(steps=6, validate_every=3, **PIXEL)
+    settings = config(steps=6, validate_every=3, ood_calibration="held-out", **PIXEL)
     train(spec_path, run, settings)
     record = json.loads((run / "validation_strokes.json").read_text())
     strokes = record["samples"]["indian_pines"]
@@ -265,6 +265,27 @@ def test_same_scene_holds_out_strokes_and_refits_on_all(tmp_path: Path) -> None:
         assert best[name].method == "held-out" and best[name].held_out_pixels == int(held.sum())
         assert calibration.method == "transferred" and calibration.reference_share == best[name].reference_share
         assert calibration.threshold != best[name].threshold  # the final network's own scale
+
+
+def test_the_automatic_unknown_tissue_default_follows_where_the_held_out_pixels_come_from(
+    spec_path: Path, tmp_path: Path
+) -> None:
+    """One scene (strokes held out of the training image): spectral_knn, input-space scores cross-fitted on every
+    stroke, feature scores on the held-out strokes; a validation split of other images: mahalanobis, held out."""
+    from hsiseg.dataset.indian_pines import write_indian_pines
+    from hsiseg.ood import build_score
+    from hsiseg.ood.cross_fitting import cross_fittable
+
+    scene = write_indian_pines(tmp_path / "pines", fraction=0.05)
+    train(scene, tmp_path / "scene", config(steps=4, **PIXEL))
+    best = read_card(tmp_path / "scene" / "checkpoints" / "best.json").ood
+    assert best.default == "spectral_knn"
+    for name, calibration in best.scores.items():
+        assert calibration.method == ("cross-fitted" if cross_fittable(build_score(name)) else "held-out"), name
+    assert read_card(tmp_path / "scene" / "checkpoints" / "final.json").ood.default == "spectral_knn"
+    train(spec_path, tmp_path / "split", config(steps=4, **PIXEL))
+    split = read_card(tmp_path / "split" / "checkpoints" / "best.json").ood
+    assert split.default == "mahalanobis" and {c.method for c in split.scores.values()} == {"held-out"}
 
 
 def test_multi_image_specs_keep_their_validation_split(spec_path: Path, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from hsiseg.training.selection import (
     score_contexts,
     with_options,
 )
+from hsiseg.training.unknown_tissue import unknown_tissue_choice
 
 
 def selects(run_dir: Path, config: TrainConfig | None, resume: bool) -> bool:
@@ -75,12 +76,15 @@ def train_selected(
     data = build_training_data(spec, config, preprocessing)
     scores: dict[str, CandidateScore] = {}
     held_out = held_out_strokes(data.validation)
+    default, _ = unknown_tissue_choice(config.ood_score, config.ood_calibration, config.ood_scores,
+                                       strokes_held_out=bool(data.held_out))  # fmt: skip
     for candidate in candidates(config.model_options):
         folder = run_dir / "candidates" / candidate.name
         reporter.message(f"candidate {candidate.name}: {candidate.model} {candidate.options}")
-        # a candidate calibrates only the default score: the chosen one is recalibrated with all of them
+        # a candidate calibrates only the default score, on held-out strokes: the chosen one is recalibrated
+        # with all of them as configured
         fixed = replace(config, model=candidate.model, model_options=candidate.options, refit=False,
-                        ood_scores=[config.ood_score])  # fmt: skip
+                        ood_scores=[default], ood_score=default, ood_calibration="held-out")  # fmt: skip
         again = resume and (folder / "checkpoints" / "last").exists()
         train_model(spec_path, folder, fixed, resume=again, reporter=reporter)
         best = folder / "checkpoints" / "best"

@@ -30,6 +30,7 @@ from hsiseg.training.config import TrainConfig
 from hsiseg.training.data import TrainingData
 from hsiseg.training.step import _autocast_dtype
 from hsiseg.training.temperature import fit_temperature
+from hsiseg.training.unknown_tissue import unknown_tissue_choice
 
 
 def card_base(config, spec: DataSpec, preprocessing, model: AnySize, train_images: SpecDataset) -> ModelCard:
@@ -65,8 +66,10 @@ def with_ood(
     validation pixels (:mod:`hsiseg.ood.calibration`), and the fitted scores."""
     training = annotated_outputs(model, data.train_images, device, autocast_dtype)
     scores = fit_scores(config.ood_scores, training, card.model.classes)
+    default, calibration = unknown_tissue_choice(config.ood_score, config.ood_calibration, config.ood_scores,
+                                                 strokes_held_out=bool(data.held_out))  # fmt: skip
     crossed: dict[str, OodScore] = {}
-    if config.ood_calibration == "cross-fitted":
+    if calibration == "cross-fitted":
         names = [name for name, score in scores.items() if cross_fittable(score)]
         crossed, out_of_fold = cross_fitted(model, names, [data.train_images, data.validation], card.model.classes,
                                             device, config.seed, autocast_dtype)  # fmt: skip
@@ -79,18 +82,18 @@ def with_ood(
     if crossed:
         found.update(calibrate(crossed, out_of_fold, reference, config.ood_keep, method="cross-fitted"))
     calibrations = {name: found[name] for name in scores if name in found}  # the configured order
-    ood = OodSettings(default=default_score(config, calibrations), scores=calibrations)
+    ood = OodSettings(default=default_score(default, calibrations), scores=calibrations)
     validation = annotated_outputs(model, data.validation, device, autocast_dtype)
     temperature = fit_temperature(validation.logits, validation.labels, card.model.classes)
     update = {"ood": ood, "probability_calibration": temperature}
     return card.model_copy(update=update), {name: scores[name] for name in calibrations}
 
 
-def default_score(config: TrainConfig, calibrations: dict) -> str | None:
-    """``config.ood_score`` when it could be calibrated (feature scores need a network with features), else the
-    first calibrated score."""
-    if config.ood_score in calibrations:
-        return config.ood_score
+def default_score(wanted: str | None, calibrations: dict) -> str | None:
+    """``wanted`` when it could be calibrated (feature scores need a network with features), else the first
+    calibrated score."""
+    if wanted in calibrations:
+        return wanted
     return next(iter(calibrations), None)
 
 

@@ -10,9 +10,10 @@ from hsiseg.devices import resolve_device
 from hsiseg.errors import HsisegError
 from hsiseg.losses import check_loss
 from hsiseg.models import DEFAULT_MODEL, check_model
-from hsiseg.ood import DEFAULT_SCORE, DEFAULT_SCORES, OOD_SCORES
+from hsiseg.ood import DEFAULT_SCORES, OOD_SCORES
 from hsiseg.option_checks import in_range, whole_number
 from hsiseg.training.selection import AUTO
+from hsiseg.training.unknown_tissue import CALIBRATIONS
 
 MAX_CLASS_BALANCE = 10.0  # count ** -10: a class with 2x the pixels is drawn 1000x less often; beyond is noise
 
@@ -47,9 +48,9 @@ class TrainConfig:
     compile: bool = False
     workers: int = 0
     ood_scores: list[str] = field(default_factory=lambda: list(DEFAULT_SCORES))  # fitted and calibrated
-    ood_score: str = DEFAULT_SCORE  # the card's default unknown-tissue score
+    ood_score: str = AUTO  # the card's default unknown-tissue score; auto: hsiseg.training.unknown_tissue
     ood_keep: float = 0.95  # share of held-out known pixels each threshold keeps
-    ood_calibration: str = "held-out"  # or cross-fitted: input-space scores, out-of-fold values (patient folds)
+    ood_calibration: str = AUTO  # held-out, or cross-fitted: input-space scores, out-of-fold values; or auto
 
     def check(self) -> None:
         """Raise :class:`HsisegError` naming the first parameter out of range or the first unknown name or
@@ -69,11 +70,11 @@ class TrainConfig:
         check_model(DEFAULT_MODEL if self.model == AUTO else self.model, self.model_options)  # auto: its candidates'
         for name in self.ood_scores:
             OOD_SCORES.check(name, parameter="ood_scores entry")
-        if self.ood_calibration not in ("held-out", "cross-fitted"):
+        if self.ood_calibration not in (AUTO, *CALIBRATIONS):
             raise HsisegError(
-                f"training: ood_calibration must be held-out or cross-fitted, got {self.ood_calibration!r}"
+                f"training: ood_calibration must be auto, held-out or cross-fitted, got {self.ood_calibration!r}"
             )
-        if self.ood_score not in self.ood_scores:
+        if self.ood_score != AUTO and self.ood_score not in self.ood_scores:
             raise HsisegError(f"training: ood_score {self.ood_score!r} is not among ood_scores {self.ood_scores}")
 
     def _check_numbers(self) -> None:

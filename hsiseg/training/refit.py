@@ -64,7 +64,7 @@ def refit(
         card = best.model_copy(update={
             "refit": Refit(steps=steps, annotated_pixels=int(training.labels.numel())),
             "trained_classes": trained_classes([training.labels.numpy()], spec.tree),
-            "ood": OodSettings(default=default_score(config, calibrations), scores=calibrations),
+            "ood": OodSettings(default=default_score(best.ood.default, calibrations), scores=calibrations),
         })  # fmt: skip
         save_model(checkpoints / "final", model, ModelCard.model_validate(card.model_dump()), scores)
     return model
