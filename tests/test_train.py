@@ -282,7 +282,9 @@ def test_the_automatic_unknown_tissue_default_follows_where_the_held_out_pixels_
     assert best.default == "spectral_knn"
     for name, calibration in best.scores.items():
         assert calibration.method == ("cross-fitted" if cross_fittable(build_score(name)) else "held-out"), name
-    assert read_card(tmp_path / "scene" / "checkpoints" / "final.json").ood.default == "spectral_knn"
+    final = read_card(tmp_path / "scene" / "checkpoints" / "final.json").ood
+    assert final.default == "spectral_knn" and final.scores["spectral_knn"].transferred_from == "cross-fitted"
+    assert final.scores["mahalanobis"].transferred_from == "held-out"
     train(spec_path, tmp_path / "split", config(steps=4, **PIXEL))
     split = read_card(tmp_path / "split" / "checkpoints" / "best.json").ood
     assert split.default == "mahalanobis" and {c.method for c in split.scores.values()} == {"held-out"}

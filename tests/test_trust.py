@@ -17,7 +17,11 @@ def test_promise_states_what_was_calibrated() -> None:
     line = promise("mahalanobis", -4.0, calibration())
     assert "'mahalanobis' below -4" in line and "keep 95% of known tissue (321 held-out pixels)" in line
     assert "4.0% of their pixels flagged" in line
-    assert "transferred to the refit" in promise("knn", -4.0, calibration("transferred"))
+    assert "(321 held-out pixels, transferred to the refit)" in promise("knn", -4.0, calibration("transferred"))
+    crossed = calibration("transferred").model_copy(update={"transferred_from": "cross-fitted"})
+    assert "(321 annotated pixels, each scored without its stroke, transferred to the refit)" in promise(
+        "spectral_knn", -4.0, crossed)
+    assert "(321 annotated pixels, each scored without its stroke)" in promise("knn", -4.0, calibration("cross-fitted"))
     assert "set by hand, no calibrated promise" in promise("knn", -3.0, calibration())
     assert "no calibrated score" in promise(None, None, None)
 

@@ -77,6 +77,9 @@ class OodCalibration(_Strict):
     threshold: float
     keep: float = Field(gt=0, le=1, description="share of held-out known pixels kept (not unknown)")
     method: Literal["held-out", "cross-fitted", "transferred"]
+    transferred_from: Literal["held-out", "cross-fitted"] | None = Field(
+        None, description="for a transferred threshold: how the validated network's was calibrated"
+    )
     held_out_pixels: int = Field(ge=1)
     reference_share: float = Field(ge=0, le=1, description="share of the transfer sample below the threshold")
     reference_low: float | None = Field(

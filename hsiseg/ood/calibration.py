@@ -145,7 +145,9 @@ def transfer(calibrations: dict[str, OodCalibration], reference: dict[str, np.nd
     for name, values in reference.items():
         if name in calibrations and values.size:
             threshold = float(np.quantile(values, calibrations[name].reference_share))
-            update = {"threshold": threshold, "method": "transferred", "reference_low": _low(values)}
+            source = calibrations[name]
+            update = {"threshold": threshold, "method": "transferred", "reference_low": _low(values),
+                      "transferred_from": source.transferred_from if source.method == "transferred" else source.method}
             transferred[name] = calibrations[name].model_copy(update=update)
     return transferred
 
