@@ -216,7 +216,7 @@ def summarise(results: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for data, per_strategy in results.items():
         random_curves = np.array([c["dice"] for c in per_strategy["random"]])
-        random_final = random_curves[:, -1].mean()
+        random_final = random_curves.mean(0)[-1]  # the same reduction as the mean curves it is compared with
         for strategy, curves in per_strategy.items():
             dice = np.array([c["dice"] for c in curves])
             reach = strokes_to_reach(list(dice.mean(0)), random_final)
@@ -253,7 +253,7 @@ def plot(results: dict, path: Path) -> None:
             axes.plot(np.arange(len(mean)), mean, label=f"hsiseg, {strategy}")
         svc = np.nanmean([c["svc_dice"] for c in per_strategy["random"]], axis=0)
         axes.plot(np.arange(len(svc)), svc, "k--", label="SVC, random strokes")
-        random_final = np.mean([c["dice"][-1] for c in per_strategy["random"]])
+        random_final = np.mean([c["dice"] for c in per_strategy["random"]], axis=0)[-1]
         axes.axhline(random_final, color="grey", linewidth=0.8, linestyle=":", label="random's final Dice")
         axes.axvline((len(svc) - 1) / 2, color="grey", linewidth=0.8, linestyle=":")
         axes.set(title=f"{data} ({len(per_strategy['random'])} seeds)", xlabel="strokes after one per class",

@@ -95,7 +95,7 @@ def bootstrap_protocol(name, spectra, target, shape, seed, confidence=0.9, resam
                     for keep in KEEPS}  # fmt: skip
 
 
-PROTOCOLS = {"held-out strokes (hsiseg today)": held_out_protocol, "cross-fitted strokes": cross_fitted_protocol,
+PROTOCOLS = {"held-out strokes": held_out_protocol, "cross-fitted strokes": cross_fitted_protocol,
              "held-out strokes, 90% stroke bootstrap": bootstrap_protocol}
 
 

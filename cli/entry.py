@@ -20,10 +20,8 @@ def main(args: list[str] | None = None) -> None:
     try:
         code = app(args=args, prog_name="hsiseg", standalone_mode=False)
     except usage_error as error:
-        if type(error).__name__ == "NoArgsIsHelpError":  # `hsiseg` alone: the help is the answer
-            sys.stderr.write(f"{error.format_message()}\n")
-        else:
-            sys.stderr.write(f"hsiseg: error: {usage_line(error)}\n")
+        if type(error).__name__ != "NoArgsIsHelpError":  # `hsiseg` alone: typer has printed the help
+            sys.stderr.write(f"hsiseg: error: {usage_line(error, args)}\n")
         raise SystemExit(error.exit_code) from None
     except any_error as error:
         sys.stderr.write(f"hsiseg: error: {error.format_message()}\n")
@@ -34,8 +32,13 @@ def main(args: list[str] | None = None) -> None:
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
-def usage_line(error: Any) -> str:
-    """A click ``UsageError`` as one line: ``No such option: --nope (see hsiseg train --help)``."""
+def usage_line(error: Any, args: list[str] | None) -> str:
+    """A click ``UsageError`` as one line: ``No such option: --nope (see hsiseg train --help)``; without the
+    error's context, the command is the first of ``args`` (default: the command line's)."""
     message = " ".join(error.format_message().split())
-    command = error.ctx.command_path if error.ctx is not None else "hsiseg"
+    if error.ctx is not None:
+        command = error.ctx.command_path
+    else:
+        words = sys.argv[1:] if args is None else args
+        command = f"hsiseg {words[0]}" if words and not words[0].startswith("-") else "hsiseg"
     return f"{message.rstrip('.')} (see {command} --help)"

@@ -59,10 +59,10 @@ def reader_options_with_limit(pairs: list[str] | None, max_cube_gb: float | None
     return options
 
 
-def refuse_flags(given: dict[str, bool], applies_to: str) -> None:
+def refuse_flags(given: dict[str, bool], applies_to: str, command: str = "predict") -> None:
     """One error naming every flag of ``given`` that was set (value True) in a run it does not apply to,
     e.g. ``refuse_flags({"--level": level is not None}, "folders of cubes, not to a recording")``."""
     asked = [flag for flag, was_given in given.items() if was_given]
     if asked:
         verb, pronoun = ("applies", "it") if len(asked) == 1 else ("apply", "them")
-        raise HsisegError(f"predict: {', '.join(asked)} {verb} to {applies_to}; drop {pronoun}")
+        raise HsisegError(f"{command}: {', '.join(asked)} {verb} to {applies_to}; drop {pronoun}")

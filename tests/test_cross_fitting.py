@@ -95,3 +95,34 @@ def test_an_unknown_calibration_is_refused_before_data_is_read(tmp_path: Path) -
     result = CliRunner().invoke(app, ["train", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "run"),
                                       "--ood-calibration", "crossfit"])  # fmt: skip
     assert result.exit_code == 2 and "ood_calibration" in result.output and "Traceback" not in result.output
+
+
+def test_the_automatic_choice_by_where_the_held_out_pixels_come_from() -> None:
+    from hsiseg.training.unknown_tissue import unknown_tissue_choice
+
+    every = ["max_softmax", "mahalanobis", "spectral_knn"]
+    assert unknown_tissue_choice("auto", "auto", every, strokes_held_out=True) == ("spectral_knn", "cross-fitted")
+    assert unknown_tissue_choice("auto", "auto", every, strokes_held_out=False) == ("mahalanobis", "held-out")
+    assert unknown_tissue_choice("knn", "held-out", every, strokes_held_out=True) == ("knn", "held-out")
+    # the preferred score not fitted: the other regime's, then the first fitted, never silently the worst
+    assert unknown_tissue_choice("auto", "auto", ["max_softmax", "mahalanobis"], True)[0] == "mahalanobis"
+    assert unknown_tissue_choice("auto", "auto", ["energy", "max_softmax"], False)[0] == "energy"
+    with pytest.raises(HsisegError, match="ood_scores must name at least one"):
+        TrainConfig(ood_scores=[]).check()
+
+
+def test_a_run_written_before_the_automatic_choice_resumes_as_it_was_configured(tmp_path: Path) -> None:
+    """An args.json from before 'auto' has no ood_calibration (and may have no ood_score): the resumed run keeps
+    the defaults of its time, and asking for them again is no difference."""
+    import json
+    from dataclasses import asdict
+
+    from hsiseg.training.run_folder import check_resume_options, stored_config
+
+    old = {k: v for k, v in asdict(TrainConfig()).items() if k not in ("ood_calibration", "ood_score")}
+    (tmp_path / "args.json").write_text(json.dumps({"spec": "spec.yaml", "config": old}))
+    stored = stored_config(tmp_path, None)
+    assert (stored.ood_score, stored.ood_calibration) == ("mahalanobis", "held-out")
+    check_resume_options(tmp_path, {"ood_calibration": "held-out"})
+    with pytest.raises(HsisegError, match="'held-out' in the run, 'cross-fitted' asked"):
+        check_resume_options(tmp_path, {"ood_calibration": "cross-fitted"})

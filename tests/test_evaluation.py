@@ -303,10 +303,24 @@ def test_the_gaussian_score_experiment_against_a_brute_force_distance() -> None:
     np.testing.assert_allclose(experiment.squared_distance(points, mean, covariance), expected, rtol=1e-10)
     spectra, labels = rng.normal(size=(40, 3)), np.repeat([0, 1], 20)
     models = experiment.gaussian_distances(spectra, labels)
-    relative = models["relative Mahalanobis"](points)
-    nearest = models["shared covariance (spectral_mahalanobis, baseline)"](points)
-    overall = experiment.squared_distance(points, spectra.mean(0), experiment.shrunk(np.cov(spectra.T), 0.1))
-    np.testing.assert_allclose(relative, nearest - overall)
+
+    def shrunk(matrix: np.ndarray, amount: float) -> np.ndarray:  # written out, not the module's
+        return (1 - amount) * matrix + (amount + 1e-6) * np.trace(matrix) / 3 * np.eye(3)
+
+    def distance(point, mean, covariance) -> float:
+        return float((point - mean) @ np.linalg.inv(covariance) @ (point - mean))
+
+    means = [spectra[labels == c].mean(0) for c in (0, 1)]
+    within = sum(np.cov(spectra[labels == c].T, bias=True) * 20 for c in (0, 1)) / 38
+    shared, overall = shrunk(within, 0.1), shrunk(np.cov(spectra.T), 0.1)
+    own = [shrunk(np.cov(spectra[labels == c].T), 0.5) for c in (0, 1)]
+    nearest = [min(distance(p, m, shared) for m in means) for p in points]
+    relative = [n - distance(p, spectra.mean(0), overall) for n, p in zip(nearest, points, strict=True)]
+    likely = [min(distance(p, m, c) + np.log(np.linalg.det(c)) for m, c in zip(means, own, strict=True))
+              for p in points]  # fmt: skip
+    np.testing.assert_allclose(models["shared covariance (spectral_mahalanobis, baseline)"](points), nearest)
+    np.testing.assert_allclose(models["relative Mahalanobis"](points), relative)
+    np.testing.assert_allclose(models["class-conditional Gaussians"](points), likely)
     result = experiment.main(["--quick"])
     assert {row[1] for row in result["rows"]} == {*models, "spectral_knn"}
     assert all(0 <= row[2] <= 1 for row in result["rows"])

@@ -210,3 +210,49 @@ def test_the_console_script_keeps_help_version_and_exit_codes(capsys, tmp_path: 
     printed = capsys.readouterr()
     assert f"hsiseg {__version__}" in printed.out and "Train a network" in printed.out
     assert printed.err.startswith("hsiseg: error: ") and "c.dat" in printed.err
+
+
+def test_hsiseg_alone_prints_its_help_and_nothing_else(capsys) -> None:
+    from hsiseg_cli.entry import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    printed = capsys.readouterr()
+    assert stopped.value.code == 2 and "train" in printed.out and printed.err == ""
+
+
+def test_an_option_without_its_value_names_the_command_to_ask(capsys, tmp_path: Path) -> None:
+    from hsiseg_cli.entry import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["render", str(tmp_path / "c.h5"), "--bands"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("hsiseg: error: Option '--bands' requires an argument")
+    assert err.rstrip().endswith("(see hsiseg render --help)")
+
+
+def test_the_predictor_itself_refuses_an_overlap_above_the_limit() -> None:
+    from hsiseg.models import DEFAULT_MODEL
+    from hsiseg.predict import Predictor
+    from hsiseg.predict.untrained import untrained
+    from hsiseg.synthetic.dataset import demo_tree
+
+    network = untrained(DEFAULT_MODEL, demo_tree(), [500.0, 600.0, 700.0])
+    with pytest.raises(HsisegError, match=r"overlap must be in \[0, 0.9\], got 0.95"):
+        Predictor(network.model, network.card, overlap=0.95)
+    assert Predictor(network.model, network.card, overlap=0.9, scores=network.scores).overlap == 0.9
+
+
+def test_files_hsiseg_writes_stay_rewritable_under_a_umask_without_write_bits(tmp_path: Path) -> None:
+    import os
+
+    from hsiseg.io.atomic import atomic_path
+
+    previous = os.umask(0o222)
+    try:
+        for text in ("first", "second"):  # the second write replaces hsiseg's own file
+            with atomic_path(tmp_path / "metrics.csv") as temporary:
+                temporary.write_text(text)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "metrics.csv").read_text() == "second"

@@ -33,7 +33,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise OSError(error.errno, error.strerror, str(path)) from None
     os.close(handle)
     temporary = Path(name)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+    # mkstemp creates 0600: give the file the usual permissions, always writable by its owner, so that a umask
+    # without write bits does not make hsiseg refuse its own files the next time (see _refuse_read_only)
+    os.chmod(temporary, (0o666 & ~_umask()) | stat.S_IWUSR)
     try:
         yield temporary
         os.replace(temporary, path)

@@ -28,7 +28,7 @@ from hsiseg.errors import HsisegError
 from hsiseg.spectral import Preprocessing
 from hsiseg.tree import LabelTree
 
-CARD_FORMAT = 2
+CARD_FORMAT = 3  # 3: OodCalibration.transferred_from; 2 and 1 still load
 
 
 def versions() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Every score maps a pixel's network output to a number, **higher = more like the trained classes**; a pixel
 is *unknown* when its score is below the threshold calibrated for that score on held-out annotated pixels
-(:mod:`hsiseg.ood.calibration`).
+(:mod:`hsiseg.ood.calibration`), or on every annotated pixel's out-of-fold value (:mod:`hsiseg.ood.cross_fitting`).
 
 ========================  ==========================================================  =========================
 name                      score (z: logits, f: penultimate features, x: input)          paper

@@ -53,4 +53,7 @@ def untrained(
         preprocessing=Preprocessing(wavelengths=[float(w) for w in wavelengths], normalization="l1"),
         trained_classes=tree.leaves, ood=OodSettings(default=score, scores={score: calibration}),
     )  # fmt: skip
-    return Untrained(model, card, fit_scores([score], outputs, tree.num_leaves))
+    scores = fit_scores([score], outputs, tree.num_leaves)
+    if score not in scores:  # a feature score on a network without features
+        raise ValueError(f"untrained: score {score!r} cannot be fitted on network {name!r}")
+    return Untrained(model, card, scores)

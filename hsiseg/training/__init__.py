@@ -9,8 +9,9 @@ optimiser steps, validating and checkpointing every ``validate_every`` steps (a 
 - ``validation_strokes.json`` and ``validation_strokes/<sample>.png`` when the training and validation splits
   share images: the scribble strokes held out for validation (:mod:`hsiseg.dataset.strokes`);
 - ``checkpoints/best.{json,safetensors}`` (best validation mean Dice, held-out pixels only; after the last
-  round its unknown-tissue scores are fitted on the training pixels and calibrated on the held-out ones,
-  :func:`calibrate_best`, :mod:`hsiseg.ood.calibration`) and
+  round its unknown-tissue scores are fitted on the training pixels and calibrated on the held-out ones, or
+  cross-fitted on every stroke where those are strokes of the training images,
+  :func:`calibrate_best`, :mod:`hsiseg.ood.calibration`, :mod:`hsiseg.training.unknown_tissue`) and
   ``checkpoints/last/`` (the last round's ``model.*`` with its training state for ``resume=True``:
   optimizer, scheduler, round, RNG; saved as one unit with a manifest, see :mod:`hsiseg.models.checkpoint`);
 - ``checkpoints/final.*`` (``refit``, when there were validation pixels): a fresh network trained on *all*

@@ -63,14 +63,16 @@ def with_ood(
     card: ModelCard, model, data: TrainingData, config: TrainConfig, device, autocast_dtype
 ) -> tuple[ModelCard, dict[str, OodScore]]:
     """The card with every unknown-tissue score fitted on the training pixels and calibrated on the held-out
-    validation pixels (:mod:`hsiseg.ood.calibration`), and the fitted scores."""
+    validation pixels (:mod:`hsiseg.ood.calibration`), or, for input-space scores under cross-fitted calibration,
+    on every annotated pixel's out-of-fold value; its default score as :mod:`hsiseg.training.unknown_tissue`
+    chooses it; and the fitted scores."""
     training = annotated_outputs(model, data.train_images, device, autocast_dtype)
     scores = fit_scores(config.ood_scores, training, card.model.classes)
     default, calibration = unknown_tissue_choice(config.ood_score, config.ood_calibration, config.ood_scores,
                                                  strokes_held_out=bool(data.held_out))  # fmt: skip
     crossed: dict[str, OodScore] = {}
-    if calibration == "cross-fitted":
-        names = [name for name, score in scores.items() if cross_fittable(score)]
+    names = [name for name, score in scores.items() if cross_fittable(score)]
+    if calibration == "cross-fitted" and names:
         crossed, out_of_fold = cross_fitted(model, names, [data.train_images, data.validation], card.model.classes,
                                             device, config.seed, autocast_dtype)  # fmt: skip
         scores.update(crossed)  # fitted on every annotated pixel

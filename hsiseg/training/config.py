@@ -68,6 +68,8 @@ class TrainConfig:
                               "did not finish in 5 minutes); drop it on this device")  # fmt: skip
         check_loss(self.loss, self.loss_options)
         check_model(DEFAULT_MODEL if self.model == AUTO else self.model, self.model_options)  # auto: its candidates'
+        if not self.ood_scores:
+            raise HsisegError("training: ood_scores must name at least one unknown-tissue score")
         for name in self.ood_scores:
             OOD_SCORES.check(name, parameter="ood_scores entry")
         if self.ood_calibration not in (AUTO, *CALIBRATIONS):

@@ -55,7 +55,7 @@ def stored_config(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
     for a different budget (continuing for longer is allowed; everything else stays as it was)."""
     saved = run_dir / "args.json"
     try:
-        stored = TrainConfig(**json.loads(saved.read_text())["config"])
+        stored = TrainConfig(**stored_settings(saved))
     except TypeError as error:
         raise HsisegError(f"{saved}: written by another hsiseg version ({error}); start a new run") from None
     if config is not None and config.steps != stored.steps:
@@ -64,13 +64,22 @@ def stored_config(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
     return stored
 
 
+# settings added after runs were written with their then-defaults, which a resumed run keeps
+EARLIER_DEFAULTS = {"ood_score": "mahalanobis", "ood_calibration": "held-out"}
+
+
+def stored_settings(saved: Path) -> dict[str, Any]:
+    """The ``config`` of a run's ``args.json``, a setting it predates filled with the default of its time."""
+    return {**EARLIER_DEFAULTS, **json.loads(saved.read_text())["config"]}
+
+
 def check_resume_options(run_dir: str | Path, requested: dict[str, Any]) -> None:
     """Refuse to resume when ``requested`` settings (those a user asked for; ``steps`` may change) differ from
     the run's own: a resumed run continues exactly as it was configured."""
     saved = Path(run_dir) / "args.json"
     if not saved.is_file():
         return  # resolve_config says there is nothing to resume
-    stored = asdict(TrainConfig(**json.loads(saved.read_text())["config"]))
+    stored = asdict(TrainConfig(**stored_settings(saved)))
     changed = sorted(k for k, v in requested.items() if k != "steps" and json.loads(json.dumps(v)) != stored.get(k))
     if changed:
         shown = ", ".join(f"{k} ({stored.get(k)!r} in the run, {requested[k]!r} asked)" for k in changed)

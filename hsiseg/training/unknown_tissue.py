@@ -28,8 +28,9 @@ def unknown_tissue_choice(
 ) -> tuple[str, str]:
     """(score, calibration) a run uses: ``score`` and ``calibration`` as configured, each ``"auto"`` resolved
     by where the held-out pixels come from (``strokes_held_out``: strokes of the training images); an automatic
-    score that is not among the ``fitted`` scores gives way to the first of them."""
+    score that is not among the ``fitted`` scores gives way to the other regime's, then to the first fitted."""
     preferred_score, preferred_calibration = SCENE_CHOICE if strokes_held_out else SPLIT_CHOICE
     if score == AUTO:
-        score = preferred_score if preferred_score in fitted or not fitted else fitted[0]
+        ranked = [preferred_score, *(choice[0] for choice in (SCENE_CHOICE, SPLIT_CHOICE)), *fitted]
+        score = next((name for name in ranked if name in fitted), preferred_score)
     return score, preferred_calibration if calibration == AUTO else calibration
