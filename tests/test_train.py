@@ -275,9 +275,19 @@ def test_the_automatic_unknown_tissue_default_follows_where_the_held_out_pixels_
     from hsiseg.dataset.indian_pines import write_indian_pines
     from hsiseg.ood import build_score
     from hsiseg.ood.cross_fitting import cross_fittable
+    from hsiseg.training.reporting import SilentReporter
 
-    scene = write_indian_pines(tmp_path / "pines", fraction=0.05)
-    train(scene, tmp_path / "scene", config(steps=4, **PIXEL))
+    class Messages(SilentReporter):
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.said.append(text)
+
+    scene, reporter = write_indian_pines(tmp_path / "pines", fraction=0.05), Messages()
+    train(scene, tmp_path / "scene", config(steps=4, **PIXEL), reporter=reporter)
+    assert any(m.startswith("unknown tissue: 7 scores calibrated (keep 95%); default spectral_knn, cross-fitted on "
+                            "every stroke") for m in reporter.said), reporter.said  # fmt: skip
     best = read_card(tmp_path / "scene" / "checkpoints" / "best.json").ood
     assert best.default == "spectral_knn"
     for name, calibration in best.scores.items():

@@ -191,10 +191,13 @@ def _calibrate(run: Run) -> None:
     if not run.world.main:
         return
     calibrated = calibrate_best(run.checkpoints, run.data, run.config, run.device).ood
-    if calibrated.scores:
-        pixels = next(iter(calibrated.scores.values())).held_out_pixels
-        run.reporter.message(f"unknown tissue: {len(calibrated.scores)} scores calibrated on {pixels} held-out "
-                             f"pixels (keep {run.config.ood_keep:.0%}); default {calibrated.default}")  # fmt: skip
+    if calibrated.scores and calibrated.default is not None:
+        chosen = calibrated.scores[calibrated.default]
+        how = ("cross-fitted on every stroke, each scored without its own" if chosen.method == "cross-fitted"
+               else "calibrated on the held-out pixels")  # fmt: skip
+        run.reporter.message(f"unknown tissue: {len(calibrated.scores)} scores calibrated (keep "
+                             f"{run.config.ood_keep:.0%}); default {calibrated.default}, {how} "
+                             f"({chosen.held_out_pixels} pixels)")  # fmt: skip
 
 
 def _agreed(best: BestRound, world: Distributed) -> BestRound:
