@@ -22,6 +22,8 @@ from .options import MaxCubeGB, ReaderOptions, parse_options, reader_options_wit
 from .progress import run_prediction
 from .recording_command import predict_recording_command
 
+DEMOSAIC, EXPORTS = "subsample", "areas,mp4,html"  # recordings' defaults; given with files of cubes, refused
+
 
 @reports_errors
 def predict(
@@ -70,7 +72,7 @@ def predict(
         Path | None, typer.Option(help="Camera description (YAML) of a snapshot-mosaic recording (.b2nd ...).")
     ] = None,
     demosaic: Annotated[str, typer.Option(help="Recordings: subsample (one spectrum per tile) or bilinear.")] = (
-        "subsample"
+        DEMOSAIC
     ),
     every: Annotated[int, typer.Option(help="Recordings: predict every N-th frame.")] = 1,
     start: Annotated[int, typer.Option(help="Recordings: first frame (0-based).")] = 0,
@@ -80,7 +82,7 @@ def predict(
     ] = 0.0,
     export: Annotated[
         str, typer.Option(help="Recordings: outputs to write from the maps: areas, mp4, html (comma-separated).")
-    ] = "areas,mp4,html",
+    ] = EXPORTS,
     batch_frames: Annotated[
         int, typer.Option(help="Recordings: frames per forward pass (4-8 on a GPU; 1 on a CPU is as fast).")
     ] = 1,
@@ -105,8 +107,8 @@ def predict(
     if camera is not None or any(is_recording(path) for path in inputs):
         return predict_recording_command(model, inputs, output, settings, camera, demosaic,
                                          Selection(start, stop, every), smooth, export, batch_frames)  # fmt: skip
-    recording_only = {"--demosaic": demosaic != "subsample", "--every": every != 1, "--start": start != 0,
-                      "--stop": stop is not None, "--smooth": smooth != 0.0, "--export": export != "areas,mp4,html",
+    recording_only = {"--demosaic": demosaic != DEMOSAIC, "--every": every != 1, "--start": start != 0,
+                      "--stop": stop is not None, "--smooth": smooth != 0.0, "--export": export != EXPORTS,
                       "--batch-frames": batch_frames != 1}  # fmt: skip
     refuse_flags(recording_only, "recordings (with --camera), not to files of cubes")
     try:

@@ -86,6 +86,12 @@ class OodCalibration(_Strict):
         None, description="the score's 5% quantile on the transfer sample (what 95% of training-image pixels exceed)"
     )
 
+    @property
+    def origin(self) -> str | None:
+        """How the threshold was first calibrated (``held-out`` or ``cross-fitted``), through any transfer; None
+        for a transfer recorded before hsiseg kept its origin."""
+        return self.transferred_from if self.method == "transferred" else self.method
+
 
 class OodSettings(_Strict):
     default: str | None = None

@@ -145,9 +145,8 @@ def transfer(calibrations: dict[str, OodCalibration], reference: dict[str, np.nd
     for name, values in reference.items():
         if name in calibrations and values.size:
             threshold = float(np.quantile(values, calibrations[name].reference_share))
-            source = calibrations[name]
             update = {"threshold": threshold, "method": "transferred", "reference_low": _low(values),
-                      "transferred_from": source.transferred_from if source.method == "transferred" else source.method}
+                      "transferred_from": calibrations[name].origin}
             transferred[name] = calibrations[name].model_copy(update=update)
     return transferred
 

@@ -26,8 +26,8 @@ def promise(score: str | None, threshold: float | None, calibration: OodCalibrat
         return "unknown tissue: no calibrated score; every pixel gets a class"
     if calibration is None or threshold != calibration.threshold:
         return f"unknown tissue by '{score}' below {threshold:.4g}: a threshold set by hand, no calibrated promise"
-    origin = calibration.transferred_from if calibration.method == "transferred" else calibration.method
-    how = {"cross-fitted": "annotated pixels, each scored without its stroke"}.get(origin or "", "held-out pixels")
+    how = {"cross-fitted": "annotated pixels, each scored without its stroke"}.get(calibration.origin or "",
+                                                                                  "held-out pixels")
     if calibration.method == "transferred":
         how += ", transferred to the refit"
     return (f"unknown tissue by '{score}' below {threshold:.4g}: calibrated to keep {calibration.keep:.0%} of known "

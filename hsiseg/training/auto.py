@@ -44,7 +44,6 @@ from hsiseg.training.selection import (
     score_contexts,
     with_options,
 )
-from hsiseg.training.unknown_tissue import unknown_tissue_choice
 
 
 def selects(run_dir: Path, config: TrainConfig | None, resume: bool) -> bool:
@@ -76,8 +75,7 @@ def train_selected(
     data = build_training_data(spec, config, preprocessing)
     scores: dict[str, CandidateScore] = {}
     held_out = held_out_strokes(data.validation)
-    default, _ = unknown_tissue_choice(config.ood_score, config.ood_calibration, config.ood_scores,
-                                       strokes_held_out=bool(data.held_out))  # fmt: skip
+    default, _ = config.unknown_tissue(strokes_held_out=bool(data.held_out))
     for candidate in candidates(config.model_options):
         folder = run_dir / "candidates" / candidate.name
         reporter.message(f"candidate {candidate.name}: {candidate.model} {candidate.options}")

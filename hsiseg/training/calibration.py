@@ -30,7 +30,6 @@ from hsiseg.training.config import TrainConfig
 from hsiseg.training.data import TrainingData
 from hsiseg.training.step import _autocast_dtype
 from hsiseg.training.temperature import fit_temperature
-from hsiseg.training.unknown_tissue import unknown_tissue_choice
 
 
 def card_base(config, spec: DataSpec, preprocessing, model: AnySize, train_images: SpecDataset) -> ModelCard:
@@ -68,8 +67,7 @@ def with_ood(
     chooses it; and the fitted scores."""
     training = annotated_outputs(model, data.train_images, device, autocast_dtype)
     scores = fit_scores(config.ood_scores, training, card.model.classes)
-    default, calibration = unknown_tissue_choice(config.ood_score, config.ood_calibration, config.ood_scores,
-                                                 strokes_held_out=bool(data.held_out))  # fmt: skip
+    default, calibration = config.unknown_tissue(strokes_held_out=bool(data.held_out))
     crossed: dict[str, OodScore] = {}
     names = [name for name, score in scores.items() if cross_fittable(score)]
     if calibration == "cross-fitted" and names:

@@ -13,7 +13,7 @@ from hsiseg.models import DEFAULT_MODEL, check_model
 from hsiseg.ood import DEFAULT_SCORES, OOD_SCORES
 from hsiseg.option_checks import in_range, whole_number
 from hsiseg.training.selection import AUTO
-from hsiseg.training.unknown_tissue import CALIBRATIONS
+from hsiseg.training.unknown_tissue import CALIBRATIONS, unknown_tissue_choice
 
 MAX_CLASS_BALANCE = 10.0  # count ** -10: a class with 2x the pixels is drawn 1000x less often; beyond is noise
 
@@ -78,6 +78,11 @@ class TrainConfig:
             )
         if self.ood_score != AUTO and self.ood_score not in self.ood_scores:
             raise HsisegError(f"training: ood_score {self.ood_score!r} is not among ood_scores {self.ood_scores}")
+
+    def unknown_tissue(self, strokes_held_out: bool) -> tuple[str, str]:
+        """(default score, calibration) of this run, ``auto`` resolved by where its held-out pixels come from
+        (``strokes_held_out``: strokes of the training images; :mod:`hsiseg.training.unknown_tissue`)."""
+        return unknown_tissue_choice(self.ood_score, self.ood_calibration, self.ood_scores, strokes_held_out)
 
     def _check_numbers(self) -> None:
         for name in ("steps", "validate_every", "batch_size", "patch_size", "pixels_per_step"):
