@@ -1,7 +1,8 @@
 """Unknown tissue (OOD-SEG protocol): how well each OOD score flags classes the network never saw.
 
-Run: ``python benchmarks/ood.py --output results.json`` (every rotation on both data sets), or ``--quick``
-(a tiny demo, two rotations, few steps: the smoke test used by the test suite).
+Run: ``python benchmarks/ood.py --output results.json`` (every rotation on every data set; ``--seeds 3``: each
+rotation with three draws of the scribbles and training seeds), or ``--quick`` (a tiny demo, two rotations, few
+steps: the smoke test used by the test suite).
 
 Protocol. For every *held-out set* (each leaf in turn, then each top-level family), the scribbles of those
 classes are removed from the data spec (partial labels naming one of their ancestors too); hsiseg trains on
@@ -158,35 +159,46 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def datasets(names: list[str], quick: bool, folder: Path) -> list[DataSet]:
-    """The data sets ``names`` (demo, indian-pines at 3%, real scenes under their quality.py protocols)."""
+def datasets(names: list[str], quick: bool, seed: int, folder: Path) -> list[DataSet]:
+    """The data sets ``names`` (demo, indian-pines at 3%, real scenes under their quality.py protocols), their
+    scribbles drawn with ``seed`` (the demo's scribbles are fixed)."""
     found = [demo(folder, quick)] if "demo" in names else []
-    found += [indian_pines(0.03, 0, folder)] if "indian-pines" in names else []
-    return found + [real_scene(name, 0, folder) for name in names if name in REAL_SCENES]
+    found += [indian_pines(0.03, seed, folder)] if "indian-pines" in names else []
+    return found + [real_scene(name, seed, folder) for name in names if name in REAL_SCENES]
 
 
-def run_all(quick: bool, steps: int | None, folder: Path, names: list[str], calibration: str = "auto"
-            ) -> list[dict]:  # fmt: skip
+def run_all(quick: bool, steps: int | None, folder: Path, names: list[str], calibration: str = "auto",
+            seeds: int = 1) -> list[dict]:  # fmt: skip
+    """Every held-out set of every data set in ``names``, for each of ``seeds`` seeds (scribbles and training)."""
     config = TrainConfig() if steps is None else TrainConfig(steps=steps, validate_every=max(1, steps // 4))
     config = replace(config, ood_calibration=calibration)
     runs = []
-    for data in datasets(names, quick, folder):
-        for index, (name, held_out) in enumerate(held_out_sets(data, quick)):
-            started = time.perf_counter()
-            run_folder = folder / f"{data.spec.name}-{index}"
-            torch.manual_seed(0)
-            results = run_hsiseg(data, held_out, config, run_folder) | run_baselines(data, held_out, quick)
-            kind = "leaf" if len(held_out) == 1 else "family"
-            for method, numbers in results.items():
-                runs.append({"data": data.name, "held_out": name, "kind": kind, "method": method, **numbers})
-            best = max(results, key=lambda m: results[m]["auroc"])
-            print(f"  {data.name} | without {name} | best {best} AUROC {results[best]['auroc']:.3f} | "
-                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr)  # fmt: skip
+    for seed in range(seeds):
+        for data in datasets(names, quick, seed, folder / f"seed-{seed}"):
+            runs += run_rotations(data, replace(config, seed=seed), quick, folder / f"seed-{seed}")
+    return runs
+
+
+def run_rotations(data: DataSet, config: TrainConfig, quick: bool, folder: Path) -> list[dict]:
+    """The rows of every held-out set of ``data``: hsiseg's scores and the baselines, each on the same pixels."""
+    runs = []
+    for index, (name, held_out) in enumerate(held_out_sets(data, quick)):
+        started = time.perf_counter()
+        run_folder = folder / f"{data.spec.name}-{index}"
+        torch.manual_seed(config.seed)
+        results = run_hsiseg(data, held_out, config, run_folder) | run_baselines(data, held_out, quick)
+        kind = "leaf" if len(held_out) == 1 else "family"
+        for method, numbers in results.items():
+            runs.append({"data": data.name, "held_out": name, "kind": kind, "seed": config.seed, "method": method,
+                         **numbers})  # fmt: skip
+        best = max(results, key=lambda m: results[m]["auroc"])
+        print(f"  {data.name} | seed {config.seed} | without {name} | best {best} AUROC "
+              f"{results[best]['auroc']:.3f} | {time.perf_counter() - started:.0f} s", file=sys.stderr)  # fmt: skip
     return runs
 
 
 def summarise(runs: list[dict]) -> str:
-    """Markdown table per data set and kind of held-out set: mean +- std over rotations, per method."""
+    """Markdown table per data set and kind of held-out set: mean +- std over rotations and seeds, per method."""
     lines = []
     metrics = ("auroc", "aupr", "fpr_at_95_tpr", "known_flagged", "unknown_caught")
     for data in dict.fromkeys(r["data"] for r in runs):
@@ -194,8 +206,9 @@ def summarise(runs: list[dict]) -> str:
             group = [r for r in runs if r["data"] == data and r["kind"] == kind]
             if not group:
                 continue
-            rotations = len({r["held_out"] for r in group})
-            lines += [f"\n**{data}**, held out: each {kind} in turn ({rotations} rotations)\n"]
+            rotations, seeds = len({r["held_out"] for r in group}), len({r.get("seed", 0) for r in group})
+            runs_of = f"{rotations} rotations" + (f" x {seeds} seeds" if seeds > 1 else "")
+            lines += [f"\n**{data}**, held out: each {kind} in turn ({runs_of})\n"]
             lines += ["| score | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
             for method in dict.fromkeys(r["method"] for r in group):
                 rows = [r for r in group if r["method"] == method]
@@ -216,6 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, default=None, help="write every run's numbers as JSON")
     every = ["demo", "indian-pines", *REAL_SCENES]
     parser.add_argument("--data", nargs="+", default=every, choices=every, help="data sets (default: all)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="scribble and training seeds; each seed repeats every rotation (the mean is over both)")
     parser.add_argument("--ood-calibration", default="auto", choices=["auto", "held-out", "cross-fitted"],
                         help="how hsiseg train calibrates the thresholds (TrainConfig.ood_calibration)")
     args = parser.parse_args(argv)
@@ -223,10 +238,9 @@ def main(argv: list[str] | None = None) -> dict:
     steps = 12 if args.quick else args.steps
     names = ["demo", "samson"] if args.quick else args.data
     with tempfile.TemporaryDirectory() as folder:
-        runs = run_all(args.quick, steps, Path(folder), names, args.ood_calibration)
-    return finish(
-        runs, summarise(runs), started, f"{len({(r['data'], r['held_out']) for r in runs})} trainings", args.output
-    )
+        runs = run_all(args.quick, steps, Path(folder), names, args.ood_calibration, args.seeds)
+    trainings = len({(r["data"], r["held_out"], r.get("seed", 0)) for r in runs})
+    return finish(runs, summarise(runs), started, f"{trainings} trainings", args.output)
 
 
 if __name__ == "__main__":
