@@ -324,3 +324,31 @@ def test_the_gaussian_score_experiment_against_a_brute_force_distance() -> None:
     result = experiment.main(["--quick"])
     assert {row[1] for row in result["rows"]} == {*models, "spectral_knn"}
     assert all(0 <= row[2] <= 1 for row in result["rows"])
+
+
+def test_class_thresholds_take_each_class_quantile_and_the_pooled_one_for_small_classes() -> None:
+    experiment = benchmark("experiment_class_thresholds")
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 40), rng.normal(-5, 3, 30), rng.normal(2, 1, 5)])
+    codes = np.repeat([0, 2, 3], [40, 30, 5])
+    thresholds = experiment.class_thresholds(values, codes, num_leaves=5, keep=0.9, min_pixels=20)
+    pooled = np.sort(values)[int(0.1 * 74)] + 0.4 * (np.sort(values)[8] - np.sort(values)[7])  # linear, at 7.4
+    expected = [np.quantile(values[:40], 0.1), pooled, np.quantile(values[40:70], 0.1), pooled, pooled]
+    np.testing.assert_allclose(thresholds, expected)  # classes 1 and 4 have no value, class 3 only 5: pooled
+
+
+def test_out_of_fold_codes_follow_cross_fitting_order() -> None:
+    experiment = benchmark("experiment_class_thresholds")
+    target = np.array([[0, 1, -100], [1, 0, 2]])
+    folds = np.array([[1, 0, -1], [1, 0, 0]])
+    # fold 0 row-major: (0,1)=1, (1,1)=0, (1,2)=2; then fold 1: (0,0)=0, (1,0)=1
+    np.testing.assert_array_equal(experiment.out_of_fold_codes({"a": target}, {"a": folds}), [1, 0, 2, 0, 1])
+
+
+def test_the_quick_class_threshold_experiment() -> None:
+    experiment = benchmark("experiment_class_thresholds", "sklearn")
+    result = experiment.main(["--quick"])
+    assert {row[2] for row in result["rows"]} == set(experiment.RULES)
+    assert {row[1] for row in result["rows"]} == {"soil", "tree", "water"}  # Samson, each leaf held out
+    assert all(0 <= row[3] <= 1 and 0 <= row[4] <= 1 for row in result["rows"])
+    assert "| per class |" in result["report"]
