@@ -101,11 +101,11 @@ def run(data: DataSet, seed: int, steps: int | None = None) -> list[tuple]:
         predictor = Predictor.from_checkpoint(final_checkpoint(folder / "run"), ood_score=SCORE)
         prediction = predictor.predict(data.spec.read_cube(sample_id))
         unknown, known = scored_pixels(data, sample_id, held_out)
-        score = prediction.score
-        limits = {RULES[0]: np.full(leaves, predictor.ood_threshold), RULES[1]: np.full(leaves, np.quantile(
-            values, 1 - KEEP)), RULES[2]: per_class}  # fmt: skip
+        pooled = float(np.quantile(values, 1 - KEEP))
+        limits = {RULES[0]: np.full(leaves, predictor.ood_threshold), RULES[1]: np.full(leaves, pooled),
+                  RULES[2]: per_class}  # fmt: skip
         for rule, limit in limits.items():
-            below = score < limit[prediction.labels]
+            below = prediction.score < limit[prediction.labels]  # each pixel against its predicted class's
             rows.append((data.name, name, rule, float(below[known].mean()), float(below[unknown].mean())))
     return rows
 
