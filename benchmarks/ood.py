@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ood-calibration", default="auto", choices=["auto", "held-out", "cross-fitted"],
                         help="how hsiseg train calibrates the thresholds (TrainConfig.ood_calibration)")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     started = time.perf_counter()
     steps = 12 if args.quick else args.steps
     names = ["demo", "samson"] if args.quick else args.data
